@@ -1,0 +1,1 @@
+"""Kernels printed by softce.codegen from the derivations; never edited by hand."""

@@ -1,0 +1,1 @@
+"""The generator: derived expressions -> row-kernel IR -> printed Numba modules."""

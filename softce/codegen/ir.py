@@ -1,0 +1,86 @@
+"""The row-kernel IR: what one kernel computes for each row of a (rows, n) array.
+
+A row kernel reads rows along the class axis (and per-row scalars such as a label), runs row
+reductions over the class index k (a max, sums, and sums carried in D11's online (m, d) form),
+then evaluates row-level values and elementwise outputs over the element index i (or i and j).
+Every expression here is a SymPy expression taken from the derivations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+
+@dataclass(frozen=True)
+class Source:
+    """A derived expression a kernel is built from: derivation id, result name, its hash."""
+
+    derivation: str
+    result: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """acc = sum_k summand over the row; ``shifted`` sums carry exp(x[k] - m) and are merged
+    chunk by chunk with D11's rule, the rest are plain sums."""
+
+    symbol: sp.Symbol
+    summand: sp.Expr
+    shifted: bool
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """symbol = expr, evaluated once per row (row level) or once per element."""
+
+    symbol: sp.Symbol
+    expr: sp.Expr
+
+
+@dataclass
+class RowKernel:
+    """One lowered kernel.
+
+    rows: names of the (rows, n) input arrays, each an IndexedBase of the derivations.
+    row_scalars: (array name, per-row symbol) pairs, e.g. ("labels", c).
+    params: scalar arguments shared by all rows.
+    max_of: the row whose max m is the shift of every shifted reduction (None: no shift).
+    scratch: rows materialised before the outputs (name -> element expression in i).
+    outputs: elementwise outputs (name -> expression in i); pair_outputs in i and j.
+    row_outputs: per-row scalar outputs.
+    """
+
+    name: str
+    doc: str
+    rows: tuple[sp.IndexedBase, ...]
+    row_scalars: tuple[tuple[str, sp.Symbol], ...] = ()
+    params: tuple[sp.Symbol, ...] = ()
+    max_of: sp.IndexedBase | None = None
+    merge_m: sp.Expr | None = None
+    merge_d: sp.Expr | None = None
+    reductions: tuple[Reduction, ...] = ()
+    row_level: tuple[Assignment, ...] = ()
+    scratch: tuple[tuple[sp.IndexedBase, tuple[Assignment, ...], sp.Expr], ...] = ()
+    element_level: tuple[Assignment, ...] = ()
+    outputs: tuple[tuple[str, sp.Expr], ...] = ()
+    pair_outputs: tuple[tuple[str, sp.Expr], ...] = ()
+    row_outputs: tuple[tuple[str, sp.Expr], ...] = ()
+    sources: tuple[Source, ...] = field(default_factory=tuple)
+
+
+@dataclass
+class ElementwiseKernel:
+    """out[q] = expr(t) for every element t of a flat array, with a per-element shift
+    ``shift`` (the max of the pair (t, 0) for sigmoid)."""
+
+    name: str
+    doc: str
+    arg: sp.Symbol
+    shift_symbol: sp.Symbol
+    shift: sp.Expr
+    element_level: tuple[Assignment, ...]
+    output: sp.Expr
+    sources: tuple[Source, ...] = field(default_factory=tuple)

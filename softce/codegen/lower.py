@@ -1,0 +1,182 @@
+"""Lowering: derived expressions of one kernel -> a RowKernel of the IR.
+
+Passes, in order: every row Sum becomes a named reduction (those carrying exp(x[k] - m) become
+D11 online sums); each elementwise expression keeps only what varies with the element index,
+the rest is hoisted to row level; common subexpressions are shared with ``sympy.cse``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from softce.derive.symbols import i, j, k, n
+
+from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel, Source
+
+#: The shift every shifted reduction uses: the row's max (D2 with D = max).
+m = sp.Symbol("m", real=True)
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What a kernel computes, in derived expressions (p and LSE already substituted)."""
+
+    name: str
+    doc: str
+    rows: tuple[sp.IndexedBase, ...]
+    row_scalars: tuple[tuple[str, sp.Symbol], ...] = ()
+    params: tuple[sp.Symbol, ...] = ()
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    pair_outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    row_outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    scratch: Mapping[sp.IndexedBase, sp.Expr] = field(default_factory=dict)
+    merge: tuple[sp.Expr, sp.Expr] | None = None
+    sources: tuple[Source, ...] = ()
+
+def _is_row_sum(s: sp.Sum) -> bool:
+    (var, lo, hi), = s.limits
+    return lo == 0 and sp.simplify(hi - (n - 1)) == 0
+
+def _reduction_name(summand: sp.Expr, shifted: bool, taken: set[str]) -> str:
+    """Names from the math: d for sum exp(x[k] - m), else sum_<rows it reads>."""
+    bases = sorted({str(ix.base) for ix in summand.atoms(sp.Indexed)})
+    name = "d" if shifted and summand.func is sp.exp else "sum_" + "_".join(bases)
+    if shifted and summand.func is not sp.exp:
+        name = "sum_e_" + "_".join(bases)
+    candidate, q = name, 1
+    while candidate in taken:
+        candidate, q = f"{name}{q}", q + 1
+    taken.add(candidate)
+    return candidate
+
+def extract_reductions(exprs: list[sp.Expr]) -> tuple[list[sp.Expr], list[Reduction]]:
+    """Replace every row Sum by an accumulator symbol; shifted sums are those in m."""
+    reductions: dict[sp.Expr, Reduction] = {}
+    taken: set[str] = set()
+    found = sorted({s for e in exprs for s in e.atoms(sp.Sum)}, key=sp.default_sort_key)
+    mapping = {}
+    for s in found:
+        if not _is_row_sum(s):
+            raise ValueError(f"not a row reduction over 0..n-1: {s}")
+        summand = s.function.xreplace({s.variables[0]: k})
+        if summand.has(sp.Sum):
+            raise ValueError(f"nested row reductions are not lowered: {s}")
+        if summand not in reductions:
+            shifted = summand.has(m)
+            if shifted and (summand / _shift_factor(summand)).has(m):
+                raise ValueError(f"a shifted sum must be exp(x[k] - m) * h[k]: {summand}")
+            name = _reduction_name(summand, shifted, taken)
+            reductions[summand] = Reduction(sp.Symbol(name, real=True), summand, shifted)
+        mapping[s] = reductions[summand].symbol
+    return [e.xreplace(mapping) for e in exprs], list(reductions.values())
+
+def _shift_factor(summand: sp.Expr) -> sp.Expr:
+    """The exp(...) factor of a shifted summand."""
+    factors = summand.args if summand.is_Mul else (summand,)
+    exps = [f for f in factors if f.func is sp.exp and f.has(m)]
+    if len(exps) != 1:
+        raise ValueError(f"a shifted sum needs exactly one exp(x[k] - m) factor: {summand}")
+    return exps[0]
+
+def shift_row(reductions: list[Reduction]) -> sp.IndexedBase | None:
+    """The row whose max is the shift: the x of exp(x[k] - m) in the shifted sums."""
+    factors = [_shift_factor(r.summand) for r in reductions if r.shifted]
+    rows = {ix.base for f in factors for ix in f.atoms(sp.Indexed)}
+    if len(rows) > 1:
+        raise ValueError(f"shifted sums over more than one row: {rows}")
+    return rows.pop() if rows else None
+
+def _varies(expr: sp.Expr) -> bool:
+    return expr.has(i) or expr.has(j)
+
+def _atomic(expr: sp.Expr) -> bool:
+    if expr.is_Atom:
+        return True
+    return expr.is_Mul and len(expr.args) == 2 and expr.args[0] == -1 and expr.args[1].is_Atom
+
+class _Hoister:
+    """Moves the parts of elementwise expressions that do not vary with i (or j) to row level;
+    the shift m stays beside the loads it shifts, so x[i] - m is evaluated first (exactly)."""
+
+    def __init__(self) -> None:
+        self.assignments: list[Assignment] = []
+        self._names = sp.numbered_symbols("t", real=True)
+        self._known: dict[sp.Expr, sp.Symbol] = {}
+
+    def temp(self, expr: sp.Expr) -> sp.Expr:
+        if _atomic(expr):
+            return expr
+        if expr not in self._known:
+            sym = next(self._names)
+            self._known[expr] = sym
+            self.assignments.append(Assignment(sym, expr))
+        return self._known[expr]
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        if not _varies(expr):
+            return self.temp(expr)
+        if expr.is_Add or expr.is_Mul:
+            moving = [self(a) for a in expr.args if _varies(a)]
+            fixed = [a for a in expr.args if not _varies(a)]
+            kept = [a for a in fixed if _atomic(a) and (expr.is_Mul or a.has(m))]
+            rest = [a for a in fixed if a not in kept]
+            if rest:
+                kept.append(self.temp(expr.func(*rest)))
+            return expr.func(*moving, *kept, evaluate=False)
+        return expr.func(*[self(a) for a in expr.args])
+
+def _cse(exprs: list[sp.Expr], prefix: str) -> tuple[list[Assignment], list[sp.Expr]]:
+    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix, real=True),
+                                   optimizations=None, order="canonical")
+    return [Assignment(s, e) for s, e in replacements], reduced
+
+def lower(spec: KernelSpec) -> RowKernel:
+    """Lower a kernel spec to the IR."""
+    from softce.derive.rules import pull_out_constants
+
+    names = [*spec.outputs, *spec.pair_outputs, *spec.row_outputs]
+    scratch_rows = list(spec.scratch)
+    exprs = [*spec.outputs.values(), *spec.pair_outputs.values(), *spec.row_outputs.values(),
+             *spec.scratch.values()]
+    exprs = [pull_out_constants(e) for e in exprs]
+    exprs, reductions = extract_reductions(exprs)
+    if any(r.shifted for r in reductions) and spec.merge is None:
+        raise ValueError(f"{spec.name}: shifted sums need D11's merge rule")
+
+    hoist = _Hoister()
+    n_el = len(spec.outputs) + len(spec.pair_outputs)
+    row_exprs = exprs[n_el:len(names)]
+    elem_exprs = [hoist(e) for e in exprs[:n_el]]
+    scratch_exprs = [hoist(e) for e in exprs[len(names):]]
+
+    row_level, reduced_rows = _cse([a.expr for a in hoist.assignments] + row_exprs, "u")
+    temps = {a.symbol: e for a, e in zip(hoist.assignments, reduced_rows)}
+    row_level += [Assignment(s, e) for s, e in temps.items()]
+    row_outputs = list(zip(spec.row_outputs, reduced_rows[len(hoist.assignments):]))
+
+    scratch = []
+    for base, e in zip(scratch_rows, scratch_exprs):
+        assigns, (out,) = _cse([e], f"{base}_e")
+        scratch.append((base, tuple(assigns), out))
+    element_level, elem_reduced = _cse(elem_exprs, "e")
+
+    outs = list(zip(spec.outputs, elem_reduced[: len(spec.outputs)]))
+    pairs = list(zip(spec.pair_outputs, elem_reduced[len(spec.outputs):]))
+    merge_m, merge_d = spec.merge if spec.merge else (None, None)
+    return RowKernel(
+        name=spec.name, doc=spec.doc, rows=spec.rows, row_scalars=spec.row_scalars,
+        params=spec.params, max_of=shift_row(reductions), merge_m=merge_m, merge_d=merge_d,
+        reductions=tuple(reductions), row_level=tuple(row_level), scratch=tuple(scratch),
+        element_level=tuple(element_level), outputs=tuple(outs), pair_outputs=tuple(pairs),
+        row_outputs=tuple(row_outputs), sources=spec.sources,
+    )
+
+def lower_elementwise(name: str, doc: str, arg: sp.Symbol, shift_symbol: sp.Symbol,
+                      shift: sp.Expr, expr: sp.Expr, sources: tuple[Source, ...]
+                      ) -> ElementwiseKernel:
+    """Lower out = expr(arg) with a per-element shift (sigmoid through D2 at n = 2)."""
+    element_level, (out,) = _cse([expr], "e")
+    return ElementwiseKernel(name, doc, arg, shift_symbol, shift, tuple(element_level), out,
+                             sources)

@@ -1,0 +1,119 @@
+"""Printing scalar SymPy expressions as Numba-compatible Python for one float dtype.
+
+Every constant is typed (``np.float32(0.5)``), so float32 kernels never widen to float64;
+exp goes to the vectorisable primitive of the dtype; a row element x[i] prints as ``x_r[i]``.
+Sums stay out of here: lowering replaced them by accumulators.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.precedence import precedence
+from sympy.printing.pycode import PythonCodePrinter
+
+from .lower import m
+
+DTYPES = {"f32": "float32", "f64": "float64"}
+
+
+class NumbaPrinter(PythonCodePrinter):
+    """A SymPy Python printer whose numbers and functions fit a float32/float64 kernel."""
+
+    def __init__(self, dtype: str) -> None:
+        super().__init__({"standard": "python3"})
+        self.dtype = dtype
+        self.np_type = f"np.{DTYPES[dtype]}"
+
+    def const(self, value: str) -> str:
+        return f"{self.np_type}({value})"
+
+    # numbers ---------------------------------------------------------------------------
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return self.const(str(int(expr)))
+
+    _print_One = _print_Zero = _print_NegativeOne = _print_Integer
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"({self.const(str(expr.p))} / {self.const(str(expr.q))})"
+
+    _print_Half = _print_Rational
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return self.const(repr(float(expr)))
+
+    def _print_Infinity(self, expr: sp.Expr) -> str:
+        return self.const("np.inf")
+
+    def _print_NegativeInfinity(self, expr: sp.Expr) -> str:
+        return self.const("-np.inf")
+
+    def _print_Exp1(self, expr: sp.Expr) -> str:
+        return self.const("math.e")
+
+    # structure -------------------------------------------------------------------------
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        index = ", ".join(self._print(q) for q in expr.indices)
+        return f"{expr.base}_r[{index}]"
+
+    def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
+        """Loads first, then the shift m, then the rest: x[i] - m is rounded before the
+        row-level terms join it (a log-probability near 0 stays accurate to itself)."""
+
+        def rank(term: sp.Expr) -> int:
+            return 0 if term.atoms(sp.Indexed) else 1 if term.has(m) else 2
+
+        terms = sorted(expr.args, key=lambda a: (rank(a), sp.default_sort_key(a)))
+        out = self._print(terms[0])
+        for term in terms[1:]:
+            coeff, rest = term.as_coeff_Mul()
+            if coeff.is_number and coeff < 0:
+                out += " - " + self.parenthesize(-term, precedence(expr))
+            else:
+                out += " + " + self.parenthesize(term, precedence(expr))
+        return out
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        base, exp = expr.as_base_exp()
+        b = self.parenthesize(base, precedence(expr), strict=True)
+        if exp == -1:
+            return f"{self.const('1')} / {b}"
+        if exp.is_Integer and 0 < exp <= 4:
+            return " * ".join([b] * int(exp))
+        if exp.is_Integer and -4 <= exp < 0:
+            return f"{self.const('1')} / (" + " * ".join([b] * int(-exp)) + ")"
+        return f"{b} ** {self._print(exp)}"
+
+    # functions -------------------------------------------------------------------------
+    def _print_exp(self, expr: sp.exp) -> str:
+        return f"exp_{self.dtype}({self._print(expr.args[0])})"
+
+    def _print_log(self, expr: sp.log) -> str:
+        return f"math.log({self._print(expr.args[0])})"
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        args = sorted(expr.args, key=sp.default_sort_key)
+        out = self._print(args[0])
+        for a in args[1:]:
+            out = f"fmax({out}, {self._print(a)})"
+        return out
+
+    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
+        a, b = (self._print(q) for q in expr.args)
+        return f"({self.const('1')} if {a} == {b} else {self.const('0')})"
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        *cases, (last, cond) = expr.args
+        if cond != sp.true:
+            raise ValueError(f"a Piecewise needs a default branch: {expr}")
+        out = self._print(last)
+        for value, cond in reversed(cases):
+            out = f"({self._print(value)} if {self._print(cond)} else {out})"
+        return out
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        return expr.name
+
+
+def print_index(expr: sp.Expr) -> str:
+    """Print an integer index expression (n - 1, i, c) without float typing."""
+    return PythonCodePrinter().doprint(expr)
