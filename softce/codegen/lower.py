@@ -65,24 +65,24 @@ def extract_reductions(exprs: list[sp.Expr]) -> tuple[list[sp.Expr], list[Reduct
             raise ValueError(f"nested row reductions are not lowered: {s}")
         if summand not in reductions:
             shifted = summand.has(m)
-            if shifted and (summand / _shift_factor(summand)).has(m):
+            if shifted and _shift_factor(summand)[1].has(m):
                 raise ValueError(f"a shifted sum must be exp(x[k] - m) * h[k]: {summand}")
             name = _reduction_name(summand, shifted, taken)
             reductions[summand] = Reduction(sp.Symbol(name, real=True), summand, shifted)
         mapping[s] = reductions[summand].symbol
     return [e.xreplace(mapping) for e in exprs], list(reductions.values())
 
-def _shift_factor(summand: sp.Expr) -> sp.Expr:
-    """The exp(...) factor of a shifted summand."""
+def _shift_factor(summand: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """Split a shifted summand into its exp(x[k] - m) factor and the rest."""
     factors = summand.args if summand.is_Mul else (summand,)
     exps = [f for f in factors if f.func is sp.exp and f.has(m)]
     if len(exps) != 1:
         raise ValueError(f"a shifted sum needs exactly one exp(x[k] - m) factor: {summand}")
-    return exps[0]
+    return exps[0], sp.Mul(*[f for f in factors if f is not exps[0]])
 
 def shift_row(reductions: list[Reduction]) -> sp.IndexedBase | None:
     """The row whose max is the shift: the x of exp(x[k] - m) in the shifted sums."""
-    factors = [_shift_factor(r.summand) for r in reductions if r.shifted]
+    factors = [_shift_factor(r.summand)[0] for r in reductions if r.shifted]
     rows = {ix.base for f in factors for ix in f.atoms(sp.Indexed)}
     if len(rows) > 1:
         raise ValueError(f"shifted sums over more than one row: {rows}")
@@ -117,6 +117,8 @@ class _Hoister:
     def __call__(self, expr: sp.Expr) -> sp.Expr:
         if not _varies(expr):
             return self.temp(expr)
+        if expr.is_Atom or isinstance(expr, (sp.Indexed, sp.KroneckerDelta)):
+            return expr
         if expr.is_Add or expr.is_Mul:
             moving = [self(a) for a in expr.args if _varies(a)]
             fixed = [a for a in expr.args if not _varies(a)]
@@ -124,7 +126,7 @@ class _Hoister:
             rest = [a for a in fixed if a not in kept]
             if rest:
                 kept.append(self.temp(expr.func(*rest)))
-            return expr.func(*moving, *kept, evaluate=False)
+            return expr.func(*moving, *kept)
         return expr.func(*[self(a) for a in expr.args])
 
 def _cse(exprs: list[sp.Expr], prefix: str) -> tuple[list[Assignment], list[sp.Expr]]:

@@ -34,7 +34,7 @@ class NumbaPrinter(PythonCodePrinter):
     _print_One = _print_Zero = _print_NegativeOne = _print_Integer
 
     def _print_Rational(self, expr: sp.Rational) -> str:
-        return f"({self.const(str(expr.p))} / {self.const(str(expr.q))})"
+        return self.const(repr(float(expr)))
 
     _print_Half = _print_Rational
 
@@ -71,6 +71,12 @@ class NumbaPrinter(PythonCodePrinter):
             else:
                 out += " + " + self.parenthesize(term, precedence(expr))
         return out
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff == -1 and rest != 1:
+            return "-" + self.parenthesize(rest, precedence(expr))
+        return super()._print_Mul(expr)
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         base, exp = expr.as_base_exp()

@@ -1,0 +1,33 @@
+"""Regenerate generated/ from the derivations (``--check``: exit 1 if it is stale or edited)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from softce.codegen.writer import stale, write
+
+GENERATED = Path(__file__).resolve().parents[1] / "generated"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 naming each file that differs")
+    parser.add_argument("--out", type=Path, default=GENERATED, help="the generated/ directory")
+    args = parser.parse_args(argv)
+    if args.check:
+        bad = stale(args.out)
+        for rel in bad:
+            print(f"stale or edited: {args.out / rel}", file=sys.stderr)
+        if not bad:
+            print(f"{args.out} is up to date")
+        return 1 if bad else 0
+    for rel in write(args.out):
+        print(f"wrote {args.out / rel}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
