@@ -144,7 +144,6 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     out.add(1, f'"""{kernel.doc} ({dt})"""')
     out.add(1, "for q in nb.prange(values.shape[0]):")
     out.add(2, f"{kernel.arg} = values[q]")
-    out.add(2, f"{kernel.shift_symbol} = {pr.doprint(kernel.shift)}")
     _assign(out, 2, pr, kernel.element_level)
     out.add(2, f"out[q] = {pr.doprint(kernel.output)}")
     return out.lines
@@ -157,7 +156,7 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     for dtype in DTYPES:
         body += ["", "", *emit(kernel, dtype)]
     text = "\n".join(body)
-    used = [name for name in ("exp_f32", "exp_f64", "fmax") if f"{name}(" in text]
+    used = [name for name in ("exp_f32", "exp_f64", "fmax", "fmin") if f"{name}(" in text]
     lines = ["import math", ""] if "math." in text else []
     lines += ["import numba as nb", "import numpy as np", "", "from softce.jit import CPU_OPTIONS"]
     if used:

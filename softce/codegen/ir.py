@@ -69,18 +69,21 @@ class RowKernel:
     pair_outputs: tuple[tuple[str, sp.Expr], ...] = ()
     row_outputs: tuple[tuple[str, sp.Expr], ...] = ()
     sources: tuple[Source, ...] = field(default_factory=tuple)
+    #: output name -> the expression before lowering (Sums, the shift m, scratch rows still
+    #: symbolic): what ``softce.verify`` evaluates to check the printed kernel.
+    formulas: tuple[tuple[str, sp.Expr], ...] = ()
+    scratch_formulas: tuple[tuple[sp.IndexedBase, sp.Expr], ...] = ()
 
 
 @dataclass
 class ElementwiseKernel:
-    """out[q] = expr(t) for every element t of a flat array, with a per-element shift
-    ``shift`` (the max of the pair (t, 0) for sigmoid)."""
+    """out[q] = expr(t) for every element t of a flat array; ``formula`` is the expression
+    before lowering (the per-element shift substituted, no rewrites)."""
 
     name: str
     doc: str
     arg: sp.Symbol
-    shift_symbol: sp.Symbol
-    shift: sp.Expr
     element_level: tuple[Assignment, ...]
     output: sp.Expr
+    formula: sp.Expr
     sources: tuple[Source, ...] = field(default_factory=tuple)

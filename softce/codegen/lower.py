@@ -15,6 +15,7 @@ import sympy as sp
 from softce.derive.symbols import i, j, k, n
 
 from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel, Source
+from .rewrite import shift_to_min
 
 #: The shift every shifted reduction uses: the row's max (D2 with D = max).
 m = sp.Symbol("m", real=True)
@@ -173,12 +174,15 @@ def lower(spec: KernelSpec) -> RowKernel:
         reductions=tuple(reductions), row_level=tuple(row_level), scratch=tuple(scratch),
         element_level=tuple(element_level), outputs=tuple(outs), pair_outputs=tuple(pairs),
         row_outputs=tuple(row_outputs), sources=spec.sources,
+        formulas=tuple({**spec.outputs, **spec.pair_outputs, **spec.row_outputs}.items()),
+        scratch_formulas=tuple(spec.scratch.items()),
     )
 
 def lower_elementwise(name: str, doc: str, arg: sp.Symbol, shift_symbol: sp.Symbol,
                       shift: sp.Expr, expr: sp.Expr, sources: tuple[Source, ...]
                       ) -> ElementwiseKernel:
-    """Lower out = expr(arg) with a per-element shift (sigmoid through D2 at n = 2)."""
-    element_level, (out,) = _cse([expr], "e")
-    return ElementwiseKernel(name, doc, arg, shift_symbol, shift, tuple(element_level), out,
-                             sources)
+    """Lower out = expr(arg) with the per-element shift substituted (sigmoid through D2 at
+    n = 2), then u - Max(u, v) rewritten as Min(0, u - v) so that t = +inf gives no NaN."""
+    formula = expr.subs(shift_symbol, shift)
+    element_level, (out,) = _cse([shift_to_min(formula)], "e")
+    return ElementwiseKernel(name, doc, arg, tuple(element_level), out, formula, sources)

@@ -103,6 +103,13 @@ class NumbaPrinter(PythonCodePrinter):
             out = f"fmax({out}, {self._print(a)})"
         return out
 
+    def _print_Min(self, expr: sp.Min) -> str:
+        args = sorted(expr.args, key=sp.default_sort_key)
+        out = self._print(args[0])
+        for a in args[1:]:
+            out = f"fmin({out}, {self._print(a)})"
+        return out
+
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
         a, b = (self._print(q) for q in expr.args)
         return f"({self.const('1')} if {a} == {b} else {self.const('0')})"
