@@ -1,0 +1,59 @@
+"""The benchmark runs end to end on tiny shapes and writes its report (nothing is timed here)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+
+import pytest
+
+from softce import bench
+
+
+def test_parse_shapes():
+    assert bench.parse_shapes("4096x32000, 8192x1000:float64") == [
+        bench.Shape(4096, 32000, "float32"), bench.Shape(8192, 1000, "float64")]
+    for bad in ("4096", "0x10", "10x10:int8", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_shapes(bad)
+
+
+def test_quick_run_writes_report_and_plot(tmp_path):
+    report, plot, results = tmp_path / "BENCH.md", tmp_path / "bench.png", tmp_path / "r.json"
+    rc = bench.main(["--quick", "--shapes", "64x10,16x300", "--repeats", "1",
+                     "--startup-repeats", "1", "--output", str(report), "--plot", str(plot),
+                     "--json", str(results)])
+    assert rc == 0
+    text = report.read_text()
+    for name in bench.FUNCTIONS + (bench.PROB_CE,):
+        assert f"| {name} |" in text
+    for section in ("## Machine", "## Copy bandwidth", "## Results", "## Startup",
+                    "64x10 float32", "16x300 float32", "NumPy ms", "SciPy ms"):
+        assert section in text
+    data = json.loads(results.read_text())
+    functions = {r["function"] for r in data["results"]}
+    assert functions == set(bench.FUNCTIONS + (bench.PROB_CE,))
+    for r in data["results"]:
+        assert r["timings"]["softce"]["median_s"] > 0
+        for impl, t in r["timings"].items():  # every reference agrees with softce
+            if impl != "softce":
+                assert t["max_rel_error_vs_softce"] < 1e-4, (r["function"], impl)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "![time per call](bench.png)" in text
+    else:
+        assert not plot.exists()
+
+
+def test_missing_reference_is_skipped(tmp_path, monkeypatch):
+    real_import = __import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.__import__", no_torch)
+    refs, skipped = bench.available_references(["NumPy", "PyTorch"])
+    assert refs == ["NumPy"] and "PyTorch" in skipped
