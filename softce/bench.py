@@ -40,9 +40,10 @@ IMPLS = ("softce",) + REFERENCES
 DEFAULT_SHAPES = "65536x10,8192x1000,4096x32000,1024x128256,8192x1000:float64"
 QUICK_SHAPES = "512x10,256x1000,64x32000,256x1000:float64"
 DEFAULT_REPEATS = 7
-DEFAULT_REF_REPEATS = 5
+DEFAULT_REF_REPEATS = 7
 QUICK_REPEATS = 3
 COPY_BYTES = 512 << 20
+SETTLE_S = 0.02  # pause before each block of timed calls
 
 # The bar: (rows, classes, dtype) -> [(function, reference, minimum speedup)].
 BAR_SHAPE = (4096, 32000, "float32")
@@ -330,6 +331,7 @@ def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:
     """Seconds per call; the returned result is freed outside the timed region."""
     samples = []
     gc.collect()
+    time.sleep(SETTLE_S)  # let the previous implementation's OpenMP threads stop spinning
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -932,13 +934,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--references", default=",".join(REFERENCES),
                         help="comma-separated subset of NumPy,SciPy,PyTorch (default: all "
                              "that are installed)")
-    parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"),
-                        help="the Markdown report (default BENCHMARKS.md)")
-    parser.add_argument("--plot", type=Path, default=Path("benchmarks/bench.png"),
-                        help="the PNG plot (default benchmarks/bench.png)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="the Markdown report (default BENCHMARKS.md; with --quick, "
+                             "none unless given)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="the PNG plot (default benchmarks/bench.png; with --quick, none "
+                             "unless given)")
     parser.add_argument("--json", type=Path, default=None,
-                        help="also write every sample as JSON (default: "
-                             "benchmarks/results.json, none with --quick)")
+                        help="every sample as JSON (default benchmarks/results.json; with "
+                             "--quick, none unless given)")
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the cold-cache and warm-import subprocess timings")
     parser.add_argument("--startup-repeats", type=int, default=3,
@@ -963,6 +967,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"softce bench: unknown references {unknown}; choose from {REFERENCES}",
               file=sys.stderr)
         return 2
+    # A smoke run writes files only where asked, so it never overwrites the real report.
+    output = args.output or (None if args.quick else Path("BENCHMARKS.md"))
+    plot = args.plot or (None if args.quick else Path("benchmarks/bench.png"))
     json_path = args.json or (None if args.quick else Path("benchmarks/results.json"))
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -1019,10 +1026,11 @@ def main(argv: list[str] | None = None) -> int:
         "startup": startup,
     }
     data["elapsed_s"] = time.perf_counter() - started
-    plotted = args.plot is not None and write_plot(args.plot, rows, refs)
-    if not plotted:
+    plotted = plot is not None and write_plot(plot, rows, refs)
+    if plot is not None and not plotted:
         console.print("[yellow]plot skipped: matplotlib is not installed[/]")
-    write_markdown(args.output, data, rows, args.plot if plotted else None)
+    if output is not None:
+        write_markdown(output, data, rows, plot if plotted else None)
     if json_path is not None:
         data["results"] = [
             {"rows": r.shape.rows, "classes": r.shape.classes, "dtype": r.shape.dtype,
@@ -1034,9 +1042,9 @@ def main(argv: list[str] | None = None) -> int:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
     print_console(console, data, rows)
-    console.print(f"wrote {args.output}" + (f", {args.plot}" if plotted else "")
-                  + (f", {json_path}" if json_path else "")
-                  + f" in {data['elapsed_s']:.0f} s")
+    written = [str(p) for p in (output, plot if plotted else None, json_path) if p]
+    console.print(f"done in {data['elapsed_s']:.0f} s"
+                  + (f"; wrote {', '.join(written)}" if written else ""))
     return 0
 
 
