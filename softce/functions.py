@@ -28,6 +28,18 @@ from ._arrays import (
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def on_device(x: object) -> bool:
+    """Whether x lives on a GPU: it exposes ``__cuda_array_interface__`` (numba, CuPy, PyTorch
+    CUDA tensors) or is a numba device array (the CUDA simulator's included)."""
+    return bool(getattr(type(x), "__cuda_ndarray__", False)) or hasattr(
+        x, "__cuda_array_interface__")
+
+
+def _cuda():
+    """softce.cuda, imported on first use (importing softce never imports numba.cuda)."""
+    return importlib.import_module("softce.cuda")
+
+
 def _kernel(name: str, dtype: np.dtype):
     module = importlib.import_module(f"softce.generated.cpu.{name}")
     return getattr(module, f"{name}_{DTYPE_SUFFIX[np.dtype(dtype)]}")
@@ -50,18 +62,24 @@ def _rowwise(name: str, arr: np.ndarray, axis: int, out: np.ndarray | None,
 
 def softmax(x: object, axis: int = -1, *, out: np.ndarray | None = None) -> np.ndarray:
     """softmax(x)_j = exp(x_j - m) / sum_i exp(x_i - m), m = max(x), along ``axis``."""
+    if on_device(x):
+        return _cuda().softmax(x, axis, out=out)
     arr = as_float_array(x, "x")
     return _rowwise("softmax", arr, check_axis(axis, arr.ndim), out)
 
 
 def log_softmax(x: object, axis: int = -1, *, out: np.ndarray | None = None) -> np.ndarray:
     """log_softmax(x)_j = x_j - LSE(x) along ``axis``."""
+    if on_device(x):
+        return _cuda().log_softmax(x, axis, out=out)
     arr = as_float_array(x, "x")
     return _rowwise("log_softmax", arr, check_axis(axis, arr.ndim), out)
 
 
 def logsumexp(x: object, axis: int = -1, *, keepdims: bool = False) -> np.ndarray:
     """LSE(x) = m + log sum_i exp(x_i - m), reducing ``axis`` (-inf for an empty axis)."""
+    if on_device(x):
+        return _cuda().logsumexp(x, axis, keepdims=keepdims)
     arr = as_float_array(x, "x")
     ax = check_axis(axis, arr.ndim)
     rows = to_rows(arr, ax)
@@ -73,6 +91,8 @@ def logsumexp(x: object, axis: int = -1, *, keepdims: bool = False) -> np.ndarra
 
 def logsumexp_vjp(x: object, g: object, axis: int = -1) -> np.ndarray:
     """Vector-Jacobian product of logsumexp: g * softmax(x), g of the reduced shape."""
+    if on_device(x):
+        return _cuda().logsumexp_vjp(x, g, axis)
     arr = as_float_array(x, "x")
     ax = check_axis(axis, arr.ndim)
     rows = to_rows(arr, ax)
@@ -84,6 +104,8 @@ def logsumexp_vjp(x: object, g: object, axis: int = -1) -> np.ndarray:
 
 def sigmoid(x: object, *, out: np.ndarray | None = None) -> np.ndarray:
     """sigmoid(x) = softmax([x, 0])_1, elementwise, stable for any sign of x."""
+    if on_device(x):
+        return _cuda().sigmoid(x, out=out)
     arr = as_float_array(x, "x")
     if out is not None:
         check_out(out, arr.shape, arr.dtype)
@@ -100,6 +122,8 @@ def entropy(p: object, axis: int = -1, base: float | None = None) -> np.ndarray:
 
     p is taken as given (not normalised); a negative entry gives NaN.
     """
+    if on_device(p):
+        return _cuda().entropy(p, axis, base)
     arr = as_float_array(p, "p")
     ax = check_axis(axis, arr.ndim)
     rows = to_rows(arr, ax)
@@ -117,6 +141,8 @@ def entropy(p: object, axis: int = -1, base: float | None = None) -> np.ndarray:
 def softmax_vjp(y: object, g: object, axis: int = -1, *,
                 out: np.ndarray | None = None) -> np.ndarray:
     """sum_k g_k d softmax_k / d x_i = y_i (g_i - y.g), given y = softmax(x)."""
+    if on_device(y):
+        return _cuda().softmax_vjp(y, g, axis, out=out)
     arr, grad, ax = _pair(y, g, axis)
     return _rowwise("softmax_vjp", arr, ax, out, grad)
 
@@ -124,12 +150,16 @@ def softmax_vjp(y: object, g: object, axis: int = -1, *,
 def log_softmax_vjp(y: object, g: object, axis: int = -1, *,
                     out: np.ndarray | None = None) -> np.ndarray:
     """sum_k g_k d log_softmax_k / d x_i = g_i - exp(y_i) sum(g), given y = log_softmax(x)."""
+    if on_device(y):
+        return _cuda().log_softmax_vjp(y, g, axis, out=out)
     arr, grad, ax = _pair(y, g, axis)
     return _rowwise("log_softmax_vjp", arr, ax, out, grad)
 
 
 def softmax_jacobian(x: object, axis: int = -1) -> np.ndarray:
     """J[..., i, j] = d softmax(x)_i / d x_j = s_i ([i = j] - s_j), shape (..., n, n)."""
+    if on_device(x):
+        return _cuda().softmax_jacobian(x, axis)
     arr = as_float_array(x, "x")
     ax = check_axis(axis, arr.ndim)
     rows = to_rows(arr, ax)
@@ -147,6 +177,8 @@ def cross_entropy(logits: object, target: object, *, axis: int = -1,
     Labels (integer dtype, the shape of logits without ``axis``): loss = LSE(x) - x_c.
     Probabilities (float, the shape of logits): loss = LSE(x) sum(y) - x.y.
     """
+    if on_device(logits):
+        return _cuda().cross_entropy(logits, target, axis=axis, reduction=reduction)
     arr, rows, labels, probs = _ce_inputs(logits, target, axis)
     _check_reduction(reduction)
     loss = np.empty(rows.data.shape[0], arr.dtype)
@@ -168,6 +200,9 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     ``out=logits`` writes the gradient over the logits (no rows x classes temporary when the
     class axis is last and logits is C-contiguous).
     """
+    if on_device(logits):
+        return _cuda().cross_entropy_grad(logits, target, axis=axis, reduction=reduction,
+                                          grad_output=grad_output, out=out)
     arr, rows, labels, probs = _ce_inputs(logits, target, axis)
     _check_reduction(reduction)
     n_rows = rows.data.shape[0]

@@ -1,0 +1,324 @@
+"""Device arrays for the CUDA API: conversion, strided views, layout copies and checks.
+
+Everything here moves or checks data; none of it computes the softmax family (that is printed
+into generated/cuda/). Views are made from (shape, strides) with no copy; a copy is made only
+when the rows of the class axis cannot be addressed as one (rows, n) array. The simulator's
+device arrays wrap NumPy arrays, so a view there is a NumPy strided view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import cuda
+
+from .runtime import SIMULATOR
+
+#: Threads per block of the helper kernels (layout copies, label checks, loss sums).
+HELPER_THREADS = 32 if SIMULATOR else 256
+#: Most blocks a helper kernel launches; larger inputs loop in grid strides.
+HELPER_BLOCKS = 4 if SIMULATOR else 4096
+
+
+def is_device_array(obj: object) -> bool:
+    """A numba device array (the simulator's too) or any ``__cuda_array_interface__`` object."""
+    return bool(getattr(type(obj), "__cuda_ndarray__", False)) or hasattr(
+        obj, "__cuda_array_interface__")
+
+
+def as_device(obj: object):
+    """A numba device array viewing obj's memory (no copy)."""
+    if getattr(type(obj), "__cuda_ndarray__", False):
+        return obj
+    if SIMULATOR:
+        raise TypeError(f"the CUDA simulator takes its own device arrays, got {type(obj).__name__}")
+    return cuda.as_cuda_array(obj)
+
+
+def read_only(obj: object) -> bool:
+    desc = getattr(obj, "__cuda_array_interface__", None)
+    return bool(desc and desc["data"][1])
+
+
+def _pointer(arr) -> int:
+    if SIMULATOR:
+        return arr._ary.__array_interface__["data"][0]
+    return arr.__cuda_array_interface__["data"][0]
+
+
+def view(arr, shape: tuple[int, ...], strides: tuple[int, ...]):
+    """A view of arr's memory from its first element with the given shape and byte strides."""
+    shape, strides = tuple(int(s) for s in shape), tuple(int(s) for s in strides)
+    if SIMULATOR:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        return FakeCUDAArray(np.lib.stride_tricks.as_strided(arr._ary, shape, strides))
+    desc = {"shape": shape, "strides": strides, "typestr": arr.dtype.str,
+            "data": (_pointer(arr) if arr.size else 0, False), "version": 3}
+    return cuda.from_cuda_array_interface(desc, owner=arr)
+
+
+def c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides, step = [], itemsize
+    for s in reversed(shape):
+        strides.append(step)
+        step *= max(s, 1)
+    return tuple(reversed(strides))
+
+
+def reshape_c(arr, shape: tuple[int, ...]):
+    """A C-ordered view with a new shape of a C-contiguous array."""
+    return view(arr, shape, c_strides(shape, arr.dtype.itemsize))
+
+
+def empty(shape: tuple[int, ...], dtype) -> object:
+    return cuda.device_array(tuple(int(s) for s in shape), dtype=np.dtype(dtype))
+
+
+def is_contiguous(arr) -> bool:
+    """Whether arr is C-contiguous (axes of length 1 may have any stride)."""
+    return _contiguous(tuple(arr.shape), tuple(arr.strides), arr.dtype.itemsize)
+
+
+def _contiguous(shape, strides, itemsize) -> bool:
+    return all(st == c for s, st, c in zip(shape, strides, c_strides(shape, itemsize)) if s > 1)
+
+
+def _merge_dims(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int
+                ) -> tuple[int, int] | None:
+    """(size, stride) of one axis addressing the same elements in C order, if there is one."""
+    dims = [(s, st) for s, st in zip(shape, strides) if s != 1]
+    if not dims:
+        return (int(np.prod(shape, dtype=np.int64)), itemsize)
+    size, stride = dims[-1]
+    for s, st in reversed(dims[:-1]):
+        if st != stride * size:
+            return None
+        size *= s
+    return size, stride
+
+
+# layout kernels ------------------------------------------------------------------------
+
+@cuda.jit
+def _gather(src, origin, shape, strides, dst):
+    """dst[q] = the q-th element, in C order over shape, of the strided array at src[origin]."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, dst.shape[0], step):
+        rem = q
+        off = origin
+        for a in range(len(shape) - 1, -1, -1):
+            off += (rem % shape[a]) * strides[a]
+            rem //= shape[a]
+        dst[q] = src[off]
+
+
+@cuda.jit
+def _scatter(src, dst, origin, shape, strides):
+    """The inverse of _gather: the q-th element of src to its place in the strided dst."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, src.shape[0], step):
+        rem = q
+        off = origin
+        for a in range(len(shape) - 1, -1, -1):
+            off += (rem % shape[a]) * strides[a]
+            rem //= shape[a]
+        dst[off] = src[q]
+
+
+@cuda.jit
+def _check_labels(labels, n, first_bad):
+    """first_bad[0] = the smallest q with labels[q] outside [0, n) (left as is if none)."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, labels.shape[0], step):
+        if labels[q] < 0 or labels[q] >= n:
+            cuda.atomic.min(first_bad, 0, q)
+
+
+def _sum_kernel(dtype: type):
+    zero = dtype(0)
+
+    @cuda.jit
+    def _sum(values, divisor, out):
+        """out[0] = sum(values) / divisor in values' dtype, one block: strided partial sums,
+        then the first thread adds the partials in order (the same result on every run)."""
+        partial = cuda.shared.array(1024, dtype)
+        t = cuda.threadIdx.x
+        acc = zero
+        for q in range(t, values.shape[0], cuda.blockDim.x):
+            acc += values[q]
+        partial[t] = acc
+        cuda.syncthreads()
+        if t == 0:
+            for q in range(1, cuda.blockDim.x):
+                acc += partial[q]
+            out[0] = acc / divisor
+
+    return _sum
+
+
+_SUM = {np.dtype(t): _sum_kernel(t) for t in (np.float32, np.float64)}
+
+
+def _grid(size: int) -> int:
+    return max(1, min(HELPER_BLOCKS, -(-size // HELPER_THREADS)))
+
+
+def _base(arr):
+    """(1-D element view covering arr's memory, element offset of arr[0, ..., 0], element
+    strides): the addressing _gather/_scatter take, for any signs of the strides."""
+    item = arr.dtype.itemsize
+    shape, strides = tuple(arr.shape), tuple(arr.strides)
+    if any(st % item for st in strides):
+        raise ValueError("CUDA arrays with strides that are not a multiple of the item size "
+                         "are not supported")
+    el = tuple(st // item for st in strides)
+    low = sum((s - 1) * e for s, e in zip(shape, el) if e < 0 and s > 0)
+    high = sum((s - 1) * e for s, e in zip(shape, el) if e > 0 and s > 0)
+    flipped = arr
+    if low:
+        flipped = arr[tuple(slice(None, None, -1) if e < 0 else slice(None) for e in el)]
+    return view(flipped, (high - low + 1,), (item,)), -low, el
+
+
+def gather_c(arr):
+    """A new C-contiguous copy of any strided device array (1-D, C order)."""
+    flat = empty((arr.size,), arr.dtype)
+    if arr.size:
+        base, origin, el = _base(arr)
+        _gather[_grid(arr.size), HELPER_THREADS](base, origin, tuple(arr.shape), el, flat)
+    return flat
+
+
+def scatter_into(flat, arr) -> None:
+    """Copy a C-ordered 1-D array into any strided device array of the same size."""
+    if arr.size:
+        base, origin, el = _base(arr)
+        _scatter[_grid(arr.size), HELPER_THREADS](flat, base, origin, tuple(arr.shape), el)
+
+
+def cast(arr, dtype):
+    """arr as a C-contiguous 1-D array of dtype (a copy when the dtype or layout differs)."""
+    flat = contiguous_flat(arr)
+    if flat.dtype == np.dtype(dtype):
+        return flat
+    out = empty((flat.size,), dtype)
+    if flat.size:
+        _gather[_grid(flat.size), HELPER_THREADS](flat, 0, (flat.size,), (1,), out)
+    return out
+
+
+def contiguous_flat(arr):
+    """arr in C order as a 1-D array: a view when arr is C-contiguous, else a copy."""
+    if is_contiguous(arr):
+        return view(arr, (arr.size,), (arr.dtype.itemsize,)) if arr.size else empty(
+            (0,), arr.dtype)
+    return gather_c(arr)
+
+
+def first_bad_label(labels, n: int) -> int | None:
+    """The flat index of the first label outside [0, n), found on the device (one int back)."""
+    found = cuda.to_device(np.array([labels.size], np.int64))
+    if labels.size:
+        _check_labels[_grid(labels.size), HELPER_THREADS](labels, n, found)
+    q = int(found.copy_to_host()[0])
+    return None if q == labels.size else q
+
+
+def element(arr, q: int):
+    """One element of a 1-D device array, on the host."""
+    return arr[q:q + 1].copy_to_host()[0]
+
+
+def total(values, divisor: int):
+    """sum(values) / divisor as a 0-d device array of values' dtype (values not empty)."""
+    out = empty((1,), values.dtype)
+    _SUM[np.dtype(values.dtype)][1, HELPER_THREADS](values, values.dtype.type(divisor), out)
+    return view(out, (), ())
+
+
+def scalar(value, dtype):
+    """A 0-d device array holding value."""
+    return view(cuda.to_device(np.array([value], dtype)), (), ())
+
+
+def overlaps(a, b) -> bool:
+    """Whether the byte ranges of two device arrays intersect (a conservative overlap test)."""
+    if not a.size or not b.size:
+        return False
+
+    def extent(arr):
+        start = _pointer(arr)
+        lo = sum((s - 1) * st for s, st in zip(arr.shape, arr.strides) if st < 0)
+        hi = sum((s - 1) * st for s, st in zip(arr.shape, arr.strides) if st > 0)
+        return start + lo, start + hi + arr.dtype.itemsize
+
+    (a0, a1), (b0, b1) = extent(a), extent(b)
+    return a0 < b1 and b0 < a1
+
+
+def same_array(a, b) -> bool:
+    return (_pointer(a) == _pointer(b) and tuple(a.shape) == tuple(b.shape)
+            and tuple(a.strides) == tuple(b.strides))
+
+
+@dataclass(frozen=True)
+class DeviceRows:
+    """A (rows, n) device array of the class axis moved last (a view when possible)."""
+
+    data: object
+    shape: tuple[int, ...]
+    axis: int
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.shape[: self.axis] + self.shape[self.axis + 1:]
+
+    def restore(self, flat):
+        """A C-contiguous (rows, n) result back to the original shape and axis order (a view)."""
+        moved = self.batch_shape + (self.shape[self.axis],)
+        strides = c_strides(moved, flat.dtype.itemsize)
+        perm = list(range(len(moved) - 1))
+        perm.insert(self.axis, len(moved) - 1)
+        return view(flat, tuple(moved[p] for p in perm), tuple(strides[p] for p in perm))
+
+    def restore_batch(self, flat):
+        return reshape_c(flat, self.batch_shape)
+
+
+def moved_last(arr, axis: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    shape, strides = list(arr.shape), list(arr.strides)
+    shape.append(shape.pop(axis))
+    strides.append(strides.pop(axis))
+    return tuple(shape), tuple(strides)
+
+
+def to_rows(arr, axis: int) -> DeviceRows:
+    """Move the class axis last and flatten the rest; copies only when no (rows, n) view
+    addresses the elements."""
+    shape, strides = moved_last(arr, axis)
+    n = shape[-1]
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    merged = _merge_dims(shape[:-1], strides[:-1], arr.dtype.itemsize)
+    if arr.size and merged is not None and min(strides) >= 0:
+        data = view(arr, (rows, n), (merged[1], strides[-1]))
+    else:
+        moved = view(arr, shape, strides) if arr.size else arr
+        data = reshape_c(gather_c(moved), (rows, n)) if arr.size else empty((rows, n),
+                                                                            arr.dtype)
+    return DeviceRows(data, tuple(arr.shape), axis)
+
+
+def rows_view_of(out, rows: DeviceRows):
+    """out itself as (rows, n) when the kernel can write it directly (class axis last and the
+    batch axes addressable as one), else None."""
+    if out is None or not out.size:
+        return None
+    shape, strides = moved_last(out, rows.axis)
+    if rows.axis != len(rows.shape) - 1:
+        return None
+    merged = _merge_dims(shape[:-1], strides[:-1], out.dtype.itemsize)
+    if merged is None or min(strides) < 0:
+        return None
+    return view(out, tuple(rows.data.shape), (merged[1], strides[-1]))

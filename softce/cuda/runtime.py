@@ -1,0 +1,75 @@
+"""What the generated CUDA kernels call besides the printed math, and the reduction path.
+
+On a GPU, ``exp_f32``/``log_f32`` are ``math.exp``/``math.log``, which Numba lowers to
+libdevice's ``__nv_expf``/``__nv_logf`` for float32 (at most 2 and 1 ulp, CUDA's math API
+table) and ``__nv_exp``/``__nv_log`` for float64 (1 ulp). No ``fastmath``: Numba's CUDA
+``fastmath=True`` swaps in ``__nv_fast_expf`` (error growing with |x|), flushes subnormals and
+lets LLVM assume no NaN/inf, which would break the NaN and -inf the kernels must carry.
+In the simulator (``NUMBA_ENABLE_CUDASIM=1``) they are NumPy's IEEE exp/log on NumPy scalars
+(Python's ``math.log(0)`` raises there; libdevice returns NaN there).
+
+``SHUFFLE`` picks how a row's threads merge their partial (m, d) states: warp shuffles on a
+GPU, a shared-memory tree in the simulator (which has no shuffles) or when
+``SOFTCE_CUDA_REDUCE=shared`` is set before the kernels are imported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from numba import config, cuda
+
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+SHUFFLE = not SIMULATOR and os.environ.get("SOFTCE_CUDA_REDUCE", "shuffle") != "shared"
+
+
+def fmax(a, b):
+    """max that propagates NaN from either side (as NumPy's maximum)."""
+    return a if a > b or a != a else b
+
+
+def fmin(a, b):
+    """min that propagates NaN from either side (as NumPy's minimum)."""
+    return a if a < b or a != a else b
+
+
+if SIMULATOR:
+
+    def exp_f32(v):
+        with np.errstate(all="ignore"):
+            return np.exp(np.float32(v))
+
+    def exp_f64(v):
+        with np.errstate(all="ignore"):
+            return np.exp(np.float64(v))
+
+    def log_f32(v):
+        with np.errstate(all="ignore"):
+            return np.log(np.float32(v))
+
+    def log_f64(v):
+        with np.errstate(all="ignore"):
+            return np.log(np.float64(v))
+
+else:
+    _device = cuda.jit(device=True, inline="always")
+    fmax = _device(fmax)
+    fmin = _device(fmin)
+
+    @_device
+    def exp_f32(v):
+        return math.exp(v)
+
+    @_device
+    def exp_f64(v):
+        return math.exp(v)
+
+    @_device
+    def log_f32(v):
+        return math.log(v)
+
+    @_device
+    def log_f64(v):
+        return math.log(v)
