@@ -29,11 +29,15 @@ class LaunchConfig:
     threads_per_row: threads of the group that reduces one row (a power of two, 32..1024);
         None picks by row length: one warp for rows of up to 1024 elements, else about 32
         elements per thread, up to 1024 threads.
-    block_threads: threads per block; a block holds block_threads // threads_per_row rows.
+    max_threads_per_row: the cap of that choice (the simulator runs a Python thread per CUDA
+        thread).
+    block_threads: threads per block for short rows; a block holds
+        max(1, block_threads // threads_per_row) rows.
     max_blocks: the grid's size limit; more rows than that loop in grid strides.
     """
 
     threads_per_row: int | None = None
+    max_threads_per_row: int = 64 if SIMULATOR else 1024
     block_threads: int = 64 if SIMULATOR else 256
     max_blocks: int = 4 if SIMULATOR else 65535
 
@@ -45,9 +49,10 @@ def configure(**changes: object) -> LaunchConfig:
     """Change the launch configuration (fields of LaunchConfig); returns the previous one."""
     global CONFIG
     new = replace(CONFIG, **changes)
-    t = new.threads_per_row
-    if t is not None and (t < 32 or t > 1024 or t & (t - 1)):
-        raise ValueError(f"threads_per_row must be a power of two in [32, 1024], got {t}")
+    for name in ("threads_per_row", "max_threads_per_row"):
+        t = getattr(new, name)
+        if t is not None and (t < 32 or t > 1024 or t & (t - 1)):
+            raise ValueError(f"{name} must be a power of two in [32, 1024], got {t}")
     if not 32 <= new.block_threads <= 1024 or new.block_threads % 32:
         raise ValueError(f"block_threads must be a multiple of 32 in [32, 1024], got "
                          f"{new.block_threads}")
@@ -62,9 +67,9 @@ def threads_for(work: int) -> int:
     if CONFIG.threads_per_row is not None:
         return CONFIG.threads_per_row
     if work <= 1024:
-        return 32
+        return 32  # one warp
     t = 1 << max(6, (-(-work // 32) - 1).bit_length())
-    return min(t, 1024)
+    return max(32, min(t, CONFIG.max_threads_per_row))
 
 
 def row_launch(rows: int, work: int) -> tuple[int, tuple[int, int]]:
