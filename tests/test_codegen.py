@@ -1,0 +1,78 @@
+"""The generator's parts: printer, stability rewrites and lowering, on small expressions."""
+
+import sympy as sp
+
+from softce.codegen.lower import KernelSpec, extract_reductions, lower, m
+from softce.codegen.printer import NumbaPrinter
+from softce.codegen.rewrite import shift_to_min
+from softce.derive.symbols import D, c, d1, d2, i, k, m1, m2, row_sum, t, x, y
+
+MERGE = (sp.Max(m1, m2), d1 * sp.exp(m1 - sp.Max(m1, m2)) + d2 * sp.exp(m2 - sp.Max(m1, m2)))
+
+
+def test_float32_printing_types_every_constant() -> None:
+    pr = NumbaPrinter("f32")
+    assert pr.doprint(2 * x[i] + sp.Rational(1, 2)) == "np.float32(2)*x_r[i] + np.float32(0.5)"
+    assert pr.doprint(sp.exp(x[i] - m)) == "exp_f32(x_r[i] - m)"
+    assert pr.doprint(1 / sp.Symbol("d")) == "np.float32(1) / d"
+    assert "0.0" not in pr.doprint(sp.Piecewise((0, sp.Eq(x[k], 0)), (x[k], True)))
+
+
+def test_float64_printing_uses_the_float64_exp() -> None:
+    assert NumbaPrinter("f64").doprint(sp.exp(-x[i])) == "exp_f64(-x_r[i])"
+
+
+def test_loads_and_shift_are_printed_first() -> None:
+    """x[i] - m is rounded before row-level terms are added (accuracy near 0)."""
+    lse_tail = sp.Symbol("t0")
+    printed = NumbaPrinter("f64").doprint(lse_tail - m + x[i])
+    assert printed == "x_r[i] - m + t0"
+
+
+def test_max_min_delta_print_as_selects() -> None:
+    pr = NumbaPrinter("f64")
+    assert pr.doprint(sp.Max(m1, m2)) == "fmax(m1, m2)"
+    assert pr.doprint(sp.Min(0, t)) == "fmin(np.float64(0), t)"
+    assert pr.doprint(sp.KroneckerDelta(i, c)) == "(np.float64(1) if c == i else np.float64(0))"
+
+
+def test_shift_to_min_is_an_identity() -> None:
+    u, v = sp.symbols("u v", real=True)
+    lhs = u - sp.Max(u, v)
+    rhs = shift_to_min(lhs)
+    assert rhs == sp.Min(0, u - v)
+    diff = sp.piecewise_fold((lhs - rhs).rewrite(sp.Piecewise))
+    assert sp.simplify(diff) == 0
+
+
+def test_shift_to_min_rewrites_the_sigmoid_exponents() -> None:
+    e = sp.exp(t - D).subs(D, sp.Max(t, 0))
+    assert shift_to_min(e) == sp.exp(sp.Min(0, t))
+
+
+def test_sums_become_named_reductions() -> None:
+    exprs = [row_sum(y[k]) * sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m)) - y[i]]
+    (out,), reductions = extract_reductions(exprs)
+    names = {str(r.symbol): r.shifted for r in reductions}
+    assert names == {"d": True, "sum_y": False}
+    assert not out.has(sp.Sum)
+
+
+def test_lowering_hoists_row_constants_out_of_the_element_loop() -> None:
+    softmax = sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))
+    kernel = lower(KernelSpec(name="s", doc="", rows=(x,), outputs={"out": softmax},
+                              merge=MERGE))
+    (name, value), = kernel.outputs
+    assert [str(a.expr) for a in kernel.row_level] == ["1/d"]
+    assert value.free_symbols & {a.symbol for a in kernel.row_level}
+    assert kernel.max_of == x
+
+
+def test_a_shifted_sum_without_its_exp_factor_is_refused() -> None:
+    bad = row_sum(x[k] * m)
+    try:
+        extract_reductions([bad])
+    except ValueError as exc:
+        assert "exp(x[k] - m)" in str(exc)
+    else:
+        raise AssertionError("a sum in m without exp(x[k] - m) was lowered")
