@@ -1,1 +1,9 @@
-"""Derivations of the softmax family from its definitions (D1-D12)."""
+"""Derivations of the softmax family from its definitions (D1-D12).
+
+``run(id)`` gives a derivation (steps, checks, verdict), ``results(id)`` its named results
+for the generator; each derivation runs once per process.
+"""
+
+from .registry import ALL, results, run, run_all
+
+__all__ = ["ALL", "results", "run", "run_all"]

@@ -8,13 +8,20 @@ and log(sum_k exp(x[k])) to ``LSE``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import time
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import sympy as sp
 
+#: From strongest to weakest: exact for every n (or exact, where the claim has no size), exact
+#: for every n from 1 to 8 by full expansion, at random points with 50 digits.
 METHODS = ("symbolic n", "concrete n <= 8", "numeric")
 VERDICTS = ("proved", "failed")
+SYMBOLIC, CONCRETE, NUMERIC = METHODS
 
 
 @dataclass(frozen=True)
@@ -51,15 +58,68 @@ class Derivation:
     results: dict[str, sp.Expr] = field(default_factory=dict)
     seconds: float = 0.0
 
+    def step(self, text: str, expr: sp.Expr | str) -> sp.Expr | str:
+        """Record a step (an expression, or LaTeX) and hand it on."""
+        self.steps.append(Step.of(text, expr))
+        return expr
+
+    def check(self, claim: str, method: str, ok: object, detail: str = "") -> bool:
+        """Record the outcome of checking ``claim`` by ``method``."""
+        self.checks.append(Check(claim, method, bool(ok), detail))
+        return bool(ok)
+
     @property
     def method(self) -> str:
-        """The weakest method among the checks: symbolic n > concrete n <= 8 > numeric."""
-        used = {ch.method for ch in self.checks}
-        return next((name for name in reversed(METHODS[:2]) if name in used), "numeric")
+        """The weakest, over the claims, of the strongest method that checked each claim."""
+        return method_of(self.checks)
 
     @property
     def verdict(self) -> str:
-        return "proved" if self.checks and all(ch.ok for ch in self.checks) else "failed"
+        return verdict_of(self.checks)
+
+
+def claim_methods(checks: Iterable[Check]) -> dict[str, str]:
+    """Each claim with the strongest method among its checks."""
+    best: dict[str, str] = {}
+    for ch in checks:
+        if ch.claim not in best or METHODS.index(ch.method) < METHODS.index(best[ch.claim]):
+            best[ch.claim] = ch.method
+    return best
+
+
+def method_of(checks: Iterable[Check]) -> str:
+    """symbolic n > concrete n <= 8 > numeric: the weakest claim decides."""
+    return max(claim_methods(checks).values(), key=METHODS.index, default=NUMERIC)
+
+
+def verdict_of(checks: Iterable[Check]) -> str:
+    checks = list(checks)
+    return VERDICTS[0] if checks and all(ch.ok for ch in checks) else VERDICTS[1]
+
+
+def derivation(id: str, title: str, seed_formula: str
+               ) -> Callable[[Callable[[Derivation], None]], Callable[[], Derivation]]:
+    """Turn ``body(d)``, which fills d with steps, checks and results, into a cached, timed
+    derivation; an exception becomes a failed check instead of escaping."""
+
+    def wrap(body: Callable[[Derivation], None]) -> Callable[[], Derivation]:
+        @functools.cache
+        @functools.wraps(body)
+        def run() -> Derivation:
+            d = Derivation(id, title, seed_formula)
+            start = time.perf_counter()
+            try:
+                body(d)
+            except Exception:
+                d.check("the derivation runs to its end", SYMBOLIC, False,
+                        traceback.format_exc(limit=3))
+            d.seconds = time.perf_counter() - start
+            return d
+
+        run.id = id  # type: ignore[attr-defined]
+        return run
+
+    return wrap
 
 
 def expr_hash(expr: sp.Expr) -> str:

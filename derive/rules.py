@@ -8,29 +8,58 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .symbols import LSE, n, p, x
+from .symbols import LSE, k, n, p, x
 
 
 def _single_limit(s: sp.Sum) -> tuple[sp.Symbol, sp.Expr, sp.Expr] | None:
     return tuple(s.limits[0]) if len(s.limits) == 1 else None
 
 
+def _common_factor(body: sp.Expr, idx: sp.Symbol) -> sp.Expr:
+    """The factor of body free of idx; for a Piecewise, the one its nonzero branches share."""
+    if isinstance(body, sp.Piecewise):
+        factors = {_common_factor(value, idx) for value, _ in body.args if value != 0}
+        return factors.pop() if len(factors) == 1 else sp.S.One
+    return body.as_independent(idx, as_Add=False)[0] if body.is_Mul else sp.S.One
+
+
+def _innermost_first(rule):
+    """A rule for one-limit sums, applied to Sum(f, L1, L2, ...) = Sum(Sum(f, L1), L2, ...)."""
+
+    def apply(s: sp.Sum) -> sp.Expr:
+        if len(s.limits) == 1:
+            return rule(s)
+        first, *rest = s.limits
+        inner = sp.Sum(s.function, first)
+        done = rule(inner)
+        return s if done == inner else apply_all(sp.Sum(done, *rest))
+
+    def apply_all(e: sp.Expr) -> sp.Expr:
+        return e.replace(lambda a: isinstance(a, sp.Sum), apply)
+
+    return apply
+
+
+@_innermost_first
 def _split_sum(s: sp.Sum) -> sp.Expr:
-    """sum (a + b) = sum a + sum b;  sum c f(k) = c sum f(k);  sum c = c (hi - lo + 1)."""
-    limits = _single_limit(s)
-    if limits is None:
-        return s
+    """sum (a + b) = sum a + sum b;  sum c f(k) = c sum f(k);  sum c = c (hi - lo + 1).
+
+    A Piecewise body gives up the factor its nonzero branches share (SymPy's Sum folds
+    outer factors into a Piecewise body)."""
+    limits = s.limits[0]
     idx, lo, hi = limits
     body = s.function
     if body.is_Add:
         return sp.Add(*(_split_sum(sp.Sum(term, limits)) for term in body.args))
     if idx not in body.free_symbols:
         return body * (hi - lo + 1)
-    if body.is_Mul:
-        const, dep = body.as_independent(idx, as_Add=False)
-        if const != 1:
-            return const * sp.Sum(dep, limits)
-    return s
+    const = _common_factor(body, idx)
+    if const == 1:
+        return s
+    if isinstance(body, sp.Piecewise):
+        inner = sp.Piecewise(*((value / const, cond) for value, cond in body.args))
+        return const * sp.Sum(inner, limits)
+    return const * sp.Sum(body / const, limits)
 
 
 def pull_out_constants(expr: sp.Expr) -> sp.Expr:
@@ -38,11 +67,23 @@ def pull_out_constants(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.Sum), _split_sum)
 
 
+def rename_dummies(expr: sp.Expr) -> sp.Expr:
+    """Sum(f(j), (j, ...)) -> Sum(f(k), (k, ...)) where k appears nowhere in f: equal sums
+    then look equal (and cancel)."""
+
+    def rename(s: sp.Sum) -> sp.Sum:
+        limits = _single_limit(s)
+        if limits is None or limits[0] == k or k in s.function.atoms(sp.Symbol):
+            return s
+        idx, lo, hi = limits
+        return sp.Sum(s.function.xreplace({idx: k}), (k, lo, hi))
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum), rename)
+
+
+@_innermost_first
 def _collapse(s: sp.Sum) -> sp.Expr:
-    limits = _single_limit(s)
-    if limits is None:
-        return s
-    idx = limits[0]
+    idx = s.limits[0][0]
     factors = sp.Mul.make_args(s.function)
     for f in factors:
         if isinstance(f, sp.KroneckerDelta) and idx in f.args:
@@ -103,6 +144,22 @@ def fold_softmax(expr: sp.Expr) -> sp.Expr:
     return folded
 
 
-def sum_of_p_is_one(expr: sp.Expr) -> sp.Expr:
-    """sum_k p[k] = 1: softmax is a distribution (D1)."""
-    return expr.replace(lambda e: _is_row_sum(e, lambda q: p[q]), lambda e: sp.S.One)
+def sum_of_p_is_one(expr: sp.Expr, base: sp.IndexedBase = p) -> sp.Expr:
+    """sum_k p[k] = 1: softmax is a distribution (D1); likewise any distribution row ``base``."""
+    return expr.replace(lambda e: _is_row_sum(e, lambda q: base[q]), lambda e: sp.S.One)
+
+
+def combine_sums(expr: sp.Expr) -> sp.Expr:
+    """a sum_k f(k) + b sum_k g(k) = sum_k (a f(k) + b g(k)), for the sums over one range
+    (a, b free of the summation index): the inverse of ``pull_out_constants``."""
+    expr = rename_dummies(expr)
+    groups: dict[tuple, list[sp.Expr]] = {}
+    rest = []
+    for term in sp.Add.make_args(expr):
+        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.Sum) and len(f.limits) == 1]
+        if len(sums) != 1:
+            rest.append(term)
+            continue
+        (s,) = sums
+        groups.setdefault(tuple(s.limits[0]), []).append(term / s * s.function)
+    return sp.Add(*rest, *(sp.Sum(sp.Add(*bodies), limits) for limits, bodies in groups.items()))

@@ -14,7 +14,11 @@ i, j, k = sp.symbols("i j k", integer=True, nonnegative=True)
 x = sp.IndexedBase("x", real=True)  # logits row
 y = sp.IndexedBase("y", real=True)  # target distribution row
 g = sp.IndexedBase("g", real=True)  # upstream gradient row
-p = sp.IndexedBase("p", positive=True)  # p[i] stands for softmax(x)[i] once folded
+# p[i] stands for softmax(x)[i] once folded, and is any probability row in D5 and D6: it may
+# hold zeros (0 log 0 = 0), so it is only nonnegative. (Declared positive, SymPy would decide
+# Eq(p[k], 0) as False and drop the 0 log 0 branch of the entropy.)
+p = sp.IndexedBase("p", nonnegative=True)
+q = sp.IndexedBase("q", positive=True)  # a predicted distribution row (D6)
 
 D = sp.Symbol("D", real=True)  # an arbitrary shift of the logits
 c = sp.Symbol("c", integer=True, nonnegative=True)  # an integer class label
