@@ -44,6 +44,7 @@ DEFAULT_REF_REPEATS = 7
 QUICK_REPEATS = 3
 COPY_BYTES = 512 << 20
 SETTLE_S = 0.02  # pause before each block of timed calls
+LOAD_WARN = 0.05  # warn when other processes use more of the CPU than this
 
 # The bar: (rows, classes, dtype) -> [(function, reference, minimum speedup)].
 BAR_SHAPE = (4096, 32000, "float32")
@@ -541,6 +542,38 @@ def measure_startup(repeats: int, n_functions: int = 6) -> dict[str, object]:
             "warm_command": f"python -c {_WARM_IMPORT!r}"}
 
 
+class CpuMonitor:
+    """CPU time used on the machine by other processes (and stolen by the hypervisor) while
+    the benchmark runs: other load on 2 cores shows up directly in the timings."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float, float] | None:
+        try:
+            with open("/proc/stat") as fh:
+                vals = [int(v) for v in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (vals[0] + vals[1] + vals[2] + vals[5] + vals[6]) / tick
+        steal = (vals[7] if len(vals) > 7 else 0) / tick
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system
+        return time.perf_counter(), busy, steal, own
+
+    def report(self) -> dict[str, float] | None:
+        """Fractions of the machine's total CPU time (all cores) since the start."""
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        wall, busy, steal, own = (b - a for a, b in zip(self.start, end))
+        total = wall * (os.cpu_count() or 1)
+        return {"others": max(busy - own, 0.0) / total, "steal": steal / total,
+                "own": own / total}
+
+
 # machine ---------------------------------------------------------------------------------
 
 def machine_info(refs: list[str]) -> dict[str, object]:
@@ -696,6 +729,13 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
                "cross_entropy_grad: 2 x logits + labels + loss); `of copy` compares it with "
                "the 2-thread Numba copy below. All implementations ran in the same process, "
                "one after another.")
+    total = data.get("load_total")
+    if total:
+        busy = [k for k, v in data["load"].items() if v and v["others"] > LOAD_WARN]
+        out += ["", f"Other processes used {total['others']:.1%} of the machine's CPU time "
+                f"during the run (hypervisor steal {total['steal']:.1%})"
+                + (f"; **over {LOAD_WARN:.0%} while {', '.join(busy)} ran, so those "
+                   "timings are disturbed**." if busy else ".")]
     if data["skipped"]:
         out.append("")
         for ref, why in data["skipped"].items():
@@ -895,6 +935,11 @@ def print_console(console, data: dict[str, object], rows: list[Row]) -> None:
                         f"[red]missed[/] (softce {b['softce_ms']:.1f} ms, needs <= "
                         f"{b['target_ms']:.1f} ms)")
         console.print(tab)
+    total = data.get("load_total")
+    if total:
+        style = "red" if total["others"] > LOAD_WARN else "default"
+        console.print(f"[{style}]other processes used {total['others']:.1%} of the CPU during "
+                      f"the run (steal {total['steal']:.1%})[/]")
     startup = data.get("startup")
     if startup:
         cold, warm = startup["cold"], startup["warm"]
@@ -991,6 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
                       "process (the references call no BLAS routine)")
 
     started = time.perf_counter()
+    monitor = CpuMonitor()
     log = console.log
     copy_bytes = COPY_BYTES // 8 if args.quick else COPY_BYTES
     log(f"copy bandwidth, {copy_bytes >> 20} MiB")
@@ -999,10 +1045,16 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[Row] = []
     preallocated = None
+    load: dict[str, object] = {}
     for shape in shapes:
+        shape_monitor = CpuMonitor()
         rows += bench_shape(shape, refs, repeats, ref_repeats, log)
         if shape.key == BAR_SHAPE:
             preallocated = bench_preallocated(shape, refs, repeats, log)
+        load[shape.label] = shape_monitor.report()
+        if load[shape.label] and load[shape.label]["others"] > LOAD_WARN:
+            console.print(f"[red]other processes used {load[shape.label]['others']:.0%} of the "
+                          f"CPU while {shape.label} ran: its timings are disturbed[/]")
         gc.collect()
 
     startup = None
@@ -1024,6 +1076,8 @@ def main(argv: list[str] | None = None) -> int:
         "bar": bar_results(rows),
         "preallocated": preallocated,
         "startup": startup,
+        "load": load,
+        "load_total": monitor.report(),
     }
     data["elapsed_s"] = time.perf_counter() - started
     plotted = plot is not None and write_plot(plot, rows, refs)

@@ -19,11 +19,21 @@ def test_parse_shapes():
             bench.parse_shapes(bad)
 
 
-def test_quick_run_writes_report_and_plot(tmp_path):
+FAKE_STARTUP = {  # the subprocesses are exercised by test_startup_subprocesses
+    "cold": {"import_softce_s": 0.01, "process_wall_s": 3.0,
+             "first_call_s": {"softmax": 2.0}, "second_call_s": {"softmax": 1e-4}},
+    "warm": {"import_softce_s": 0.01, "process_wall_s": 0.5, "softmax_process_wall_s": 0.5,
+             "numpy_process_wall_s": 0.1, "first_call_s": {"softmax": 0.3},
+             "second_call_s": {"softmax": 1e-4}},
+    "repeats": 1, "warm_command": "python -c '...'",
+}
+
+
+def test_quick_run_writes_report_and_plot(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "measure_startup", lambda *args, **kwargs: FAKE_STARTUP)
     report, plot, results = tmp_path / "BENCH.md", tmp_path / "bench.png", tmp_path / "r.json"
     rc = bench.main(["--quick", "--shapes", "64x10,16x300", "--repeats", "1",
-                     "--startup-repeats", "1", "--output", str(report), "--plot", str(plot),
-                     "--json", str(results)])
+                     "--output", str(report), "--plot", str(plot), "--json", str(results)])
     assert rc == 0
     text = report.read_text()
     for name in bench.FUNCTIONS + (bench.PROB_CE,):
@@ -44,6 +54,14 @@ def test_quick_run_writes_report_and_plot(tmp_path):
         assert "![time per call](bench.png)" in text
     else:
         assert not plot.exists()
+
+
+def test_startup_subprocesses():
+    """One function, cold (an empty NUMBA_CACHE_DIR) then warm, each in a fresh process."""
+    startup = bench.measure_startup(repeats=1, n_functions=1)
+    cold, warm = startup["cold"], startup["warm"]
+    assert set(cold["first_call_s"]) == set(warm["first_call_s"]) == {"softmax"}
+    assert cold["process_wall_s"] > 0 and warm["softmax_process_wall_s"] > 0
 
 
 def test_missing_reference_is_skipped(tmp_path, monkeypatch):
