@@ -45,6 +45,9 @@ class Check:
     ok: bool
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        self.ok = bool(self.ok)  # NumPy and SymPy booleans become plain ones
+
 
 @dataclass
 class Derivation:
