@@ -18,7 +18,7 @@ from .checking import (
     termwise_zero,
 )
 from .core import CONCRETE, NUMERIC, SYMBOLIC, Derivation, derivation
-from .definitions import SYMBOLIC_ROW, _u, entropy, information, kl, limit_at_zero, vec
+from .definitions import SYMBOLIC_ROW, entropy, information, kl, limit_at_zero, u, vec
 from .lemmas import gibbs
 from .rules import combine_sums, pull_out_constants
 from .symbols import b, k, n, p, row_sum, x
@@ -35,8 +35,8 @@ MAXIMUM = "H(p) <= log_b n: log_b n - H(p) = KL(p || uniform) >= 0"
 def entropy_base_b(d: Derivation) -> None:
     """H = sum_k p_k I(p_k), I = -log_b p, the 0 log 0 term given by its computed limit."""
     d.step("information (6)", information(p[k], b))
-    zero = limit_at_zero(_u * sp.log(_u))
-    d.step("the term p log p at p = 0: its limit", sp.Eq(sp.Limit(_u * sp.log(_u), _u, 0, "+"),
+    zero = limit_at_zero(u * sp.log(u))
+    d.step("the term p log p at p = 0: its limit", sp.Eq(sp.Limit(u * sp.log(u), u, 0, "+"),
                                                          zero))
     d.check(ZERO_LOG_ZERO, SYMBOLIC, zero == 0)
     h = d.step("H = sum_k p_k I(p_k), the p_k = 0 term by the limit",

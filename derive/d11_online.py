@@ -8,6 +8,7 @@ of the union: the basis of one-pass and distributed kernels.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import sympy as sp
 
@@ -30,6 +31,7 @@ M = sp.Symbol("M", real=True)  # the shift of the union
 m3 = sp.Symbol("m3", real=True)
 d3 = sp.Symbol("d3", positive=True)
 State = tuple[sp.Expr, sp.Expr]
+Merge = Callable[[State, State], State]
 
 
 def _part(lo: sp.Expr, hi: sp.Expr, shift: sp.Expr) -> sp.Sum:
@@ -79,7 +81,9 @@ def online_normaliser(d: Derivation) -> None:
     d.check(ONE_PASS, NUMERIC, *_numeric_one_pass(merge))
 
 
-def _merge_rule(merge_m: sp.Expr, merge_d: sp.Expr):
+def _merge_rule(merge_m: sp.Expr, merge_d: sp.Expr) -> Merge:
+    """The merge of two states, as the derived (merge_m, merge_d) give it."""
+
     def merge(s: State, t: State) -> State:
         values = {m1: s[0], d1: s[1], m2: t[0], d2: t[1]}
         return merge_m.xreplace(values), merge_d.xreplace(values)
@@ -115,7 +119,7 @@ def _concrete_max_of_union() -> tuple[bool, str]:
     return True, "every split of n = 1..8 (an empty part has max -inf)"
 
 
-def _one_pass_step(merge) -> tuple[bool, str]:
+def _one_pass_step(merge: Merge) -> tuple[bool, str]:
     """(m, sum_{k<n} exp(x_k - m)) merged with (x_n, 1) is (m', sum_{k<=n} exp(x_k - m'))."""
     m = sp.Symbol("m", real=True)
     prefix = row_sum(sp.exp(x[k] - m))
@@ -128,7 +132,7 @@ def _one_pass_step(merge) -> tuple[bool, str]:
     return peel_ok and step_ok, "induction step for general n; base: the identity (-inf, 0)"
 
 
-def _numeric_one_pass(merge) -> tuple[bool, str]:
+def _numeric_one_pass(merge: Merge) -> tuple[bool, str]:
     """A left fold of the merge over (x_k, 1), at random rows, gives LSE to 50 digits."""
     rng = random.Random(11)
     worst = sp.Float(0)

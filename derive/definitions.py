@@ -30,10 +30,6 @@ class Row:
             return row_sum(term(index), index)
         return sp.Add(*(term(sp.Integer(r)) for r in range(self.size)))
 
-    def vector(self, v: Vector) -> sp.Matrix:
-        """The elements v(0), ..., v(size - 1) of a concrete row as a column."""
-        return sp.Matrix([v(sp.Integer(r)) for r in range(self.size)])
-
 
 SYMBOLIC_ROW = Row()
 CONCRETE_ROWS = tuple(Row(size) for size in range(1, 9))
@@ -54,24 +50,24 @@ def sigmoid(s: sp.Expr) -> sp.Expr:
     return 1 / (1 + sp.exp(-s))
 
 
-#: The variable of a term extended to 0 by its limit.
-_u = sp.Symbol("u", positive=True)
+#: The variable of a term that is extended to 0 by its limit.
+u = sp.Symbol("u", positive=True)
 
 
 @functools.cache
 def limit_at_zero(term: sp.Expr) -> sp.Expr:
     """lim_{u -> 0+} term(u): the value a term is given at u = 0 (computed, not assumed)."""
-    return sp.limit(term, _u, 0, "+")
+    return sp.limit(term, u, 0, "+")
 
 
-def extended(u: sp.Expr, term: sp.Expr) -> sp.Expr:
-    """term(u) for u > 0, extended to u = 0 by its limit; ``term`` is written in ``_u``."""
-    return sp.Piecewise((limit_at_zero(term), sp.Eq(u, 0)), (term.subs(_u, u), True))
+def extended(value: sp.Expr, term: sp.Expr) -> sp.Expr:
+    """term(value) for value > 0, extended to value = 0 by the limit; term is written in u."""
+    return sp.Piecewise((limit_at_zero(term), sp.Eq(value, 0)), (term.subs(u, value), True))
 
 
-def xlogx(u: sp.Expr) -> sp.Expr:
-    """u log u, extended to u = 0 by its limit."""
-    return extended(u, _u * sp.log(_u))
+def xlogx(value: sp.Expr) -> sp.Expr:
+    """value log value, extended to value = 0 by its limit."""
+    return extended(value, u * sp.log(u))
 
 
 def information(u: sp.Expr, base: sp.Expr) -> sp.Expr:
@@ -92,7 +88,7 @@ def cross_entropy(row: Row, prob: Vector, pred: Vector, base: sp.Expr) -> sp.Exp
 def kl(row: Row, prob: Vector, pred: Vector, base: sp.Expr) -> sp.Expr:
     """KL(P||Q) = sum_r P_r log_base(P_r / Q_r), a term with P_r = 0 taken as its limit 0."""
 
-    return row.sum(lambda r: extended(prob(r), _u * sp.log(_u / pred(r))) / sp.log(base))
+    return row.sum(lambda r: extended(prob(r), u * sp.log(u / pred(r))) / sp.log(base))
 
 
 def ce_loss(row: Row, logits: Vector, target: Vector) -> sp.Expr:

@@ -17,7 +17,7 @@ from .checking import at_size, evaluate, random_point
 from .closed_forms import CLOSED_FORMS
 from .core import NUMERIC, SYMBOLIC, Check
 from .d12_note_check import derived_gradient, note_points
-from .definitions import _u, limit_at_zero
+from .definitions import limit_at_zero, u
 from .registry import results
 from .rules import expand_sum_bodies
 from .symbols import LSE, b, i, k, p, row_sum, y
@@ -69,7 +69,7 @@ def _log_base() -> Finding:
 
 
 def _zero_log_zero() -> Finding:
-    limit = limit_at_zero(_u * sp.log(_u))
+    limit = limit_at_zero(u * sp.log(u))
     h = results("D5")["entropy"]
     certain = sp.simplify(at_size(h, 2, unfold_p=False).xreplace({p[0]: 0, p[1]: 1}))
     raw = sp.S.Zero * sp.log(0)
