@@ -1,0 +1,142 @@
+"""generated/ is what the derivations print: fresh, deterministic, and moved by a derivation."""
+
+import importlib
+import os
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import softce
+from softce.codegen.writer import render
+from softce.derive import results
+from softce.derive.symbols import c, i, p
+from softce.verify import verify_all
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ROOT / "generated"
+REGENERATE = [sys.executable, str(ROOT / "scripts" / "regenerate.py")]
+
+
+def test_generated_matches_the_derivations() -> None:
+    run = subprocess.run([*REGENERATE, "--check"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_generation_is_byte_deterministic_across_hash_seeds(tmp_path: Path) -> None:
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        subprocess.run([*REGENERATE, "--out", str(out)], check=True, capture_output=True,
+                       env={"PYTHONHASHSEED": seed, "PATH": ""})
+    files = sorted(q.relative_to(tmp_path / "1") for q in (tmp_path / "1").rglob("*.py"))
+    assert files
+    for rel in files:
+        assert (tmp_path / "1" / rel).read_bytes() == (tmp_path / "2" / rel).read_bytes()
+        assert (tmp_path / "1" / rel).read_bytes() == (GENERATED / rel).read_bytes()
+
+
+def test_check_names_an_edited_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    regenerate = runpy.run_path(REGENERATE[1])["main"]
+    assert regenerate(["--out", str(tmp_path)]) == 0
+    edited = tmp_path / "cpu" / "softmax.py"
+    edited.write_text(edited.read_text().replace("exp_f32(", "exp_f64(", 1))
+    capsys.readouterr()
+    assert regenerate(["--check", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "cpu/softmax.py" in err and "log_softmax.py" not in err
+    edited.unlink()
+    assert regenerate(["--check", "--out", str(tmp_path)]) == 1
+    assert "cpu/softmax.py" in capsys.readouterr().err
+
+
+def test_every_file_names_its_derivations() -> None:
+    for path in (GENERATED / "cpu").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        head = path.read_text().split("\n\n")[0]
+        assert "Do not edit" in head
+        assert re.search(r"#   D\d+ +\w+ +[0-9a-f]{16}", head), path.name
+
+
+def test_float32_kernels_print_no_float64_constant() -> None:
+    for path in (GENERATED / "cpu").glob("*.py"):
+        for block in path.read_text().split("\n\n\n"):
+            if "_f32(" in block and "def " in block:
+                body = block.split('"""')[-1]
+                assert "np.float64" not in body and "exp_f64" not in body, path.name
+                assert not re.search(r"(?<![\w.(])\d+\.\d+", body), path.name
+
+
+NO_DOUBLE = """
+import sys
+import softce.generated.cpu as cpu
+bad = []
+for name in cpu.KERNELS:
+    if name.endswith("_f32"):
+        for sig, ir in getattr(cpu, name).inspect_llvm().items():
+            math = [ln for ln in ir.splitlines() if any(op in ln for op in
+                    (" fadd ", " fsub ", " fmul ", " fdiv ", " fcmp ", "call double", "fpext"))]
+            bad += [(name, ln.strip()) for ln in math if "double" in ln and "@Py" not in ln]
+print(bad)
+sys.exit(1 if bad else 0)
+"""
+
+
+def test_float32_kernels_compile_without_double(tmp_path: Path) -> None:
+    """No float64 arithmetic in the LLVM IR of any float32 kernel (compiled afresh: Numba
+    cannot inspect code loaded from its cache). The Python wrapper's unboxing of a scalar
+    argument (PyFloat_AsDouble) is not kernel arithmetic."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", NO_DOUBLE], capture_output=True, text=True,
+                         env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_every_kernel_agrees_with_its_derived_formulas() -> None:
+    verdicts = verify_all()
+    assert len(verdicts) >= 2 * 14
+    bad = [v for v in verdicts if not v.ok]
+    assert not bad, bad
+
+
+def _perturbed(derivation: str):
+    """The derivations, with D9's label gradient sign-flipped: softmax + e_c."""
+    found = results(derivation)
+    if derivation == "D9":
+        found = dict(found)
+        found["ce_grad_label"] = p[i] + sp.KroneckerDelta(i, c)
+    return found
+
+
+def test_a_perturbed_derivation_changes_the_kernel_and_fails_the_reference(
+        tmp_path: Path) -> None:
+    original, perturbed = render(), render(_perturbed)
+    changed = {rel for rel in original if original[rel] != perturbed[rel]}
+    assert changed == {"cpu/cross_entropy_grad_label.py", "cuda/cross_entropy_grad_label.py"}
+
+    package = tmp_path / "perturbed_kernels"
+    for rel, text in perturbed.items():
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_text(text)
+    (package / "__init__.py").write_text("")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("perturbed_kernels.cpu.cross_entropy_grad_label")
+    finally:
+        sys.path.remove(str(tmp_path))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 5))
+    labels = np.array([0, 3, 4, 1])
+    w = np.full(4, 0.25)
+    grad, loss = np.empty_like(x), np.empty(4)
+    module.cross_entropy_grad_label_f64(x, labels, w, grad, loss)
+    expected = softce.cross_entropy_grad(x, labels)[1]
+    s = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    assert np.allclose(expected, (s - np.eye(5)[labels]) / 4)
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(grad, expected)
