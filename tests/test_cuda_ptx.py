@@ -1,0 +1,108 @@
+"""The generated CUDA kernels: printed from the derivations, float32 kept float32, and every
+kernel compiled to PTX for sm_80 and sm_90 (no GPU needed) and assembled by ptxas with no
+spills and no float64 instruction in a float32 kernel."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CUDA_DIR = ROOT / "generated" / "cuda"
+MODULES = sorted(p.stem for p in CUDA_DIR.glob("*.py") if p.name != "__init__.py")
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def test_there_is_a_cuda_kernel_for_every_cpu_kernel() -> None:
+    cpu = sorted(p.stem for p in (ROOT / "generated" / "cpu").glob("*.py")
+                 if p.name != "__init__.py")
+    assert MODULES and MODULES == cpu
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_file_names_its_derivations_and_is_lazily_compiled(module: str) -> None:
+    text = (CUDA_DIR / f"{module}.py").read_text()
+    head = text.split("\n\n")[0]
+    assert "Do not edit" in head and "softce.codegen.cuda" in head
+    assert re.search(r"#   D\d+ +\w+ +[0-9a-f]{16}", head)
+    assert "@cuda.jit\n" in text  # no signature: compiling at import needs a GPU
+    assert not re.search(r"@cuda\.jit\(['\"\[]", text)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_float32_kernels_print_no_float64(module: str) -> None:
+    blocks = (CUDA_DIR / f"{module}.py").read_text().split("\n\n\n")
+    f32 = [b for b in blocks if re.search(r"def \w+_f32\(", b)]
+    assert f32
+    for block in f32:
+        body = block.split('"""')[-1]
+        assert "float64" not in body and "_f64(" not in body, module
+        assert not re.search(r"(?<![\w.(])\d+\.\d+", body), module  # an untyped float literal
+        assert "-np.inf" not in body.replace("np.float32(-np.inf)", ""), module
+
+
+def test_every_merge_of_thread_states_is_printed_from_d11() -> None:
+    """The chunk merge and the cross-thread merge print D11's merge_m/merge_d as given: a
+    changed rule changes both."""
+    import sympy as sp
+
+    from softce.codegen.cuda import emit_row_kernel
+    from softce.codegen.lower import KernelSpec, lower, m
+    from softce.derive.symbols import d1, d2, i, k, m1, m2, row_sum, x
+
+    top = sp.Max(m1, m2)
+    softmax = {"out": sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))}
+
+    def printed(merge_d: sp.Expr) -> str:
+        spec = KernelSpec(name="t", doc="t", rows=(x,), outputs=softmax, merge=(top, merge_d))
+        return "\n".join(emit_row_kernel(lower(spec), "f32"))
+
+    text = printed(d1 * sp.exp(m1 - top) + d2 * sp.exp(m2 - top))
+    assert text.count("# D11 merge_m") == 2 and text.count("# D11 merge_d") == 2
+    assert "d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d" in text
+    assert "_o*exp_f32(" in text and "fmax(m, m_o)  # D11 merge_m" in text
+    changed = printed(2 * d1 * sp.exp(m1 - top) + d2 * sp.exp(m2 - top))
+    assert changed.count("np.float32(2)*d*exp_f32(m - m_new)") == 2
+
+
+def test_importing_softce_does_not_import_numba_cuda() -> None:
+    code = "import sys, softce; assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.skipif(SIMULATED, reason="the CUDA simulator cannot compile PTX")
+@pytest.mark.parametrize("module", MODULES)
+def test_kernels_compile_to_ptx_without_spills(module: str) -> None:
+    import importlib
+
+    from softce.cuda.ptx import CCS, check
+
+    mod = importlib.import_module(f"softce.generated.cuda.{module}")
+    assert set(mod.SIGNATURES) == {f"{module}_f32", f"{module}_f64"}
+    for name, sigs in mod.SIGNATURES.items():
+        for sig in sigs:
+            for cc in CCS:
+                res = check(name, getattr(mod, name), sig, cc)
+                assert res.registers > 0, (name, sig, cc)
+                assert res.spills == 0 and res.stack_bytes == 0, res
+                assert not res.f64_in_f32, res
+                assert res.shared_bytes <= 48 * 1024, res
+
+
+@pytest.mark.skipif(SIMULATED, reason="the CUDA simulator cannot compile PTX")
+def test_a_gpu_takes_the_shuffle_path() -> None:
+    """Outside the simulator the row states merge through warp shuffles (shfl.sync in PTX)."""
+    from numba import cuda
+
+    from softce.cuda.runtime import SHUFFLE
+    from softce.generated.cuda import softmax
+
+    assert SHUFFLE or os.environ.get("SOFTCE_CUDA_REDUCE") == "shared"
+    sig = softmax.SIGNATURES["softmax_f32"][0]
+    ptx, _ = cuda.compile_ptx(softmax.softmax_f32.py_func, sig, cc=(9, 0))
+    assert ("shfl.sync.down" in ptx) == SHUFFLE
+    assert "call" not in re.sub(r"//.*", "", ptx)  # device helpers inlined

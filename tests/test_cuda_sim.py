@@ -1,0 +1,355 @@
+"""The CUDA API under the CUDA simulator: every function agrees with the CPU kernels and with
+hand-written references, on odd sizes, with more rows than the grid, in float32 and float64,
+with the CPU side's checks and errors.
+
+NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the test ``test_cuda_api_in_
+the_simulator`` runs this file again in a fresh process with it set; there the other tests run
+(here they are skipped). The simulator runs one Python thread per CUDA thread and pays about
+20 ms per barrier, so grids are tiny: 64-thread blocks, at most 2 blocks.
+"""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+sim_only = pytest.mark.skipif(not SIMULATED, reason="runs in the simulator process started by "
+                              "test_cuda_api_in_the_simulator")
+
+F32, F64 = np.float32, np.float64
+#: float32: the simulator's exp is NumPy's, the CPU's its own 1-ulp exp, sums in other orders.
+TOL = {F32: {"rtol": 2e-5, "atol": 2e-6}, F64: {"rtol": 1e-12, "atol": 1e-14}}
+
+
+def test_cuda_api_in_the_simulator() -> None:
+    if SIMULATED:
+        pytest.skip("the launcher of this file's simulator run")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-W", "ignore::RuntimeWarning", __file__],
+                         env=env, capture_output=True, text=True, timeout=1200)
+    tail = (run.stdout[-6000:] + run.stderr[-2000:]).strip()
+    print(tail.splitlines()[-1] if tail else "")
+    assert run.returncode == 0, tail
+    assert " passed" in tail.splitlines()[-1] and " failed" not in tail.splitlines()[-1], tail
+
+
+# helpers (simulator process only) -----------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _small_grids():
+    if not SIMULATED:
+        yield
+        return
+    from softce import cuda as sc
+
+    old = sc.configure(threads_per_row=None, block_threads=64, max_blocks=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+    sc.configure(**old.__dict__)
+
+
+def dev(a):
+    from numba import cuda
+
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def host(d):
+    return d.copy_to_host()
+
+
+def close(got, want, dtype) -> None:
+    got = host(got) if hasattr(got, "copy_to_host") else np.asarray(got)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, np.asarray(want), equal_nan=True, **TOL[dtype])
+
+
+def softmax_ref(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def lse_ref(x):
+    m = x.max(-1, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[..., 0]
+
+
+def logits(rows, n, dtype, seed=0):
+    rng = np.random.default_rng(seed + n)
+    x = (rng.standard_normal((rows, n)) * 4).astype(dtype)
+    if n > 1:
+        x[1, n // 2] = -np.inf  # a masked logit
+    return x
+
+
+# correctness --------------------------------------------------------------------------------
+
+@sim_only
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("n", [1, 31, 33, 1025])
+def test_row_functions_agree_with_cpu_and_references(n: int, dtype) -> None:
+    import softce
+
+    rows = 5  # more rows than the grid holds: 2 blocks x (64 // threads per row) rows
+    x = logits(rows, n, dtype)
+    d = dev(x)
+    p, lp = softmax_ref(x.astype(F64)), None
+    lp = x.astype(F64) - lse_ref(x.astype(F64))[:, None]
+    for got, cpu, ref in [
+        (softce.softmax(d), softce.softmax(x), p),
+        (softce.log_softmax(d), softce.log_softmax(x), lp),
+        (softce.logsumexp(d), softce.logsumexp(x), lse_ref(x.astype(F64))),
+    ]:
+        close(got, cpu, dtype)
+        close(got, ref, dtype)
+
+    w = np.linspace(-1, 2, rows).astype(dtype)
+    close(softce.logsumexp_vjp(d, dev(w)), softce.logsumexp_vjp(x, w), dtype)
+    close(softce.logsumexp_vjp(d, w), w[:, None] * p, dtype)
+
+    probs = softmax_ref(x).astype(dtype)
+    close(softce.entropy(dev(probs)), softce.entropy(probs), dtype)
+    close(softce.entropy(dev(probs), base=2.0), softce.entropy(probs, base=2.0), dtype)
+
+    g = np.random.default_rng(1).standard_normal((rows, n)).astype(dtype)
+    close(softce.softmax_vjp(dev(probs), dev(g)), softce.softmax_vjp(probs, g), dtype)
+    close(softce.softmax_vjp(dev(probs), dev(g)),
+          probs * (g - (g * probs).sum(-1, keepdims=True)), dtype)
+    logp = softce.log_softmax(x)
+    close(softce.log_softmax_vjp(dev(logp), dev(g)), softce.log_softmax_vjp(logp, g), dtype)
+    close(softce.log_softmax_vjp(dev(logp), dev(g)),
+          g - np.exp(logp) * g.sum(-1, keepdims=True), dtype)
+    close(softce.sigmoid(d), softce.sigmoid(x), dtype)
+
+
+@sim_only
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("n", [1, 33, 1025])
+def test_cross_entropy_agrees_with_cpu_and_references(n: int, dtype) -> None:
+    import softce
+
+    rows = 5
+    x = logits(rows, n, dtype)
+    x[1, :] = np.where(np.isinf(x[1]), 0, x[1])  # keep the labelled logits finite
+    labels = np.arange(rows) * 7 % n
+    onehot = np.eye(n, dtype=dtype)[labels]
+    d, dl = dev(x), dev(labels.astype(np.int32))
+    ref_loss = lse_ref(x.astype(F64)) - x[np.arange(rows), labels]
+    for reduction, ref in [("none", ref_loss), ("mean", ref_loss.mean()), ("sum", ref_loss.sum())]:
+        got = softce.cross_entropy(d, dl, reduction=reduction)
+        close(got, softce.cross_entropy(x, labels, reduction=reduction), dtype)
+        close(got, ref, dtype)
+    close(softce.cross_entropy(d, dev(onehot), reduction="none"), ref_loss, dtype)
+
+    grad_ref = (softmax_ref(x.astype(F64)) - onehot) / rows
+    loss, grad = softce.cross_entropy_grad(d, dl)
+    cpu_loss, cpu_grad = softce.cross_entropy_grad(x, labels)
+    close(loss, cpu_loss, dtype)
+    close(grad, cpu_grad, dtype)
+    close(grad, grad_ref, dtype)
+
+    y = softmax_ref(np.random.default_rng(2).standard_normal((rows, n))).astype(dtype)
+    w = np.linspace(0.5, 1.5, rows).astype(dtype)
+    loss, grad = softce.cross_entropy_grad(d, dev(y), reduction="none", grad_output=dev(w))
+    cpu_loss, cpu_grad = softce.cross_entropy_grad(x, y, reduction="none", grad_output=w)
+    close(loss, cpu_loss, dtype)
+    close(grad, cpu_grad, dtype)
+    close(grad, w[:, None] * (y.sum(-1, keepdims=True) * softmax_ref(x.astype(F64)) - y), dtype)
+
+    inplace = dev(x)  # the gradient over the logits
+    loss, grad = softce.cross_entropy_grad(inplace, dl, reduction="sum", out=inplace)
+    assert grad is inplace
+    close(grad, grad_ref * rows, dtype)
+    close(loss, ref_loss.sum(), dtype)
+
+
+@sim_only
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("n", [1, 31, 33])
+def test_softmax_jacobian(n: int, dtype) -> None:
+    import softce
+
+    x = logits(3, n, dtype)
+    s = softmax_ref(x.astype(F64))
+    ref = np.einsum("ri,ij->rij", s, np.eye(n)) - s[:, :, None] * s[:, None, :]
+    got = softce.softmax_jacobian(dev(x))
+    close(got, softce.softmax_jacobian(x), dtype)
+    close(got, ref, dtype)
+
+
+@sim_only
+@pytest.mark.parametrize("threads", [32, 128])
+def test_thread_groups_wider_than_a_warp_and_rows_beyond_the_grid(threads: int) -> None:
+    import softce
+    from softce import cuda as sc
+
+    sc.configure(threads_per_row=threads, block_threads=128, max_blocks=1)
+    x = logits(3, 1025, F32)  # 128-wide groups: one row per block, three grid strides
+    close(softce.log_softmax(dev(x)), softce.log_softmax(x), F32)
+    close(softce.logsumexp(dev(x)), softce.logsumexp(x), F32)
+
+
+@sim_only
+def test_special_values_propagate_as_on_the_cpu() -> None:
+    import softce
+
+    x = logits(6, 33, F32)
+    x[0, 3] = np.nan
+    x[2, :] = -np.inf  # a fully masked row
+    x[3, 5] = np.inf
+    x[4, 7] = -1e30
+    for fn in (softce.softmax, softce.log_softmax, softce.logsumexp):
+        close(fn(dev(x)), fn(x), F32)
+    close(softce.sigmoid(dev(x)), softce.sigmoid(x), F32)
+    huge = np.full((1, 33), 1e30, F32)  # x - m is exact, then log(33) is subtracted
+    close(softce.log_softmax(dev(huge)), np.full((1, 33), -np.log(33.0)), F32)
+    close(softce.softmax(dev(huge)), np.full((1, 33), 1 / 33), F32)
+    p = softmax_ref(logits(2, 5, F32))
+    p[0, 1], p[1, :] = 0, [0, 0, 1, 0, 0]  # 0 log 0 = 0
+    close(softce.entropy(dev(p)), softce.entropy(p), F32)
+
+
+# layouts -----------------------------------------------------------------------------------
+
+@sim_only
+def test_any_axis_and_strides_and_out() -> None:
+    import softce
+
+    x = np.random.default_rng(3).standard_normal((3, 33, 4)).astype(F32)
+    d = dev(x)
+    for axis in (0, 1, 2, -1):
+        close(softce.softmax(d, axis=axis), softce.softmax(x, axis=axis), F32)
+        close(softce.logsumexp(d, axis=axis, keepdims=True),
+              softce.logsumexp(x, axis=axis, keepdims=True), F32)
+    strided = d[:, ::2, 1:]  # a non-contiguous view: rows gathered on the device
+    close(softce.log_softmax(strided, axis=1), softce.log_softmax(x[:, ::2, 1:], axis=1), F32)
+    p = softmax_ref(np.moveaxis(x, 1, -1)).transpose(0, 2, 1).copy()
+    reversed_rows = dev(p)[:, ::-2, 1:]  # negative strides
+    close(softce.entropy(reversed_rows, axis=1), softce.entropy(p[:, ::-2, 1:], axis=1), F32)
+
+    out = dev(np.zeros_like(x))
+    assert softce.softmax(d, axis=1, out=out) is out  # written through a scatter
+    close(out, softce.softmax(x, axis=1), F32)
+    out_last = dev(np.zeros_like(x))
+    assert softce.softmax(d, out=out_last) is out_last  # written directly
+    close(out_last, softce.softmax(x), F32)
+    same = dev(x)
+    softce.log_softmax(same, out=same)
+    close(same, softce.log_softmax(x), F32)
+    flat_out = dev(np.zeros_like(x))
+    assert softce.sigmoid(d, out=flat_out) is flat_out
+    close(flat_out, softce.sigmoid(x), F32)
+
+    labels = np.array([[0, 5, 32, 1], [2, 2, 2, 2], [31, 0, 0, 7]])
+    close(softce.cross_entropy(d, dev(labels), axis=1, reduction="none"),
+          softce.cross_entropy(x, labels, axis=1, reduction="none"), F32)
+    loss, grad = softce.cross_entropy_grad(d, labels, axis=1)  # host labels, device logits
+    cpu_loss, cpu_grad = softce.cross_entropy_grad(x, labels, axis=1)
+    close(loss, cpu_loss, F32)
+    close(grad, cpu_grad, F32)
+    jac = softce.softmax_jacobian(dev(x[:, :5, 0]), axis=-1)
+    assert jac.shape == (3, 5, 5)
+
+
+@sim_only
+def test_results_are_device_arrays_of_the_input_dtype() -> None:
+    import softce
+
+    x = logits(2, 7, np.float16)
+    got = softce.softmax(dev(x))
+    assert hasattr(got, "copy_to_host") and got.dtype == F32
+    loss = softce.cross_entropy(dev(x.astype(F64)), dev(np.array([1, 2], np.uint8)))
+    assert hasattr(loss, "copy_to_host") and loss.shape == () and loss.dtype == F64
+    assert softce.cross_entropy(dev(np.zeros((0, 4), F32)), dev(np.zeros(0, np.int64)),
+                                reduction="sum").copy_to_host() == 0
+
+
+# validation ----------------------------------------------------------------------------------
+
+def _error(fn, *args, **kwargs):
+    with pytest.raises((ValueError, TypeError)) as info:
+        fn(*args, **kwargs)
+    return info.type, str(info.value)
+
+
+@sim_only
+def test_the_same_checks_and_errors_as_the_cpu() -> None:
+    import softce
+
+    x = logits(4, 6, F32)
+    d = dev(x)
+    labels = np.array([0, 5, 6, 1])
+    cases = [
+        ("softmax", (x,), {"axis": 2}),
+        ("softmax", (x,), {"axis": 1.0}),
+        ("logsumexp", (x.astype(np.int32),), {}),
+        ("log_softmax", (x,), {"out": np.zeros((4, 5), F32)}),
+        ("log_softmax", (x,), {"out": np.zeros((4, 6), F64)}),
+        ("cross_entropy", (x, labels), {}),
+        ("cross_entropy", (x, np.array([0, 1, 2])), {}),
+        ("cross_entropy", (x, labels.astype(bool)), {}),
+        ("cross_entropy", (x, np.zeros((4, 5), F32)), {}),
+        ("cross_entropy", (x, labels % 6), {"reduction": "avg"}),
+        ("cross_entropy_grad", (x, labels % 6), {"grad_output": np.ones(4, F32)}),
+        ("cross_entropy_grad", (x, labels % 6), {"grad_output": np.ones(3, F32),
+                                                 "reduction": "none"}),
+        ("entropy", (x,), {"base": 1}),
+        ("softmax_vjp", (x, x[:, :5]), {}),
+        ("logsumexp_vjp", (x, np.ones(5, F32)), {}),
+    ]
+
+    def on_device(value):
+        return dev(value) if isinstance(value, np.ndarray) else value
+
+    for name, args, kwargs in cases:
+        fn = getattr(softce, name)
+        cpu = _error(fn, *args, **kwargs)
+        gpu_args = [d if a is x else on_device(a) for a in args]
+        gpu_kwargs = {k: on_device(v) for k, v in kwargs.items()}
+        assert _error(fn, *gpu_args, **gpu_kwargs) == cpu, (name, kwargs)
+    assert _error(softce.softmax, d, out=np.zeros((4, 6), F32))[0] is TypeError
+    part = dev(np.zeros((4, 12), F32))
+    with pytest.raises(ValueError, match="overlaps"):
+        softce.softmax(part[:, :6], out=part[:, 3:9])
+
+
+@sim_only
+def test_labels_are_checked_on_the_device_without_copying_the_logits(monkeypatch) -> None:
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    import softce
+
+    copied: list[int] = []
+    original = FakeCUDAArray.copy_to_host
+
+    def recording(self, *args, **kwargs):
+        copied.append(self.size)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", recording)
+    n = 1000
+    d = dev(logits(3, n, F32))
+    with pytest.raises(ValueError, match=r"label 1000 at position \(1,\)"):
+        softce.cross_entropy(d, dev(np.array([0, n, -1])))
+    assert copied and max(copied) <= 3  # one index and one label came back
+    copied.clear()
+    softce.cross_entropy_grad(d, dev(np.array([0, 1, 2])), out=d)
+    assert copied == [1]  # only the index of the first bad label (none: 3)
+
+
+def test_launch_shapes() -> None:
+    """One warp per row up to 1024 classes, then about 32 elements per thread."""
+    if SIMULATED:
+        pytest.skip("launch defaults differ in the simulator")
+    from softce.cuda.api import row_launch, threads_for
+
+    assert [threads_for(n) for n in (1, 10, 1000, 1024, 1025, 32000, 128256)] == [
+        32, 32, 32, 32, 64, 1024, 1024]
+    assert row_launch(65536, 10) == (8192, (32, 8))
+    assert row_launch(1024, 128256) == (1024, (1024, 1))
