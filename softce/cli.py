@@ -48,7 +48,63 @@ def add_audit(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_audit)
 
 
-SUBCOMMANDS: tuple[Subcommand, ...] = (add_audit,)
+def _run_generate(args: argparse.Namespace) -> int:
+    import softce.generated
+    from softce.codegen.writer import stale, write
+
+    out = args.out or Path(softce.generated.__file__).parent
+    if args.check:
+        bad = stale(out)
+        for rel in bad:
+            print(f"stale or edited: {out / rel}", file=sys.stderr)
+        print(f"{out}: {len(bad)} stale file(s)" if bad else f"{out} is up to date")
+        if bad:
+            return 1
+    else:
+        changed = write(out)
+        print(f"{out}: {len(changed)} file(s) rewritten, the rest unchanged")
+    return _verify() if args.verify else 0
+
+
+def _verify() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from softce.verify import verify_all
+
+    verdicts = verify_all()
+    table = Table(title="generated CPU kernels against their derived formulas (SymPy, 30 digits)")
+    for column in ("kernel", "dtype", "rows", "max rel. error", "verdict"):
+        table.add_column(column)
+    for v in verdicts:
+        table.add_row(v.kernel, v.dtype, str(v.cases), f"{v.max_error:.2e}",
+                      "ok" if v.ok else "[red]FAILED[/red]")
+    Console().print(table)
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+def add_generate(subparsers: argparse._SubParsersAction) -> None:
+    """softce generate: print the kernels from the derivations into generated/."""
+    parser = subparsers.add_parser(
+        "generate", help="regenerate generated/ from the derivations",
+        description="Print every kernel from the derived expressions into generated/ "
+                    "(deterministic: unchanged files keep their bytes and Numba cache).")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 naming each stale or edited file")
+    parser.add_argument("--verify", action="store_true",
+                        help="then run every CPU kernel against its derived formulas")
+    parser.add_argument("--out", type=Path, help="the generated/ directory to write")
+    parser.set_defaults(run=_run_generate)
+
+
+def add_bench(subparsers: argparse._SubParsersAction) -> None:
+    """softce bench: the CPU benchmark; its options are scripts/bench.py's (``main`` hands
+    everything after ``bench`` to softce.bench.main)."""
+    subparsers.add_parser("bench", help="benchmark against NumPy, SciPy and PyTorch "
+                                        "(softce bench --help for its options)")
+
+
+SUBCOMMANDS: tuple[Subcommand, ...] = (add_audit, add_generate, add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from softce import bench
+
+        return bench.main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,29 @@
+"""The softce command line: generate and bench wiring (audit is tested in test_audit.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from softce.cli import main
+
+
+def test_generate_writes_then_check_passes(tmp_path: Path) -> None:
+    assert main(["generate", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "cpu" / "softmax.py").is_file()
+    assert main(["generate", "--check", "--out", str(tmp_path)]) == 0
+
+
+def test_generate_check_fails_on_an_edited_file(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    assert main(["generate", "--out", str(tmp_path)]) == 0
+    edited = tmp_path / "cpu" / "logsumexp.py"
+    edited.write_text(edited.read_text() + "# an edit\n")
+    assert main(["generate", "--check", "--out", str(tmp_path)]) == 1
+    assert "logsumexp.py" in capsys.readouterr().err
+
+
+def test_bench_hands_its_options_to_the_benchmark(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--help"])
+    assert stop.value.code == 0
+    assert "--quick" in capsys.readouterr().out
