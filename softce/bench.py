@@ -574,6 +574,25 @@ class CpuMonitor:
                 "own": own / total}
 
 
+def wait_for_idle(limit_s: float, log: Callable[[str], None], window_s: float = 2.0) -> None:
+    """Return once other processes used under LOAD_WARN of the CPU over ``window_s``, or after
+    ``limit_s`` seconds."""
+    t0 = time.perf_counter()
+    said = False
+    while True:
+        monitor = CpuMonitor()
+        time.sleep(window_s)
+        report = monitor.report()
+        if report is None or report["others"] < LOAD_WARN:
+            return
+        if time.perf_counter() - t0 > limit_s:
+            log(f"the CPU is still {report['others']:.0%} busy after {limit_s:.0f} s; going on")
+            return
+        if not said:
+            log(f"other processes use {report['others']:.0%} of the CPU; waiting")
+            said = True
+
+
 # machine ---------------------------------------------------------------------------------
 
 def machine_info(refs: list[str]) -> dict[str, object]:
@@ -648,6 +667,11 @@ def machine_info(refs: list[str]) -> dict[str, object]:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=False, cwd=Path(__file__).resolve().parent)
         info["git_commit"] = head.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "generated/cpu",
+                                "softce"], capture_output=True, text=True, check=False,
+                               cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+        if dirty:
+            info["git_commit"] += " + uncommitted changes to generated/cpu or softce"
     except OSError:
         info["git_commit"] = "unknown"
     return info
@@ -988,6 +1012,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None,
                         help="every sample as JSON (default benchmarks/results.json; with "
                              "--quick, none unless given)")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                        help="before each shape, wait up to SECONDS for other processes to "
+                             "leave the CPU idle (default 0: do not wait)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="with --wait-idle, run a shape again (at most this many times) "
+                             "when other processes disturbed it (default 2)")
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the cold-cache and warm-import subprocess timings")
     parser.add_argument("--startup-repeats", type=int, default=3,
@@ -1047,15 +1077,24 @@ def main(argv: list[str] | None = None) -> int:
     preallocated = None
     load: dict[str, object] = {}
     for shape in shapes:
-        shape_monitor = CpuMonitor()
-        rows += bench_shape(shape, refs, repeats, ref_repeats, log)
-        if shape.key == BAR_SHAPE:
-            preallocated = bench_preallocated(shape, refs, repeats, log)
-        load[shape.label] = shape_monitor.report()
-        if load[shape.label] and load[shape.label]["others"] > LOAD_WARN:
-            console.print(f"[red]other processes used {load[shape.label]['others']:.0%} of the "
-                          f"CPU while {shape.label} ran: its timings are disturbed[/]")
-        gc.collect()
+        for attempt in range(1 + (args.retries if args.wait_idle else 0)):
+            if args.wait_idle:
+                wait_for_idle(args.wait_idle, log)
+            shape_monitor = CpuMonitor()
+            shape_rows = bench_shape(shape, refs, repeats, ref_repeats, log)
+            shape_pre = (bench_preallocated(shape, refs, repeats, log)
+                         if shape.key == BAR_SHAPE else None)
+            load[shape.label] = shape_monitor.report()
+            gc.collect()
+            disturbed = bool(load[shape.label]) and load[shape.label]["others"] > LOAD_WARN
+            if disturbed:
+                console.print(f"[red]other processes used {load[shape.label]['others']:.0%} "
+                              f"of the CPU while {shape.label} ran (attempt {attempt + 1}): "
+                              "its timings are disturbed[/]")
+            else:
+                break
+        rows += shape_rows
+        preallocated = shape_pre if shape_pre is not None else preallocated
 
     startup = None
     if not args.no_startup:
@@ -1064,7 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data: dict[str, object] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "softce bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["softce bench", *(sys.argv[1:] if argv is None else argv)]),
         "references": refs,
         "skipped": skipped,
         "repeats": repeats,
