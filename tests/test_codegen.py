@@ -23,10 +23,11 @@ def test_float64_printing_uses_the_float64_exp() -> None:
 
 
 def test_loads_and_shift_are_printed_first() -> None:
-    """x[i] - m is rounded before row-level terms are added (accuracy near 0)."""
+    """x[i] - m is rounded (behind an arithmetic fence) before row-level terms are added."""
     lse_tail = sp.Symbol("t0")
-    printed = NumbaPrinter("f64").doprint(lse_tail - m + x[i])
-    assert printed == "x_r[i] - m + t0"
+    assert NumbaPrinter("f64").doprint(lse_tail - m + x[i]) == "shift_f64(x_r[i], m) + t0"
+    assert NumbaPrinter("f32").doprint(lse_tail + m - x[c]) == "-shift_f32(x_r[c], m) + t0"
+    assert NumbaPrinter("f32").doprint(x[i] - m) == "x_r[i] - m"
 
 
 def test_max_min_delta_print_as_selects() -> None:

@@ -8,6 +8,7 @@
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  0fff5191399a9b1c
+#   softce/shift.py       34f8170a5ae1ba2c
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -50,9 +51,9 @@ def cross_entropy_grad_prob_f32(x, y, grad_output, grad, loss):
                 d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
         t0 = np.float32(1) / d
+        loss[r] = sum_y*(m + math.log(d)) - sum_x_y
         for i in range(n):
             grad_r[i] = w*(sum_y*t0*exp_f32(x_r[i] - m) - y_r[i])
-        loss[r] = sum_y*(m + math.log(d)) - sum_x_y
 
 
 @nb.njit(["void(float64[:, ::1], float64[:, ::1], float64[::1], float64[:, ::1], float64[::1])"], **CPU_OPTIONS)
@@ -83,6 +84,6 @@ def cross_entropy_grad_prob_f64(x, y, grad_output, grad, loss):
                 d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
         t0 = np.float64(1) / d
+        loss[r] = sum_y*(m + math.log(d)) - sum_x_y
         for i in range(n):
             grad_r[i] = w*(sum_y*t0*exp_f64(x_r[i] - m) - y_r[i])
-        loss[r] = sum_y*(m + math.log(d)) - sum_x_y

@@ -8,6 +8,7 @@
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  0fff5191399a9b1c
+#   softce/shift.py       34f8170a5ae1ba2c
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_f32, exp_f64, fmax
+from softce.shift import shift_f32, shift_f64
 
 CHUNK = 1024
 
@@ -43,7 +45,7 @@ def cross_entropy_label_f32(x, labels, loss):
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
-        loss[r] = -x_r[c] + m + math.log(d)
+        loss[r] = -shift_f32(x_r[c], m) + math.log(d)
 
 
 @nb.njit(["void(float64[:, ::1], int32[::1], float64[::1])", "void(float64[:, ::1], int64[::1], float64[::1])"], **CPU_OPTIONS)
@@ -67,4 +69,4 @@ def cross_entropy_label_f64(x, labels, loss):
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
-        loss[r] = -x_r[c] + m + math.log(d)
+        loss[r] = -shift_f64(x_r[c], m) + math.log(d)

@@ -8,6 +8,7 @@
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  0fff5191399a9b1c
+#   softce/shift.py       34f8170a5ae1ba2c
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_f32, exp_f64, fmax
+from softce.shift import shift_f32, shift_f64
 
 CHUNK = 1024
 
@@ -45,7 +47,7 @@ def log_softmax_f32(x, out):
                 m = m_new
         t0 = -math.log(d)
         for i in range(n):
-            out_r[i] = x_r[i] - m + t0
+            out_r[i] = shift_f32(x_r[i], m) + t0
 
 
 @nb.njit(["void(float64[:, ::1], float64[:, ::1])"], **CPU_OPTIONS)
@@ -71,4 +73,4 @@ def log_softmax_f64(x, out):
                 m = m_new
         t0 = -math.log(d)
         for i in range(n):
-            out_r[i] = x_r[i] - m + t0
+            out_r[i] = shift_f64(x_r[i], m) + t0

@@ -118,6 +118,8 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         out.add(2, "for i in range(n):")
         _assign(out, 3, pr, assigns)
         out.add(3, f"{base}_r[i] = {pr.doprint(value)}")
+    for name, value in kernel.row_outputs:  # before the outputs: out may alias an input
+        out.add(2, f"{name}[r] = {pr.doprint(value)}")
     if kernel.outputs:
         out.add(2, "for i in range(n):")
         _assign(out, 3, pr, kernel.element_level)
@@ -129,8 +131,6 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         _assign(out, 4, pr, kernel.element_level)
         for name, value in kernel.pair_outputs:
             out.add(4, f"{name}_r[i, j] = {pr.doprint(value)}")
-    for name, value in kernel.row_outputs:
-        out.add(2, f"{name}[r] = {pr.doprint(value)}")
     return out.lines
 
 
@@ -157,10 +157,13 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
         body += ["", "", *emit(kernel, dtype)]
     text = "\n".join(body)
     used = [name for name in ("exp_f32", "exp_f64", "fmax", "fmin") if f"{name}(" in text]
+    shifts = [name for name in ("shift_f32", "shift_f64") if f"{name}(" in text]
     lines = ["import math", ""] if "math." in text else []
     lines += ["import numba as nb", "import numpy as np", "", "from softce.jit import CPU_OPTIONS"]
     if used:
         lines.append(f"from softce.primitives import {', '.join(used)}")
+    if shifts:
+        lines.append(f"from softce.shift import {', '.join(shifts)}")
     if "CHUNK" in text:
         lines += ["", f"CHUNK = {CHUNK}"]
     return "\n".join(lines + body) + "\n"

@@ -19,6 +19,9 @@ DTYPES = {"f32": "float32", "f64": "float64"}
 class NumbaPrinter(PythonCodePrinter):
     """A SymPy Python printer whose numbers and functions fit a float32/float64 kernel."""
 
+    #: Print x[i] - m through ``shift_<dtype>`` (kernels compiled with ``reassoc``).
+    ordered_shift = True
+
     def __init__(self, dtype: str) -> None:
         super().__init__({"standard": "python3"})
         self.dtype = dtype
@@ -56,13 +59,23 @@ class NumbaPrinter(PythonCodePrinter):
         return f"{expr.base}_r[{index}]"
 
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
-        """Loads first, then the shift m, then the rest: x[i] - m is rounded before the
-        row-level terms join it (a log-probability near 0 stays accurate to itself)."""
+        """Loads first, then the shift m, then the rest. When row-level terms follow, x[i] - m
+        is computed by ``shift_<dtype>``, which LLVM may not re-associate, so it is rounded
+        before they join it (a log-probability near 0 stays accurate to itself)."""
 
         def rank(term: sp.Expr) -> int:
             return 0 if term.atoms(sp.Indexed) else 1 if term.has(m) else 2
 
         terms = sorted(expr.args, key=lambda a: (rank(a), sp.default_sort_key(a)))
+        loads = [a for a in terms if rank(a) == 0]
+        rest = [a for a in terms if rank(a) == 2]
+        sign = -1 if -m in terms else 1 if m in terms else 0
+        if self.ordered_shift and loads and sign and rest:
+            load = self._print(sp.Add(*loads) * -sign)
+            shifted = f"{'-' if sign > 0 else ''}shift_{self.dtype}({load}, m)"
+            others = [a for a in terms if a not in loads and a != sign * m]
+            tail = self._print_Add(sp.Add(*others)) if len(others) > 1 else self._print(others[0])
+            return f"{shifted} + {tail}" if not tail.startswith("-") else f"{shifted} - {tail[1:]}"
         out = self._print(terms[0])
         for term in terms[1:]:
             coeff, rest = term.as_coeff_Mul()
