@@ -4,8 +4,8 @@ with the CPU side's checks and errors.
 
 NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the test ``test_cuda_api_in_
 the_simulator`` runs this file again in a fresh process with it set; there the other tests run
-(here they are skipped). The simulator runs one Python thread per CUDA thread and pays about
-20 ms per barrier, so grids are tiny: 64-thread blocks, at most 2 blocks.
+(here they are deselected, see conftest.py). The simulator runs one Python thread per CUDA
+thread and pays about 20 ms per barrier, so grids are tiny: 64-thread blocks, at most 2 blocks.
 """
 
 import os
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-sim_only = pytest.mark.skipif(not SIMULATED, reason="runs in the simulator process started by "
-                              "test_cuda_api_in_the_simulator")
+#: Runs in the simulator process that test_cuda_api_in_the_simulator starts (conftest.py).
+sim_only = pytest.mark.cuda_simulator
 
 F32, F64 = np.float32, np.float64
 #: float32: the simulator's exp is NumPy's, the CPU's its own 1-ulp exp, sums in other orders.
@@ -26,8 +26,6 @@ TOL = {F32: {"rtol": 2e-5, "atol": 2e-6}, F64: {"rtol": 1e-12, "atol": 1e-14}}
 
 
 def test_cuda_api_in_the_simulator() -> None:
-    if SIMULATED:
-        pytest.skip("the launcher of this file's simulator run")
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "-W", "ignore::RuntimeWarning", __file__],
