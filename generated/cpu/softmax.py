@@ -31,13 +31,14 @@ def softmax_f32(x, out):
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
+            x_chunk_r = x_r[start:stop]
             m_c = np.float32(-np.inf)
-            for k in range(start, stop):
-                m_c = fmax(m_c, x_r[k])
+            for k in range(stop - start):
+                m_c = fmax(m_c, x_chunk_r[k])
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
-                for k in range(start, stop):
-                    d_c += exp_f32(x_r[k] - m_c)
+                for k in range(stop - start):
+                    d_c += exp_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
@@ -57,13 +58,14 @@ def softmax_f64(x, out):
         m = np.float64(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
+            x_chunk_r = x_r[start:stop]
             m_c = np.float64(-np.inf)
-            for k in range(start, stop):
-                m_c = fmax(m_c, x_r[k])
+            for k in range(stop - start):
+                m_c = fmax(m_c, x_chunk_r[k])
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)
-                for k in range(start, stop):
-                    d_c += exp_f64(x_r[k] - m_c)
+                for k in range(stop - start):
+                    d_c += exp_f64(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new

@@ -70,22 +70,34 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel) -> None:
         return
     x = kernel.max_of
     chunk = {r.symbol: sp.Symbol(f"{r.symbol}_c") for r in shifted}
+    # Chunk loops index views from 0: LLVM then sees k >= 0 and vectorises plain loads
+    # (indexing the row from ``start`` leaves Numba's negative-index wraparound in place,
+    # and the loads become gathers, 2-4x slower).
+    views = {row: sp.IndexedBase(f"{row}_chunk") for row in kernel.rows}
+
+    def in_chunk(expr: sp.Expr) -> sp.Expr:
+        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views,
+                            lambda e: sp.Indexed(views[e.base], *e.indices))
+
     m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
     merge_m = kernel.merge_m.xreplace({m1: m, m2: m_c})
     out.add(2, f"m = {ninf}")
     out.add(2, "for start in range(0, n, CHUNK):")
     out.add(3, "stop = min(start + CHUNK, n)")
+    for row in kernel.rows:
+        out.add(3, f"{views[row]}_r = {row}_r[start:stop]")
     out.add(3, f"m_c = {ninf}")
-    out.add(3, "for k in range(start, stop):")
-    out.add(4, f"m_c = fmax(m_c, {pr.doprint(x[k])})")
+    out.add(3, "for k in range(stop - start):")
+    out.add(4, f"m_c = fmax(m_c, {pr.doprint(in_chunk(x[k]))})")
     for r in plain:
-        out.add(4, f"{r.symbol} += {pr.doprint(r.summand)}")
+        out.add(4, f"{r.symbol} += {pr.doprint(in_chunk(r.summand))}")
     out.add(3, "if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)")
     for r in shifted:
         out.add(4, f"{chunk[r.symbol]} = {zero}")
-    out.add(4, "for k in range(start, stop):")
+    out.add(4, "for k in range(stop - start):")
     for r in shifted:
-        out.add(5, f"{chunk[r.symbol]} += {pr.doprint(r.summand.xreplace({m: m_c}))}")
+        summand = in_chunk(r.summand.xreplace({m: m_c}))
+        out.add(5, f"{chunk[r.symbol]} += {pr.doprint(summand)}")
     out.add(4, f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
     for r in shifted:
         merged = kernel.merge_d.xreplace({d1: r.symbol, d2: chunk[r.symbol]})
