@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import os
 import platform
@@ -546,8 +547,20 @@ class CpuMonitor:
     """CPU time used on the machine by other processes (and stolen by the hypervisor) while
     the benchmark runs: other load on 2 cores shows up directly in the timings."""
 
+    VMSTAT = ("compact_stall", "thp_fault_fallback")  # huge-page faults that stalled / fell back
+
     def __init__(self) -> None:
         self.start = self._sample()
+        self.vm_start = self._vmstat()
+
+    @classmethod
+    def _vmstat(cls) -> dict[str, int]:
+        try:
+            with open("/proc/vmstat") as fh:
+                pairs = (line.split() for line in fh)
+                return {k: int(v) for k, v in pairs if k in cls.VMSTAT}
+        except (OSError, ValueError):
+            return {}
 
     @staticmethod
     def _sample() -> tuple[float, float, float, float] | None:
@@ -570,8 +583,10 @@ class CpuMonitor:
             return None
         wall, busy, steal, own = (b - a for a, b in zip(self.start, end))
         total = wall * (os.cpu_count() or 1)
+        vm_end = self._vmstat()
+        vm = {k: vm_end[k] - self.vm_start[k] for k in vm_end if k in self.vm_start}
         return {"others": max(busy - own, 0.0) / total, "steal": steal / total,
-                "own": own / total}
+                "own": own / total, **vm}
 
 
 def wait_for_idle(limit_s: float, log: Callable[[str], None], window_s: float = 2.0) -> None:
@@ -663,19 +678,40 @@ def machine_info(refs: list[str]) -> dict[str, object]:
             for p in threadpool_info()]
     except ImportError:
         info["threadpools"] = "threadpoolctl not installed"
+    thp = {}
+    for name in ("enabled", "defrag"):
+        try:
+            text = Path(f"/sys/kernel/mm/transparent_hugepage/{name}").read_text()
+            thp[name] = text.split("[")[1].split("]")[0]
+        except (OSError, IndexError):
+            pass
+    if thp:
+        info["transparent_hugepages"] = thp
+    return info
+
+
+def code_state() -> dict[str, str]:
+    """The commit and a hash of the code the timed calls run (the generated kernels and the
+    softce modules, this benchmark excepted), to tell if it changed during the run."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    files = sorted((root / "generated" / "cpu").glob("*.py")) + sorted(
+        f for f in (root / "softce").glob("*.py") if f.name != "bench.py")
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    state = {"sources_sha256": digest.hexdigest()[:16], "git_commit": "unknown"}
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=False, cwd=Path(__file__).resolve().parent)
-        info["git_commit"] = head.stdout.strip() or "unknown"
+                              text=True, check=False, cwd=root)
+        state["git_commit"] = head.stdout.strip() or "unknown"
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "generated/cpu",
                                 "softce", ":(exclude)softce/bench.py"],
-                               capture_output=True, text=True, check=False,
-                               cwd=Path(__file__).resolve().parents[1]).stdout.strip()
-        if dirty:
-            info["git_commit"] += " + uncommitted changes to generated/cpu or softce"
+                               capture_output=True, text=True, check=False, cwd=root)
+        if dirty.stdout.strip():
+            state["git_commit"] += " + uncommitted changes to generated/cpu or softce"
     except OSError:
-        info["git_commit"] = "unknown"
-    return info
+        pass
+    return state
 
 
 # report ----------------------------------------------------------------------------------
@@ -742,7 +778,10 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
     startup = data.get("startup")
     out = ["# Benchmarks", ""]
     out.append(f"Measured by `scripts/bench.py` (`softce bench`) on {data['date']} at commit "
-               f"`{info.get('git_commit', 'unknown')}`: `{data['command']}`.")
+               f"`{data['code']['git_commit']}`: `{data['command']}`.")
+    if data.get("code_changed"):
+        out += ["", "**The kernels or softce's modules changed on disk during this run "
+                "(another commit landed): the timings may mix two versions. Run it again.**"]
     out.append("")
     out.append("Every call is made as a user makes it: NumPy arrays in, fresh outputs allocated "
                "by the call (page faults included). Each case is warmed up once, then timed "
@@ -785,6 +824,13 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
             f"{p['internal_api']} {p['num_threads']} threads"
             + (f" ({p['architecture']})" if p.get("architecture") else "")
             for p in info["threadpools"]))
+    if info.get("transparent_hugepages"):
+        thp = info["transparent_hugepages"]
+        out.append(f"- Transparent huge pages: enabled={thp.get('enabled', '?')}, "
+                   f"defrag={thp.get('defrag', '?')} (NumPy asks for huge pages on large "
+                   "arrays, so a fresh output costs few page faults, but a fault may stall "
+                   "on compaction when memory is fragmented: the per-shape headings count "
+                   "those stalls)")
     out += ["", "## Copy bandwidth (same run)", "",
             f"A {data['copy_mib']} MiB float32 array copied; GB/s counts read + write "
             f"(2 x {data['copy_mib']} MiB per copy). A fresh destination pays its page "
@@ -819,6 +865,8 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
         size = shape.logits_bytes / 2**20
         busy = (data.get("load") or {}).get(shape.label)
         other = f"; other processes {busy['others']:.1%} of the CPU" if busy else ""
+        if busy and "compact_stall" in busy:
+            other += f"; {busy['compact_stall']} huge-page compaction stalls"
         out += [f"### {shape.label} (logits {size:.1f} MiB{other})", ""]
         out.append(_md_table(table_columns(refs),
                              [table_cells(r, refs, copy_gbps) for r in srows]))
@@ -1080,6 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
                       "process (the references call no BLAS routine)")
 
     started = time.perf_counter()
+    code = code_state()
     monitor = CpuMonitor()
     log = console.log
     copy_bytes = COPY_BYTES // 8 if args.quick else COPY_BYTES
@@ -1123,6 +1172,8 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": repeats,
         "ref_repeats": ref_repeats,
         "machine": machine_info(refs),
+        "code": code,
+        "code_changed": code_state()["sources_sha256"] != code["sources_sha256"],
         "copy": copy,
         "copy_mib": copy_bytes >> 20,
         "copy_gbps": copy_gbps,
