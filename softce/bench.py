@@ -40,7 +40,7 @@ IMPLS = ("softce",) + REFERENCES
 
 DEFAULT_SHAPES = "65536x10,8192x1000,4096x32000,1024x128256,8192x1000:float64"
 QUICK_SHAPES = "512x10,256x1000,64x32000,256x1000:float64"
-DEFAULT_REPEATS = 7
+DEFAULT_REPEATS = 15  # softce calls are cheap; more of them steady the median
 DEFAULT_REF_REPEATS = 7
 QUICK_REPEATS = 3
 COPY_BYTES = 512 << 20
@@ -744,7 +744,7 @@ def bar_results(rows: list[Row]) -> list[dict[str, object]]:
 
 
 def table_columns(refs: list[str]) -> list[str]:
-    cols = ["function", "softce ms", "GB/s", "of copy"]
+    cols = ["function", "softce ms", "min-max", "GB/s", "of copy"]
     for ref in refs:
         cols += [f"{ref} ms", f"vs {ref}"]
     return cols
@@ -753,7 +753,9 @@ def table_columns(refs: list[str]) -> list[str]:
 def table_cells(row: Row, refs: list[str], copy_gbps: float | None) -> list[str]:
     gbps = row.gbps()
     frac = f"{gbps / copy_gbps:.0%}" if gbps and copy_gbps else "–"
-    cells = [row.function, _ms(row.timings["softce"].median), f"{gbps:.1f}", frac]
+    own = row.timings["softce"]
+    spread = f"{_ms(min(own.samples))}-{_ms(max(own.samples))}"
+    cells = [row.function, _ms(own.median), spread, f"{gbps:.1f}", frac]
     for ref in refs:
         t = row.timings.get(ref)
         cells += [_ms(t.median if t else None), _x(row.ratio(ref))]
@@ -786,7 +788,8 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
     out.append("Every call is made as a user makes it: NumPy arrays in, fresh outputs allocated "
                "by the call (page faults included). Each case is warmed up once, then timed "
                f"{data['repeats']} times for softce and {data['ref_repeats']} times for each "
-               "reference; the tables show the median. `vs X` is X's time / softce's time "
+               "reference; the tables show the median (`min-max`: softce's fastest and "
+               "slowest call). `vs X` is X's time / softce's time "
                "(above 1: softce is faster). GB/s counts the logits read once, every output "
                "written once and the labels or target read once (softmax and log_softmax: "
                "2 x logits; logsumexp and cross_entropy: logits + one value per row; "
