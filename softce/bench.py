@@ -984,10 +984,12 @@ def write_plot(path: Path, rows: list[Row], refs: list[str]) -> bool:
         ax.grid(axis="y", which="both", alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(impls), fontsize=9,
+               bbox_to_anchor=(0.5, 0.975), frameon=False)
     fig.suptitle("Median time per call, fresh outputs (lower is better); "
-                 "labels: reference time / softce time")
-    fig.tight_layout()
+                 "labels: reference time / softce time", y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
