@@ -3,13 +3,36 @@
 Tests marked ``cuda_simulator`` run only in the process that test_cuda_sim.py starts with
 NUMBA_ENABLE_CUDASIM=1 (it must be set before numba is imported); everywhere else they are
 deselected, not skipped, and in that process every other test is deselected.
+
+Hypothesis profiles: "ci" (the default) runs few examples per property so the suite stays
+fast; ``--slow`` selects "slow", at least 10,000 examples per property.
 """
 
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "slow", max_examples=10_000, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("ci")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="run the hypothesis properties with the 'slow' profile "
+                          "(>= 10,000 examples each)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--slow"):
+        settings.load_profile("slow")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
