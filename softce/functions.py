@@ -285,8 +285,10 @@ def _batch_like(value: object, name: str, rows: Rows, dtype: np.dtype) -> np.nda
         raise ValueError(f"{name} has shape {arr.shape}, expected {rows.batch_shape} or a "
                          "scalar")
     n_rows = rows.data.shape[0]
-    return np.ascontiguousarray(np.broadcast_to(arr.astype(dtype), (n_rows,)) if not arr.ndim
-                                else arr.astype(dtype).reshape(n_rows))
+    # a fresh, writeable array: np.broadcast_to gives a read-only view, which ascontiguousarray
+    # keeps as is for 0 or 1 rows, and the kernels' signatures take writeable arrays only
+    return (np.full(n_rows, arr, dtype=dtype) if not arr.ndim
+            else np.ascontiguousarray(arr.astype(dtype).reshape(n_rows)))
 
 
 def _row_weights(grad_output: object, reduction: str, rows: Rows, dtype: np.dtype
