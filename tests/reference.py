@@ -103,7 +103,8 @@ def cross_entropy_rows(logits: object, target: object, axis: int = -1) -> np.nda
     if _is_labels(t):
         x_c = np.take_along_axis(np.moveaxis(x, axis, -1), t[..., None].astype(np.int64),
                                  axis=-1)[..., 0]
-        return lse - x_c
+        with np.errstate(invalid="ignore"):  # a row of -inf: -inf - -inf = NaN
+            return lse - x_c
     y = _f64(t)
     with np.errstate(invalid="ignore"):
         xy = np.where(y == 0, 0.0, x * y)  # a zero target entry contributes 0 even at -inf
