@@ -7,6 +7,10 @@ masks and NaN on every kernel, and that inputs are never mutated.
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import reference as ref
@@ -707,3 +711,89 @@ def test_large_logits_do_not_overflow(dtype) -> None:
     want = ref.cross_entropy_grad(x, np.array([0, 2, 1]), -1, "none")
     assert_close(loss, want[0], dtype, scale=1e4)
     assert_close(grad, want[1], dtype)
+
+
+# against PyTorch: recorded outputs always, a live run where torch is installed ----------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TORCH_GRID = json.loads((FIXTURES / "torch_grid.json").read_text())["cases"]
+
+
+def _torch_recorder():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "record_torch_fixtures.py"
+    spec = importlib.util.spec_from_file_location("record_torch_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _case_id(case: dict) -> str:
+    parts = [case["op"], case["dtype"], f"axis{case.get('axis', '')}",
+             case.get("reduction", ""), case.get("target_kind", ""),
+             f"mask-{case['mask']}" if case.get("mask") else "",
+             "x".join(map(str, np.shape(case["x"])))]
+    return "-".join(p for p in parts if p)
+
+
+def check_against_torch(case: dict) -> None:
+    """softce on the case's inputs equals torch's recorded values and gradients."""
+    dtype = np.dtype(case["dtype"])
+    x = np.array(case["x"], dtype)
+    s = scale_of(x)
+    op = case["op"]
+    msg = _case_id(case)
+    if op == "sigmoid":
+        assert_close(softce.sigmoid(x), case["out"], dtype, err_msg=msg)
+        return
+    if op == "softmax_jacobian":
+        assert_close(softce.softmax_jacobian(x), case["out"], dtype, err_msg=msg)
+        return
+    axis = case["axis"]
+    if op in ("softmax", "log_softmax", "logsumexp"):
+        go = np.array(case["grad_output"], dtype)
+        out = getattr(softce, op)(x, axis)
+        assert out.dtype == dtype
+        assert_close(out, case["out"], dtype, scale=s, err_msg=msg)
+        grad = {"softmax": lambda: softce.softmax_vjp(out, go, axis),
+                "log_softmax": lambda: softce.log_softmax_vjp(out, go, axis),
+                "logsumexp": lambda: softce.logsumexp_vjp(x, go, axis)}[op]()
+        assert_close(grad, case["grad"], dtype, scale=s, err_msg=msg)
+        return
+    assert op == "cross_entropy"
+    target = (np.array(case["target"], np.int64) if case["target_kind"] == "labels"
+              else np.array(case["target"], dtype))
+    reduction = case["reduction"]
+    go = np.array(case["grad_output"], dtype)
+    loss = softce.cross_entropy(x, target, axis=axis, reduction=reduction)
+    assert loss.dtype == dtype and np.shape(loss) == np.shape(case["out"])
+    assert_close(loss, case["out"], dtype, scale=10 * s, err_msg=msg)
+    loss, grad = softce.cross_entropy_grad(x, target, axis=axis, reduction=reduction,
+                                           grad_output=go)
+    assert_close(loss, case["out"], dtype, scale=10 * s, err_msg=msg)
+    assert_close(grad, case["grad"], dtype, scale=s, err_msg=msg)
+
+
+def test_the_torch_grid_covers_the_cases_it_should() -> None:
+    ops = {(c["op"], c["dtype"]) for c in TORCH_GRID}
+    for dt in ("float32", "float64"):
+        for op in ("softmax", "log_softmax", "logsumexp", "cross_entropy", "sigmoid",
+                   "softmax_jacobian"):
+            assert (op, dt) in ops
+    ce = [c for c in TORCH_GRID if c["op"] == "cross_entropy"]
+    assert {c["reduction"] for c in ce} == {"none", "mean", "sum"}
+    assert {c["target_kind"] for c in ce} == {"labels", "probs", "unnormalised"}
+    assert any(np.ndim(c["x"]) == 4 and c["axis"] == 1 for c in ce)
+    assert any(c.get("mask") == "full" for c in TORCH_GRID if c["op"] == "softmax")
+
+
+@pytest.mark.parametrize("case", TORCH_GRID, ids=_case_id)
+def test_recorded_torch_outputs(case) -> None:
+    check_against_torch(case)
+
+
+def test_live_torch() -> None:
+    torch = pytest.importorskip("torch")
+    cases = _torch_recorder().grid_cases(torch)
+    assert len(cases) == len(TORCH_GRID)
+    for case in cases:
+        check_against_torch(case)
