@@ -117,7 +117,8 @@ def test_a_perturbed_derivation_changes_the_kernel_and_fails_the_reference(
         tmp_path: Path) -> None:
     original, perturbed = render(), render(_perturbed)
     changed = {rel for rel in original if original[rel] != perturbed[rel]}
-    assert changed == {"cpu/cross_entropy_grad_label.py", "cuda/cross_entropy_grad_label.py"}
+    assert changed == {"cpu/cross_entropy_grad_label.py", "cuda/cross_entropy_grad_label.py",
+                       "partitioned.py"}
 
     package = tmp_path / "perturbed_kernels"
     for rel, text in perturbed.items():

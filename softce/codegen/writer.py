@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from . import cuda
+from . import cuda, partitioned
 from .cpu import emit_module_body
 from .ir import ElementwiseKernel, RowKernel
 from .kernels import row_kernels
@@ -82,6 +82,7 @@ def render(results: Results | None = None) -> dict[str, str]:
     for kernel in kernels:
         files[f"cuda/{kernel.name}.py"] = (header(kernel, "cuda", CUDA_RUNTIME) + "\n"
                                            + cuda.emit_module_body(kernel))
+    files["partitioned.py"] = partitioned.emit_module(results or _default_results)
     return files
 
 

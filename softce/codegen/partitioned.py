@@ -1,0 +1,200 @@
+"""NumPy functions for rows split into class blocks: generated/partitioned.py.
+
+When a row's classes are spread over several blocks (a Dask array chunked along the class
+axis), each block reduces to D11's state (m, d) and its plain row sums; states are merged with
+D11's merge_m/merge_d, and the row's results are then evaluated block by block from the merged
+state. Every function below is printed from the derived expressions, vectorised over NumPy
+arrays (row values broadcast against a block's elements):
+
+- D11 ``merge`` and ``lse_of_pair``;
+- D2's shifted softmax with the shift D = m and its sum = d (the state of the whole row);
+- D10 log_softmax, D9/D8 losses and gradients, D5 entropy, their row sums split into a
+  per-block partial sum (``*_sums``) and a function of the summed values.
+
+A Sum over the row's classes becomes ``numpy.sum(summand, axis=-1)`` over one block; the sums
+of the blocks add up to the row's sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from softce.derive.symbols import LSE, D, b, c, d1, i, m1, p, x, y
+
+from .ir import Source
+from .kernels import Catalogue
+
+Results = Callable[[str], Mapping[str, sp.Expr]]
+
+# The symbols of the printed functions' arguments.
+M, DS, LSE_ROW = sp.Symbol("m", real=True), sp.Symbol("d", positive=True), sp.Symbol("lse")
+XE, YE, PE = sp.Symbol("x"), sp.Symbol("y"), sp.Symbol("p")  # a block's elements
+XC = sp.Symbol("xc")  # the row's logit at its label
+IDX, LABEL, W = sp.Symbol("i"), sp.Symbol("c"), sp.Symbol("w")  # class index, label, weight
+
+
+class BlockPrinter(NumPyPrinter):
+    """NumPy printing that keeps a block's dtype: Max of two arrays is ``numpy.maximum``, a
+    Kronecker delta is a 0/1 array of x's dtype, a two-piece Piecewise is ``numpy.where``."""
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True})
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        first, *rest = (self._print(a) for a in expr.args)
+        for arg in rest:
+            first = f"numpy.maximum({first}, {arg})"
+        return first
+
+    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
+        a, bb = (self._print(q) for q in expr.args)
+        return f"numpy.equal({a}, {bb}).astype(x.dtype)"
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        (value, cond), (other, last) = expr.args
+        if len(expr.args) != 2 or last != sp.true:
+            raise NotImplementedError(f"Piecewise of this form: {expr}")
+        return f"numpy.where({self._print(cond)}, {self._print(value)}, {self._print(other)})"
+
+
+def _elementwise(expr: sp.Expr) -> sp.Expr:
+    """x[i], x[k], y[...], p[...] -> the block's element symbols; x[c] -> xc."""
+    names = {x: XE, y: YE, p: PE}
+
+    def element(e: sp.Indexed) -> sp.Expr:
+        if e.base == x and e.indices[0] == c:
+            return XC
+        return names[e.base]
+
+    return expr.replace(lambda e: isinstance(e, sp.Indexed), element)
+
+
+def _split_sums(expr: sp.Expr) -> tuple[sp.Expr, dict[sp.Symbol, sp.Expr]]:
+    """expr with each row Sum replaced by a symbol sum_<bases>, and those symbols' summands."""
+    sums: dict[sp.Symbol, sp.Expr] = {}
+
+    def name(s: sp.Sum) -> sp.Symbol:
+        bases = sorted({str(e.base) for e in s.function.atoms(sp.Indexed)})
+        symbol = sp.Symbol("sum_" + "".join(bases))
+        sums[symbol] = _elementwise(s.function)
+        return symbol
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum), name), sums
+
+
+class _Module:
+    def __init__(self, results: Results) -> None:
+        self.cat = Catalogue(results)
+        self.pr = BlockPrinter()
+        self.lines: list[str] = []
+        self.sources: list[Source] = []
+
+    def function(self, name: str, args: str, doc: str, body: list[str], returns: str,
+                 tags: str | None = None) -> None:
+        """def name(args): body; return returns. tags: the derivations it is printed from
+        (by default those looked up since the previous function)."""
+        used = self.cat.take_sources()
+        self.sources.extend(used)
+        tags = tags or ", ".join(dict.fromkeys(s.derivation for s in used))
+        self.lines += ["", "", f"def {name}({args}):", f'    """{doc} [{tags}]"""',
+                       *(f"    {line}" for line in body), f"    return {returns}"]
+
+    def expr(self, expr: sp.Expr) -> str:
+        return self.pr.doprint(expr)
+
+    def softmax(self) -> sp.Expr:
+        """D2's shifted softmax with D = m and its shifted row sum = d: the row's state."""
+        shifted = self.cat.get("D2", "softmax_shifted").xreplace({D: M})
+        row_sum = next(iter(shifted.atoms(sp.Sum)))
+        return _elementwise(shifted.xreplace({row_sum: DS}))
+
+
+def _body(results: Results) -> tuple[list[str], list[Source]]:
+    mod = _Module(results)
+    pr = mod.expr
+    ignore = "with numpy.errstate(invalid=\"ignore\", divide=\"ignore\"):"
+
+    merge_m = mod.cat.get("D11", "merge_m")
+    merge_d = mod.cat.get("D11", "merge_d").xreplace({merge_m: M})
+    mod.function(
+        "merge", "m1, d1, m2, d2",
+        "The state (m, d) of the union of two parts of rows, from the parts' states.",
+        [f"m = {pr(merge_m)}  # D11 merge_m",
+         ignore,
+         f"    d = {pr(merge_d)}  # D11 merge_d",
+         "# an all -inf pair merges to (-inf, 0), D11's identity, not to NaN",
+         "d = numpy.where(m == -numpy.inf, d.dtype.type(0), d)"],
+        "m, d")
+    lse_pair = mod.cat.get("D11", "lse_of_pair").xreplace({m1: M, d1: DS})
+    mod.function("lse_of_pair", "m, d", "LSE of rows whose state is (m, d).",
+                 [ignore, f"    lse = {pr(lse_pair)}"], "lse")
+
+    soft = mod.softmax()
+    mod.function("softmax", "x, m, d", "softmax of a block's elements x, (m, d) the row's state.",
+                 [], pr(soft))
+    log_soft = _elementwise(mod.cat.get("D10", "log_softmax").xreplace({LSE: LSE_ROW}))
+    mod.function("log_softmax", "x, lse", "log_softmax of a block's elements x, lse the row's.",
+                 [], pr(log_soft))
+
+    loss_label = _elementwise(mod.cat.get("D9", "ce_loss_label").xreplace({LSE: LSE_ROW}))
+    mod.function("cross_entropy_label", "lse, xc", "Loss of a row: its LSE and its logit at the "
+                 "label.", [], pr(loss_label))
+    grad_label = mod.cat.get("D9", "ce_grad_label").xreplace({i: IDX, c: LABEL})
+    grad_label = W * _elementwise(grad_label).xreplace({PE: mod.softmax()})
+    mod.function("cross_entropy_grad_label", "x, m, d, c, i, w",
+                 "w * d loss / d x of a block's elements x at class indices i, label c.",
+                 [], pr(grad_label))
+
+    loss_prob, sums = _split_sums(mod.cat.get("D8", "ce_loss").xreplace({LSE: LSE_ROW}))
+    _sums_function(mod, "cross_entropy_prob_sums", "x, y", sums,
+                   "A block's part of the row sums of the probability-target loss.")
+    mod.function("cross_entropy_prob", "lse, " + ", ".join(map(str, sorted(sums, key=str))),
+                 "Loss of a row from its LSE and its summed row sums.", [], pr(loss_prob),
+                 "D8")
+    grad_prob, gsums = _split_sums(mod.cat.get("D9", "ce_grad").xreplace({i: IDX}))
+    grad_prob = W * _elementwise(grad_prob).xreplace({PE: mod.softmax()})
+    mod.function("cross_entropy_grad_prob",
+                 "x, y, m, d, " + ", ".join(map(str, sorted(gsums, key=str))) + ", w",
+                 "w * d loss / d x of a block's elements x, targets y, and the row's sums.",
+                 [], pr(grad_prob))
+
+    entropy, esums = _split_sums(mod.cat.get("D5", "entropy"))
+    _sums_function(mod, "entropy_sums", "p", esums, "A block's part of the entropy's row sum.",
+                   ignore=ignore)
+    esum_args = ", ".join(map(str, sorted(esums, key=str)))
+    mod.function("entropy", esum_args, "Entropy of a row in nats from its summed row sum.",
+                 [], pr(entropy.subs(b, sp.E)), "D5")
+    mod.function("entropy_base", esum_args + ", b", "Entropy of a row in base b.", [],
+                 pr(entropy), "D5")
+    return mod.lines, list(dict.fromkeys(mod.sources))
+
+
+def _sums_function(mod: _Module, name: str, args: str, sums: dict[sp.Symbol, sp.Expr],
+                   doc: str, ignore: str | None = None) -> None:
+    names = sorted(sums, key=str)
+    parts = [f"numpy.sum({mod.expr(sums[s])}, axis=-1)" for s in names]
+    if ignore:
+        body = [ignore, f"    sums = ({', '.join(parts)},)"]
+        mod.function(name, args, doc, body, "sums")
+    else:
+        mod.function(name, args, doc, [], f"({', '.join(parts)},)")
+
+
+def emit_module(results: Results) -> str:
+    """The text of generated/partitioned.py."""
+    lines, sources = _body(results)
+    head = [
+        "# Generated by softce.codegen.partitioned from the derivations in derive/. Do not edit:",
+        "# regenerate with `python scripts/regenerate.py` (`--check` reports stale files).",
+        "# NumPy functions for rows whose classes are split over blocks (softce.dask): D11's",
+        "# state per block, merged; then each block's results from the row's merged state.",
+        "# Derived expressions it was printed from (derivation, result, hash of the expression):",
+        *(f"#   {s.derivation:<4} {s.result:<16} {s.hash}" for s in sources),
+        f"# SymPy {sp.__version__}.",
+        "",
+        "import numpy",
+    ]
+    return "\n".join(head + lines) + "\n"
