@@ -449,6 +449,28 @@ def test_cross_entropy_grad_out_logits_in_place(shape, axis, reduction, dtype) -
         assert np.all(big[::-1][1::2] == 5.0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_in_place_on_non_contiguous_arrays(axis, dtype) -> None:
+    base = randn((6, 5, 4), dtype, 76)
+    for name, view in _strided_views(base).items():
+        if not view.flags.writeable:
+            continue
+        x0 = view.copy()
+        for fn, want in ((softce.softmax, ref.softmax), (softce.log_softmax, ref.log_softmax)):
+            view[...] = x0
+            assert fn(view, axis, out=view) is view
+            assert_close(view, want(x0, axis), dtype, scale=10, err_msg=name)
+        view[...] = x0
+        ax = axis % 3
+        c = labels(x0.shape[:ax] + x0.shape[ax + 1:], x0.shape[ax], 77)
+        loss, grad = softce.cross_entropy_grad(view, c, axis=axis, out=view)
+        want_loss, want_grad = ref.cross_entropy_grad(x0, c, ax)
+        assert grad is view
+        assert_close(loss, want_loss, dtype, scale=10, err_msg=name)
+        assert_close(view, want_grad, dtype, err_msg=name)
+
+
 def test_out_equal_to_target_probabilities_is_refused_or_right() -> None:
     """out=target (probabilities) may only be the exact array; the result must be right."""
     x = randn((4, 5), F64, 74)
