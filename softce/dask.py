@@ -65,7 +65,7 @@ def _classes_last(arr: da.Array, axis: object) -> tuple[da.Array, int]:
     if any(np.isnan(n) for n in arr.shape):
         raise ValueError("arrays with unknown chunk sizes are not supported: call "
                          "compute_chunk_sizes() first")
-    return da.moveaxis(arr, ax, -1), ax
+    return (arr if ax == arr.ndim - 1 else da.moveaxis(arr, ax, -1)), ax
 
 
 def _indices(ndim: int) -> tuple[str, str]:
@@ -162,7 +162,7 @@ def _per_row(func, dtype: np.dtype, *arrays: da.Array) -> da.Array:
 
 
 def _restore(out: da.Array, ax: int) -> da.Array:
-    return da.moveaxis(out, -1, ax)
+    return out if ax == out.ndim - 1 else da.moveaxis(out, -1, ax)
 
 
 def _split(x: da.Array) -> bool:
@@ -283,7 +283,8 @@ def _targets(logits: da.Array, target: object, ax: int):
         if tgt.shape != full_shape:
             raise ValueError(f"target holds probabilities and must have the shape of logits "
                              f"{full_shape}; got {tgt.shape}")
-        probs = da.moveaxis(da.asarray(tgt).astype(logits.dtype), ax, -1)
+        probs = da.asarray(tgt).astype(logits.dtype)
+        probs = probs if ax == probs.ndim - 1 else da.moveaxis(probs, ax, -1)
         return None, probs.rechunk(logits.chunks)
     raise TypeError(f"target must hold integer class labels or float probabilities, got dtype "
                     f"{tgt.dtype}")
