@@ -209,8 +209,8 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     if out is not None:
         check_out(out, arr.shape, arr.dtype)
         check_no_partial_overlap(out, ("logits", arr))
-        if probs is not None:
-            check_no_partial_overlap(out, ("target", probs))
+        # the kernel reads labels or probabilities while it writes out: no overlap at all
+        check_no_partial_overlap(out, ("target", probs if probs is not None else labels))
     w = _row_weights(grad_output, reduction, rows, arr.dtype)
     loss = np.empty(n_rows, arr.dtype)
     direct = rows_view_of(out, rows)

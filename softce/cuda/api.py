@@ -374,8 +374,8 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     if out is not None:
         out_dev = _check_out(out, tuple(arr.shape), arr.dtype)
         _check_no_partial_overlap(out_dev, ("logits", arr))
-        if probs is not None:
-            _check_no_partial_overlap(out_dev, ("target", probs))
+        # the kernel reads labels or probabilities while it writes out: no overlap at all
+        _check_no_partial_overlap(out_dev, ("target", probs if probs is not None else labels))
     if dev.is_device_array(grad_output):
         go = dev.as_device(grad_output)
         if reduction != "none" and go.ndim != 0:
