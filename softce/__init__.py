@@ -4,6 +4,7 @@ NumPy arrays in, NumPy arrays out; each function runs one generated kernel (comp
 first use, then loaded from Numba's on-disk cache).
 """
 
+from . import _numba_cache  # noqa: F401 - first: a corrupted cache must not break imports
 from .functions import (
     cross_entropy,
     cross_entropy_grad,
