@@ -778,7 +778,9 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
     copy = data["copy"]
     copy_gbps = data["copy_gbps"]
     startup = data.get("startup")
-    out = ["# Benchmarks", ""]
+    out = ["# Benchmarks", "",
+           "<!-- Written by `softce bench`; it keeps any `## ` section it does not write "
+           "itself when it rewrites this file. -->", ""]
     out.append(f"Measured by `scripts/bench.py` (`softce bench`) on {data['date']} at commit "
                f"`{data['code']['git_commit']}`: `{data['command']}`.")
     if data.get("code_changed"):
@@ -928,7 +930,29 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
         rel = os.path.relpath(plot_path, path.resolve().parent)
         out += ["", "## Plot", "", f"![time per call]({Path(rel).as_posix()})"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(out) + "\n")
+    kept = kept_sections(path)
+    path.write_text("\n".join(out) + "\n" + ("\n" + kept if kept else ""))
+
+
+GENERATED_SECTIONS = ("## Machine", "## Copy bandwidth", "## The bar", "## Results",
+                      "## Preallocated outputs", "## Startup", "## What the references run",
+                      "## Plot")
+
+
+def kept_sections(path: Path) -> str:
+    """The ``## `` sections of an existing report that the benchmark does not write (sections
+    others added by hand), to carry over when it rewrites the file."""
+    if not path.exists():
+        return ""
+    sections: list[list[str]] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+    kept = ["\n".join(sec).rstrip() for sec in sections
+            if not sec[0].startswith(GENERATED_SECTIONS)]
+    return "\n\n".join(kept) + "\n" if kept else ""
 
 
 def fresh_of(rows: list[Row], function: str) -> float | None:

@@ -32,10 +32,16 @@ FAKE_STARTUP = {  # the subprocesses are exercised by test_startup_subprocesses
 def test_quick_run_writes_report_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "measure_startup", lambda *args, **kwargs: FAKE_STARTUP)
     report, plot, results = tmp_path / "BENCH.md", tmp_path / "bench.png", tmp_path / "r.json"
+    report.write_text("# Benchmarks\n\n## Results\n\nSTALE-RESULTS\n\n## Dask\n\n"
+                      "HAND-WRITTEN\n\n### a subsection\n\nkept too\n")
     rc = bench.main(["--quick", "--shapes", "64x10,16x300", "--repeats", "1",
                      "--output", str(report), "--plot", str(plot), "--json", str(results)])
     assert rc == 0
     text = report.read_text()
+    # Sections the benchmark does not write survive; its own are replaced.
+    assert "STALE-RESULTS" not in text
+    assert text.count("## Dask") == 1 and "HAND-WRITTEN" in text and "kept too" in text
+    assert text.index("## Results") < text.index("## Dask")
     for name in bench.FUNCTIONS + (bench.PROB_CE,):
         assert f"| {name} |" in text
     for section in ("## Machine", "## Copy bandwidth", "## Results", "## Startup",
