@@ -1,4 +1,5 @@
-"""Hand-written numerical primitives the generated kernels call: a vectorisable exp and NaN-propagating max/min.
+"""Hand-written numerical primitives the generated kernels call: a vectorisable exp and
+NaN-propagating max/min.
 
 Numba's ``math.exp`` in a loop is scalarised into libm calls and ``max()`` reductions do not
 vectorise. These functions are branch-free (clamps and selects only) so that LLVM vectorises a
@@ -95,7 +96,8 @@ _P5_32 = _F32(5.0000001201e-1)
 def exp_f32(x: float) -> np.float32:
     """float32 e^x, branch-free and vectorisable; max error 1.0 ulp over all float32 inputs.
 
-    x is clamped to [-104, 89] (NaN taken to 89 and restored at the end), n = floor(x log2(e) + 1/2),
+    x is clamped to [-104, 89] (NaN taken to 89 and restored at the end),
+    n = floor(x log2(e) + 1/2),
     r = x - n ln2 with ln2 split Cody-Waite style (|r| <= ln2/2), e^r = 1 + r + r^2 P(r) with
     Cephes' degree-5 P, and e^x = e^r 2^n with 2^n built from exponent bits in two halves so
     overflow gives inf and subnormal results are rounded once. exp(0) = 1 exactly,
@@ -185,7 +187,8 @@ def _minmax_ir(name: str):
 
         def codegen(context, builder, signature, args):
             ty = args[0].type
-            fn = builder.module.declare_intrinsic(f"llvm.{name}", [ty], ir.FunctionType(ty, [ty, ty]))
+            fnty = ir.FunctionType(ty, [ty, ty])
+            fn = builder.module.declare_intrinsic(f"llvm.{name}", [ty], fnty)
             return builder.call(fn, args)
 
         return a(a, b), codegen

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D5   entropy          35ec13671e735291
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  0fff5191399a9b1c
+#   softce/primitives.py  3474439f54a10335
 #   softce/shift.py       34f8170a5ae1ba2c
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
