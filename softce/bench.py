@@ -900,7 +900,9 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
                 "Each in a fresh `python` process on a 64x1000 float32 input. Cold: "
                 "`NUMBA_CACHE_DIR` set to an empty directory, so each function's first call "
                 "compiles its kernel (the first one also starts LLVM). Warm: the same with "
-                f"the cache that run wrote, median of {startup['repeats']} processes.", ""]
+                f"the cache that run wrote, median of {startup['repeats']} processes."
+                + (f" Other processes used {startup['load']['others']:.1%} of the CPU "
+                   "meanwhile." if startup.get("load") else ""), ""]
         body = [[k, f"{cold['first_call_s'][k] * 1e3:.0f}",
                  f"{warm['first_call_s'][k] * 1e3:.1f}",
                  f"{warm['second_call_s'][k] * 1e3:.3f}"]
@@ -1191,7 +1193,11 @@ def main(argv: list[str] | None = None) -> int:
     startup = None
     if not args.no_startup:
         log("startup: cold (empty Numba cache) and warm subprocesses")
-        startup = measure_startup(max(args.startup_repeats, 1))
+        if args.wait_idle:
+            wait_for_idle(args.wait_idle, log)
+        startup_monitor = CpuMonitor()
+        startup = dict(measure_startup(max(args.startup_repeats, 1)))
+        startup["load"] = startup_monitor.report()
 
     data: dict[str, object] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
