@@ -1,4 +1,4 @@
-"""Derivations of the softmax family from its definitions (D1-D12).
+"""Derivations of the softmax family from its definitions (D1-D17).
 
 ``run(id)`` gives a derivation (steps, checks, verdict), ``results(id)`` its named results
 for the generator; each derivation runs once per process.

@@ -13,24 +13,38 @@ from .functions import (
     log_softmax_vjp,
     logsumexp,
     logsumexp_vjp,
+    nll_loss,
     sigmoid,
     softmax,
+    softmax_entropy,
+    softmax_entropy_grad,
     softmax_jacobian,
     softmax_vjp,
+)
+from .pointwise import (
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_grad,
+    kl_div,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_grad",
     "cross_entropy",
     "cross_entropy_grad",
     "entropy",
+    "kl_div",
     "log_softmax",
     "log_softmax_vjp",
     "logsumexp",
     "logsumexp_vjp",
+    "nll_loss",
     "sigmoid",
     "softmax",
+    "softmax_entropy",
+    "softmax_entropy_grad",
     "softmax_jacobian",
     "softmax_vjp",
 ]

@@ -137,7 +137,7 @@ def _finding_entry(f: Finding, seconds: float) -> Entry:
 
 
 def audit() -> list[Entry]:
-    """D1-D12, then the findings E1-E4."""
+    """D1-D17, then the findings E1-E4."""
     entries = [_derivation_entry(d) for d in run_all()]
     start = time.perf_counter()
     found = findings()
@@ -147,7 +147,7 @@ def audit() -> list[Entry]:
 
 def render_table(entries: list[Entry], console: Console) -> None:
     """The summary table."""
-    table = Table(title="softce audit: D1-D12 and the note's errata")
+    table = Table(title="softce audit: D1-D17 and the note's errata")
     for name in ("id", "title", "seed formula", "method", "verdict", "seconds"):
         table.add_column(name, justify="right" if name == "seconds" else "left")
     for e in entries:

@@ -39,8 +39,8 @@ def _run_audit(args: argparse.Namespace) -> int:
 def add_audit(subparsers: argparse._SubParsersAction) -> None:
     """softce audit: the derivations' verdicts and the note's errata."""
     parser = subparsers.add_parser(
-        "audit", help="check every derivation D1-D12 and report the note's errata",
-        description="Run the derivations D1-D12, compare them with the note's closed forms "
+        "audit", help="check every derivation D1-D17 and report the note's errata",
+        description="Run the derivations D1-D17, compare them with the note's closed forms "
                     "and check the note's errata. Exit status 1 if any verdict is not "
                     "'proved'.")
     parser.add_argument("--format", choices=("table", "markdown", "json"), default="table")

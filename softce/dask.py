@@ -34,6 +34,7 @@ import numpy as np
 from softce import functions as F
 from softce._arrays import check_axis
 from softce.generated import partitioned as P
+from softce.losses import REDUCTIONS
 
 __all__ = [
     "cross_entropy",
@@ -44,7 +45,6 @@ __all__ = [
     "softmax",
 ]
 
-REDUCTIONS = F.REDUCTIONS
 #: Row-state fields merged with D11 (the rest are plain sums, added).
 _ONLINE = ("m", "d")
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import importlib
 import numbers
-import warnings
 
 import numpy as np
 
 from ._arrays import (
-    DTYPE_SUFFIX,
     Rows,
     as_float_array,
     check_axis,
@@ -24,8 +22,8 @@ from ._arrays import (
     to_rows,
     write_result,
 )
-
-REDUCTIONS = ("none", "mean", "sum")
+from .losses import ce_call, check_options
+from .losses import kernel as _kernel
 
 
 def on_device(x: object) -> bool:
@@ -38,11 +36,6 @@ def on_device(x: object) -> bool:
 def _cuda():
     """softce.cuda, imported on first use (importing softce never imports numba.cuda)."""
     return importlib.import_module("softce.cuda")
-
-
-def _kernel(name: str, dtype: np.dtype):
-    module = importlib.import_module(f"softce.generated.cpu.{name}")
-    return getattr(module, f"{name}_{DTYPE_SUFFIX[np.dtype(dtype)]}")
 
 
 def _rowwise(name: str, arr: np.ndarray, axis: int, out: np.ndarray | None,
@@ -170,57 +163,133 @@ def softmax_jacobian(x: object, axis: int = -1) -> np.ndarray:
 
 
 def cross_entropy(logits: object, target: object, *, axis: int = -1,
-                  reduction: str = "mean") -> np.ndarray:
+                  weight: object = None, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0, z_loss: float = 0.0,
+                  softcap: float | None = None, return_lse: bool = False,
+                  empty_mean: float | None = None):
     """Cross-entropy of softmax(logits) against integer labels or probabilities, as PyTorch's
-    ``F.cross_entropy`` with the class axis at ``axis``.
+    ``F.cross_entropy`` with the class axis at ``axis`` [D8, D9, D13].
 
-    Labels (integer dtype, the shape of logits without ``axis``): loss = LSE(x) - x_c.
-    Probabilities (float, the shape of logits): loss = LSE(x) sum(y) - x.y.
+    Labels (integer dtype, the shape of logits without ``axis``): loss = LSE(x) - x_c, with
+    ``weight`` w_c, positions whose label is ``ignore_index`` left out, ``label_smoothing``
+    eps mixing in the uniform distribution: (1 - eps) w_c (LSE - x_c) + (eps / C) sum_k w_k
+    (LSE - x_k). Probabilities (float, the shape of logits): loss = -sum_k w_k ((1 - eps) y_k
+    + eps / C) log softmax(x)_k. "mean" divides by the sum of w[target] over counted positions
+    (labels) or by the number of positions (probabilities); with no counted position it is
+    NaN as in PyTorch, or ``empty_mean`` when given. Beyond PyTorch: ``z_loss`` z adds
+    z LSE(x)^2 at each counted position; ``softcap`` c replaces the logits by c tanh(x / c)
+    first [D14]; ``return_lse`` returns (loss, lse) with the per-position LSE.
     """
     if on_device(logits):
+        _cuda_plain_only(logits, axis, weight, ignore_index, label_smoothing, z_loss, softcap,
+                         return_lse, empty_mean)
         return _cuda().cross_entropy(logits, target, axis=axis, reduction=reduction)
-    arr, rows, labels, probs = _ce_inputs(logits, target, axis)
-    _check_reduction(reduction)
-    loss = np.empty(rows.data.shape[0], arr.dtype)
-    if labels is not None:
-        _kernel("cross_entropy_label", arr.dtype)(rows.data, labels, loss)
+    ce = ce_call(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
+                  z_loss, softcap, return_lse, empty_mean)
+    loss = np.empty(ce.n_rows, ce.dtype)
+    if ce.plain:
+        if ce.labels is not None:
+            _kernel("cross_entropy_label", ce.dtype)(ce.x, ce.labels, loss)
+        else:
+            _kernel("cross_entropy_prob", ce.dtype)(ce.x, ce.probs, loss)
+        lse = None
     else:
-        _kernel("cross_entropy_prob", arr.dtype)(rows.data, probs, loss)
-    return _reduce(rows.restore_batch(loss), reduction)
+        lse = ce.run_options(loss)
+    result = ce.reduce(loss)
+    return (result, ce.rows.restore_batch(lse)) if ce.opts.return_lse else result
 
 
 def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
-                       reduction: str = "mean", grad_output: object = None,
-                       out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(loss, dlogits) of ``cross_entropy`` in one fused pass per row.
+                       weight: object = None, ignore_index: int = -100,
+                       reduction: str = "mean", label_smoothing: float = 0.0,
+                       z_loss: float = 0.0, softcap: float | None = None,
+                       return_lse: bool = False, empty_mean: float | None = None,
+                       grad_output: object = None, out: np.ndarray | None = None):
+    """(loss, dlogits) of ``cross_entropy`` (same options) in one fused pass per row, and lse
+    too when ``return_lse``.
 
-    dlogits = grad_output * d loss / d logits: (softmax(x) - e_c) per row for labels,
-    (sum(y) softmax(x) - y) for probabilities, divided by the number of rows for "mean".
+    dlogits = grad_output * d loss / d logits: (softmax(x) - e_c) per row for plain labels,
+    (sum(y) softmax(x) - y) for probabilities, D13's weighted, smoothed forms (plus 2 z LSE
+    softmax(x)) with options, divided as the loss is for "mean"; 0 at ignored positions.
     ``grad_output`` is a scalar, or for reduction="none" an array of the loss's shape.
     ``out=logits`` writes the gradient over the logits (no rows x classes temporary when the
     class axis is last and logits is C-contiguous).
     """
     if on_device(logits):
+        _cuda_plain_only(logits, axis, weight, ignore_index, label_smoothing, z_loss, softcap,
+                         return_lse, empty_mean)
         return _cuda().cross_entropy_grad(logits, target, axis=axis, reduction=reduction,
                                           grad_output=grad_output, out=out)
-    arr, rows, labels, probs = _ce_inputs(logits, target, axis)
-    _check_reduction(reduction)
-    n_rows = rows.data.shape[0]
+    ce = ce_call(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
+                  z_loss, softcap, return_lse, empty_mean)
+    arr, rows = ce.arr, ce.rows
     if out is not None:
         check_out(out, arr.shape, arr.dtype)
         check_no_partial_overlap(out, ("logits", arr))
         # the kernel reads labels or probabilities while it writes out: no overlap at all
-        check_no_partial_overlap(out, ("target", probs if probs is not None else labels))
-    w = _row_weights(grad_output, reduction, rows, arr.dtype)
-    loss = np.empty(n_rows, arr.dtype)
+        check_no_partial_overlap(out, ("target", ce.target))
+    w = _row_weights(grad_output, reduction, rows, arr.dtype, ce.denominator())
+    loss = np.empty(ce.n_rows, ce.dtype)
     direct = rows_view_of(out, rows)
     grad = direct if direct is not None else np.empty_like(rows.data)
-    if labels is not None:
-        _kernel("cross_entropy_grad_label", arr.dtype)(rows.data, labels, w, grad, loss)
+    lse = None
+    if ce.plain:
+        if ce.labels is not None:
+            _kernel("cross_entropy_grad_label", ce.dtype)(ce.x, ce.labels, w, grad, loss)
+        else:
+            _kernel("cross_entropy_grad_prob", ce.dtype)(ce.x, ce.probs, w, grad, loss)
     else:
-        _kernel("cross_entropy_grad_prob", arr.dtype)(rows.data, probs, w, grad, loss)
+        lse = ce.run_options(loss, w, grad)
     dlogits = grad.reshape(arr.shape) if direct is not None else rows.restore(grad)
-    return _reduce(rows.restore_batch(loss), reduction), write_result(dlogits, out)
+    result = (ce.reduce(loss), write_result(dlogits, out))
+    return (*result, rows.restore_batch(lse)) if ce.opts.return_lse else result
+
+
+def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = None,
+             ignore_index: int = -100, reduction: str = "mean") -> np.ndarray:
+    """-weight[c] logp[c] per position, as PyTorch's ``F.nll_loss`` with the class axis at
+    ``axis`` [D13]; "mean" divides by the sum of weight[target] over counted positions."""
+    if on_device(logp):
+        raise NotImplementedError("nll_loss takes NumPy arrays (no CUDA kernel launch yet)")
+    ce = ce_call(logp, target, axis, reduction, weight, ignore_index, 0.0, 0.0, None, False,
+                 None, name="logp")
+    if ce.labels is None:
+        raise TypeError(f"target must hold integer class labels, got dtype {ce.target.dtype}")
+    n = ce.rows.data.shape[1]
+    cw = ce.opts.weight if ce.opts.weight is not None else np.ones(n, ce.dtype)
+    loss = np.empty(ce.n_rows, ce.dtype)
+    _kernel("nll_loss", ce.dtype)(ce.x, cw, ce.labels, ce.counted.astype(ce.dtype), loss)
+    loss[~ce.counted] = 0
+    return ce.reduce(loss)
+
+
+def softmax_entropy(logits: object, axis: int = -1) -> np.ndarray:
+    """H(softmax(x)) = LSE(x) - sum_k p_k x_k along ``axis``, a -inf logit's term 0 [D17]."""
+    if on_device(logits):
+        raise NotImplementedError("softmax_entropy takes NumPy arrays (no CUDA kernel launch "
+                                  "yet)")
+    arr = as_float_array(logits, "logits")
+    rows = to_rows(arr, check_axis(axis, arr.ndim))
+    h = np.empty(rows.data.shape[0], arr.dtype)
+    _kernel("softmax_entropy", arr.dtype)(rows.data, h)
+    return rows.restore_batch(h)
+
+
+def softmax_entropy_grad(logits: object, axis: int = -1, grad_output: object = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(h, dlogits): h = H(softmax(x)), dlogits_i = grad_output * p_i (sum_k p_k x_k - x_i),
+    0 at a -inf logit [D17]; grad_output a scalar or an array of h's shape (default 1)."""
+    if on_device(logits):
+        raise NotImplementedError("softmax_entropy_grad takes NumPy arrays (no CUDA kernel "
+                                  "launch yet)")
+    arr = as_float_array(logits, "logits")
+    rows = to_rows(arr, check_axis(axis, arr.ndim))
+    w = _batch_like(1.0 if grad_output is None else grad_output, "grad_output", rows,
+                    arr.dtype)
+    h = np.empty(rows.data.shape[0], arr.dtype)
+    grad = np.empty_like(rows.data)
+    _kernel("softmax_entropy_grad", arr.dtype)(rows.data, w, grad, h)
+    return rows.restore_batch(h), rows.restore(grad)
 
 
 # helpers ---------------------------------------------------------------------------------
@@ -231,49 +300,6 @@ def _pair(y: object, g: object, axis: int) -> tuple[np.ndarray, np.ndarray, int]
     if grad.shape != arr.shape:
         raise ValueError(f"g has shape {grad.shape}, expected the shape of y {arr.shape}")
     return arr, grad.astype(arr.dtype, copy=False), check_axis(axis, arr.ndim)
-
-
-def _check_reduction(reduction: object) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-
-
-def _reduce(loss: np.ndarray, reduction: str) -> np.ndarray:
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum(dtype=loss.dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of no rows is NaN
-        return loss.mean(dtype=loss.dtype)
-
-
-def _ce_inputs(logits: object, target: object, axis: int):
-    """Checked logits rows and either labels (rows,) or probability rows (rows, n)."""
-    arr = as_float_array(logits, "logits")
-    ax = check_axis(axis, arr.ndim)
-    rows = to_rows(arr, ax)
-    tgt = np.asarray(target)
-    if tgt.dtype.kind in "iu":
-        if tgt.shape != rows.batch_shape:
-            raise ValueError(f"target holds class labels and must have the shape of logits "
-                             f"without axis {ax}, {rows.batch_shape}; got {tgt.shape}")
-        n = arr.shape[ax]
-        bad = (tgt < 0) | (tgt >= n)
-        if bad.any():
-            pos = tuple(int(q) for q in np.argwhere(bad)[0])
-            raise ValueError(f"target has label {tgt[pos]} at position {pos}, outside the "
-                             f"classes [0, {n})")
-        labels = np.ascontiguousarray(tgt.reshape(-1).astype(
-            tgt.dtype if tgt.dtype in (np.int32, np.int64) else np.int64, copy=False))
-        return arr, rows, labels, None
-    if tgt.dtype.kind == "f":
-        if tgt.shape != arr.shape:
-            raise ValueError(f"target holds probabilities and must have the shape of logits "
-                             f"{arr.shape}; got {tgt.shape}")
-        return arr, rows, None, to_rows(tgt.astype(arr.dtype, copy=False), ax).data
-    raise TypeError(f"target must hold integer class labels or float probabilities, got dtype "
-                    f"{tgt.dtype}")
 
 
 def _batch_like(value: object, name: str, rows: Rows, dtype: np.dtype) -> np.ndarray:
@@ -291,14 +317,37 @@ def _batch_like(value: object, name: str, rows: Rows, dtype: np.dtype) -> np.nda
             else np.ascontiguousarray(arr.astype(dtype).reshape(n_rows)))
 
 
-def _row_weights(grad_output: object, reduction: str, rows: Rows, dtype: np.dtype
-                 ) -> np.ndarray:
-    """Per-row chain-rule weights: grad_output, divided by the row count for "mean"."""
+def _row_weights(grad_output: object, reduction: str, rows: Rows, dtype: np.dtype,
+                 denominator: float | None = None) -> np.ndarray:
+    """Per-row chain-rule weights: grad_output, divided for "mean" by ``denominator`` (the
+    row count when None; a mean over nothing has weights 0: there is no row to weigh)."""
     go = 1.0 if grad_output is None else grad_output
     if reduction != "none" and np.ndim(go) != 0:
         raise ValueError(f"grad_output must be a scalar for reduction={reduction!r}, got shape "
                          f"{np.shape(go)}")
     w = _batch_like(go, "grad_output", rows, dtype)
-    if reduction == "mean" and w.size:
-        w = w / dtype.type(w.size)
+    if reduction == "mean":
+        divisor = w.size if denominator is None else denominator
+        w = w / dtype.type(divisor) if divisor else np.zeros_like(w)
     return w
+
+
+def _cuda_plain_only(logits: object, axis: object, weight: object, ignore_index: object,
+                     label_smoothing: object, z_loss: object, softcap: object,
+                     return_lse: object, empty_mean: object) -> None:
+    """The CUDA path runs the plain kernels only: options there are checked as on the CPU,
+    then refused (NotImplementedError), never ignored."""
+    shape = tuple(logits.shape)
+    n = shape[check_axis(axis, len(shape))]
+    check_options(n, np.dtype(logits.dtype), weight, ignore_index, label_smoothing, z_loss,
+                  softcap, return_lse, empty_mean)
+    given = {name: value for name, value, default in (
+        ("weight", weight, None), ("label_smoothing", label_smoothing, 0.0),
+        ("z_loss", z_loss, 0.0), ("softcap", softcap, None), ("return_lse", return_lse, False),
+        ("empty_mean", empty_mean, None)) if not (value is default or value == default)}
+    if ignore_index != -100:
+        given["ignore_index"] = ignore_index
+    if given:
+        raise NotImplementedError(
+            f"cross_entropy on CUDA arrays takes the default options only; got "
+            f"{', '.join(f'{k}={v!r}' for k, v in given.items())} (use NumPy arrays)")

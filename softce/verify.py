@@ -55,6 +55,8 @@ def _row_inputs(kernel: RowKernel, rows: int, size: int, rng: np.random.Generato
             if name == "logp":
                 v = np.log(v)
         values[name] = v
+    for base in kernel.class_rows:
+        values[str(base)] = 0.5 + rng.random(size)
     for name, sym in kernel.row_scalars:
         values[name] = (rng.integers(1 if size > 1 else 0, size, rows) if sym.is_integer
                         else rng.standard_normal(rows))
@@ -83,6 +85,9 @@ def _expected(kernel: RowKernel, values: dict[str, np.ndarray], rows: int, size:
             for base in kernel.rows:
                 for q in range(size):
                     subs[base[q]] = sp.Float(float(values[str(base)][r, q]), 30)
+            for base in kernel.class_rows:
+                for q in range(size):
+                    subs[base[q]] = sp.Float(float(values[str(base)][q]), 30)
             if kernel.max_of is not None:
                 subs[m] = sp.Float(float(np.max(values[str(kernel.max_of)][r])), 30)
             for index in np.ndindex(*shape[1:]):
@@ -123,9 +128,12 @@ def _cast_inputs(values: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndar
                 np.asarray(v, NUMPY[dtype]).astype(np.float64)) for k, v in values.items()}
 
 
-def _compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray], dtype: str
-             ) -> tuple[float, bool]:
+def _compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray], dtype: str,
+             scale: float = 1.0) -> tuple[float, bool]:
+    """Worst error in units of the tolerance: rtol relative, or atol times ``scale`` (the
+    inputs' magnitude: a row's results carry the rounding of its shift, ulp(max |x|))."""
     rtol, atol = TOLERANCE[dtype]
+    atol *= scale
     worst, ok = 0.0, True
     for name, expected in want.items():
         actual = got[name].astype(np.float64)
@@ -146,27 +154,50 @@ def verify_row_kernel(kernel: RowKernel, rng: np.random.Generator) -> list[Verdi
             rows = 3
             values = _cast_inputs(_row_inputs(kernel, rows, size, rng), dtype)
             got = _run_row_kernel(kernel, dtype, values, rows, size)
-            e, good = _compare(got, _expected(kernel, values, rows, size), dtype)
+            finite = [np.abs(v[np.isfinite(v)]) for v in values.values() if np.ndim(v)]
+            scale = max([1.0] + [float(v.max()) for v in finite if v.size])
+            e, good = _compare(got, _expected(kernel, values, rows, size), dtype, scale)
             worst, ok, cases = max(worst, e), ok and good, cases + rows
         verdicts.append(Verdict(kernel.name, dtype, cases, worst, ok))
     return verdicts
 
 
-def verify_elementwise_kernel(kernel: ElementwiseKernel) -> list[Verdict]:
+def _elementwise_points(kernel: ElementwiseKernel, rng: np.random.Generator
+                       ) -> dict[sp.Symbol, np.ndarray]:
+    """The first argument runs over signed magnitudes and both infinities; the others are
+    drawn in their symbol's domain (nonnegative symbols from [0, 3], zeros included)."""
+    first = np.array([-80.0, -20.0, -1.5, -0.0, 0.0, 0.75, 3.0, 20.0, 80.0, -np.inf, np.inf])
+    points = {kernel.args[0]: first}
+    for a in kernel.args[1:]:
+        v = 3 * rng.random(first.size) if a.is_nonnegative else 2 * rng.standard_normal(
+            first.size)
+        if a.is_nonnegative:
+            v[::4] = 0.0
+        points[a] = v
+    return points
+
+
+def verify_elementwise_kernel(kernel: ElementwiseKernel, rng: np.random.Generator
+                              ) -> list[Verdict]:
     module = importlib.import_module(f"softce.generated.cpu.{kernel.name}")
     verdicts = []
-    points = np.array([-80.0, -20.0, -1.5, -0.0, 0.0, 0.75, 3.0, 20.0, 80.0, -np.inf, np.inf])
-    formula = kernel.formula
+    first = kernel.args[0]
+    params = {p: 2.0 for p in kernel.params}
     for dtype in NUMPY:
-        values = points.astype(NUMPY[dtype])
-        out = np.empty_like(values)
-        getattr(module, f"{kernel.name}_{dtype}")(values, out)
-        want = np.array([float(sp.N(formula.subs(kernel.arg, sp.Float(float(v), 30)), 30))
-                         if np.isfinite(v) else float(sp.limit(formula, kernel.arg,
-                                                               sp.oo if v > 0 else -sp.oo))
-                         for v in values])
-        worst, ok = _compare({"out": out}, {"out": want}, dtype)
-        verdicts.append(Verdict(kernel.name, dtype, len(values), worst, ok))
+        points = {a: v.astype(NUMPY[dtype]) for a, v in _elementwise_points(kernel, rng).items()}
+        out = np.empty_like(points[first])
+        getattr(module, f"{kernel.name}_{dtype}")(
+            *points.values(), *(NUMPY[dtype](v) for v in params.values()), out)
+        want = []
+        for q, v in enumerate(points[first]):
+            rest = {a: sp.Float(float(points[a][q]), 30) for a in kernel.args[1:]}
+            rest |= {p: sp.Float(v, 30) for p, v in params.items()}
+            formula = kernel.formula.subs(rest)
+            want.append(float(sp.N(formula.subs(first, sp.Float(float(v), 30)), 30))
+                        if np.isfinite(v) else float(sp.limit(formula, first,
+                                                              sp.oo if v > 0 else -sp.oo)))
+        worst, ok = _compare({"out": out}, {"out": np.array(want)}, dtype)
+        verdicts.append(Verdict(kernel.name, dtype, len(want), worst, ok))
     return verdicts
 
 
@@ -178,7 +209,7 @@ def verify_all(seed: int = 0) -> list[Verdict]:
         if isinstance(kernel, RowKernel):
             verdicts += verify_row_kernel(kernel, rng)
         else:
-            verdicts += verify_elementwise_kernel(kernel)
+            verdicts += verify_elementwise_kernel(kernel, rng)
     return verdicts
 
 

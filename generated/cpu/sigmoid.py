@@ -17,18 +17,18 @@ from softce.primitives import exp_f32, exp_f64, fmax, fmin
 
 
 @nb.njit(["void(float32[::1], float32[::1])"], **CPU_OPTIONS)
-def sigmoid_f32(values, out):
+def sigmoid_f32(t_in, out):
     """out = sigmoid(t) = softmax([t, 0])[0] shifted by D = max(t, 0) [D3, D2] (float32)"""
-    for q in nb.prange(values.shape[0]):
-        t = values[q]
+    for q in nb.prange(out.shape[0]):
+        t = t_in[q]
         e0 = exp_f32(fmin(np.float32(0), t))
         out[q] = e0/(e0 + exp_f32(-fmax(np.float32(0), t)))
 
 
 @nb.njit(["void(float64[::1], float64[::1])"], **CPU_OPTIONS)
-def sigmoid_f64(values, out):
+def sigmoid_f64(t_in, out):
     """out = sigmoid(t) = softmax([t, 0])[0] shifted by D = max(t, 0) [D3, D2] (float64)"""
-    for q in nb.prange(values.shape[0]):
-        t = values[q]
+    for q in nb.prange(out.shape[0]):
+        t = t_in[q]
         e0 = exp_f64(fmin(np.float64(0), t))
         out[q] = e0/(e0 + exp_f64(-fmax(np.float64(0), t)))

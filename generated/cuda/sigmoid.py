@@ -14,21 +14,21 @@ from softce.cuda.runtime import exp_f32, exp_f64, fmax, fmin
 
 
 @cuda.jit
-def sigmoid_f32(values, out):
+def sigmoid_f32(t_in, out):
     """out = sigmoid(t) = softmax([t, 0])[0] shifted by D = max(t, 0) [D3, D2] (float32)"""
     step = cuda.gridDim.x * cuda.blockDim.x
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, values.shape[0], step):
-        t = values[q]
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out.shape[0], step):
+        t = t_in[q]
         e0 = exp_f32(fmin(np.float32(0), t))
         out[q] = e0/(e0 + exp_f32(-fmax(np.float32(0), t)))
 
 
 @cuda.jit
-def sigmoid_f64(values, out):
+def sigmoid_f64(t_in, out):
     """out = sigmoid(t) = softmax([t, 0])[0] shifted by D = max(t, 0) [D3, D2] (float64)"""
     step = cuda.gridDim.x * cuda.blockDim.x
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, values.shape[0], step):
-        t = values[q]
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out.shape[0], step):
+        t = t_in[q]
         e0 = exp_f64(fmin(np.float64(0), t))
         out[q] = e0/(e0 + exp_f64(-fmax(np.float64(0), t)))
 

@@ -36,6 +36,7 @@ def signature(kernel: RowKernel, dtype: str, label: str | None) -> str:
     """Numba signature: rows C-contiguous 2-D, per-row arrays 1-D, then outputs."""
     dt = DTYPES[dtype]
     args = [f"{dt}[:, ::1]"] * len(kernel.rows)
+    args += [f"{dt}[::1]"] * len(kernel.class_rows)
     args += [f"{label if sym.is_integer else dt}[::1]" for _, sym in kernel.row_scalars]
     args += [dt] * len(kernel.params)
     args += [f"{dt}[:, ::1]"] * len(kernel.outputs)
@@ -45,7 +46,8 @@ def signature(kernel: RowKernel, dtype: str, label: str | None) -> str:
 
 
 def arguments(kernel: RowKernel) -> list[str]:
-    return ([str(r) for r in kernel.rows] + [name for name, _ in kernel.row_scalars]
+    return ([str(r) for r in kernel.rows] + [str(v) for v in kernel.class_rows]
+            + [name for name, _ in kernel.row_scalars]
             + [str(p) for p in kernel.params] + [name for name, _ in kernel.outputs]
             + [name for name, _ in kernel.pair_outputs] + [name for name, _ in kernel.row_outputs])
 
@@ -73,7 +75,7 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel) -> None:
     # Chunk loops index views from 0: LLVM then sees k >= 0 and vectorises plain loads
     # (indexing the row from ``start`` leaves Numba's negative-index wraparound in place,
     # and the loads become gathers, 2-4x slower).
-    views = {row: sp.IndexedBase(f"{row}_chunk") for row in kernel.rows}
+    views = {row: sp.IndexedBase(f"{row}_chunk") for row in (*kernel.rows, *kernel.class_rows)}
 
     def in_chunk(expr: sp.Expr) -> sp.Expr:
         return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views,
@@ -84,7 +86,7 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel) -> None:
     out.add(2, f"m = {ninf}")
     out.add(2, "for start in range(0, n, CHUNK):")
     out.add(3, "stop = min(start + CHUNK, n)")
-    for row in kernel.rows:
+    for row in views:
         out.add(3, f"{views[row]}_r = {row}_r[start:stop]")
     out.add(3, f"m_c = {ninf}")
     out.add(3, "for k in range(stop - start):")
@@ -119,6 +121,8 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     out.add(1, "for r in nb.prange(rows):")
     for row in kernel.rows:
         out.add(2, f"{row}_r = {row}[r]")
+    for vector in kernel.class_rows:
+        out.add(2, f"{vector}_r = {vector}  # shared by every row")
     for name, sym in kernel.row_scalars:
         out.add(2, f"{sym} = {name}[r]")
     for name, _ in (*kernel.outputs, *kernel.pair_outputs):
@@ -146,16 +150,26 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     return out.lines
 
 
+def elementwise_arguments(kernel: ElementwiseKernel) -> list[str]:
+    return ([f"{a}_in" for a in kernel.args] + [str(p) for p in kernel.params] + ["out"])
+
+
+def elementwise_signature(kernel: ElementwiseKernel, dtype: str) -> str:
+    dt = DTYPES[dtype]
+    args = [f"{dt}[::1]"] * len(kernel.args) + [dt] * len(kernel.params) + [f"{dt}[::1]"]
+    return f"void({', '.join(args)})"
+
+
 def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for a flat elementwise kernel."""
     pr = NumbaPrinter(dtype)
-    dt = DTYPES[dtype]
     out = _Lines()
-    out.add(0, f'@nb.njit(["void({dt}[::1], {dt}[::1])"], **CPU_OPTIONS)')
-    out.add(0, f"def {kernel.name}_{dtype}(values, out):")
-    out.add(1, f'"""{kernel.doc} ({dt})"""')
-    out.add(1, "for q in nb.prange(values.shape[0]):")
-    out.add(2, f"{kernel.arg} = values[q]")
+    out.add(0, f'@nb.njit(["{elementwise_signature(kernel, dtype)}"], **CPU_OPTIONS)')
+    out.add(0, f"def {kernel.name}_{dtype}({', '.join(elementwise_arguments(kernel))}):")
+    out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
+    out.add(1, "for q in nb.prange(out.shape[0]):")
+    for a in kernel.args:
+        out.add(2, f"{a} = {a}_in[q]")
     _assign(out, 2, pr, kernel.element_level)
     out.add(2, f"out[q] = {pr.doprint(kernel.output)}")
     return out.lines

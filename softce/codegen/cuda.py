@@ -17,7 +17,7 @@ import sympy as sp
 
 from softce.derive.symbols import d1, d2, i, k, m1, m2
 
-from .cpu import _label_types, arguments, signature
+from .cpu import _label_types, arguments, elementwise_arguments, elementwise_signature, signature
 from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel
 from .lower import m
 from .printer import DTYPES, NumbaPrinter
@@ -179,7 +179,8 @@ def _thread_pass(out: _Lines, pr: NumbaPrinter, kernel: RowKernel) -> None:
     for s in _state(kernel):
         out.add(2, f"{s} = {_identity(pr, s)}")
     if not shifted:
-        out.add(2, "for k in range(lane, stop, width):")
+        if plain:
+            out.add(2, "for k in range(lane, stop, width):")
         for r in plain:
             out.add(3, f"{r.symbol} += {pr.doprint(r.summand)}")
         return
@@ -264,6 +265,8 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     out.add(2, "stop = n if active else 0")
     for row in kernel.rows:
         out.add(2, f"{row}_r = {row}[r]")
+    for vector in kernel.class_rows:
+        out.add(2, f"{vector}_r = {vector}  # shared by every row")
     for name, sym in kernel.row_scalars:
         out.add(2, f"{sym} = {name}[r]")
     for name, _ in (*kernel.outputs, *kernel.pair_outputs):
@@ -308,12 +311,13 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     pr = CudaPrinter(dtype)
     out = _Lines()
     out.add(0, "@cuda.jit")
-    out.add(0, f"def {kernel.name}_{dtype}(values, out):")
+    out.add(0, f"def {kernel.name}_{dtype}({', '.join(elementwise_arguments(kernel))}):")
     out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
     out.add(1, "step = cuda.gridDim.x * cuda.blockDim.x")
     out.add(1, "for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, "
-               "values.shape[0], step):")
-    out.add(2, f"{kernel.arg} = values[q]")
+               "out.shape[0], step):")
+    for a in kernel.args:
+        out.add(2, f"{a} = {a}_in[q]")
     _assign(out, 2, pr, kernel.element_level)
     out.add(2, f"out[q] = {pr.doprint(kernel.output)}")
     return out.lines
@@ -322,8 +326,7 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
 def signatures(kernel: RowKernel | ElementwiseKernel, dtype: str) -> list[str]:
     """The CPU kernel's signatures (C-contiguous rows; int32 and int64 labels)."""
     if isinstance(kernel, ElementwiseKernel):
-        dt = DTYPES[dtype]
-        return [f"void({dt}[::1], {dt}[::1])"]
+        return [elementwise_signature(kernel, dtype)]
     return [signature(kernel, dtype, label) for label in _label_types(kernel)]
 
 

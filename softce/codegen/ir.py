@@ -13,6 +13,24 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 
+class Unmasked(sp.Function):
+    """Unmasked(x, h) = h where the logit x is finite, 0 where x = -inf (a mask).
+
+    The catalogue writes a derivation's guarded term Piecewise((0, Eq(p_q, 0)), (p_q h, True))
+    as p_q Unmasked(x_q, h): p_q = softmax(x)_q is 0 exactly at x_q = -inf, and there the
+    term's limit is 0. SymPy takes x real, hence finite, so the guard needs its own node; it
+    evaluates for numbers only.
+    """
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x: sp.Expr, h: sp.Expr) -> sp.Expr | None:
+        if x.is_Number:
+            return sp.Integer(0) if x == sp.S.NegativeInfinity else h
+        return None
+
+
 @dataclass(frozen=True)
 class Source:
     """A derived expression a kernel is built from: derivation id, result name, its hash."""
@@ -45,6 +63,7 @@ class RowKernel:
     """One lowered kernel.
 
     rows: names of the (rows, n) input arrays, each an IndexedBase of the derivations.
+    class_rows: length-n arrays shared by every row (per-class weights), indexed like a row.
     row_scalars: (array name, per-row symbol) pairs, e.g. ("labels", c).
     params: scalar arguments shared by all rows.
     max_of: the row whose max m is the shift of every shifted reduction (None: no shift).
@@ -56,6 +75,7 @@ class RowKernel:
     name: str
     doc: str
     rows: tuple[sp.IndexedBase, ...]
+    class_rows: tuple[sp.IndexedBase, ...] = ()
     row_scalars: tuple[tuple[str, sp.Symbol], ...] = ()
     params: tuple[sp.Symbol, ...] = ()
     max_of: sp.IndexedBase | None = None
@@ -77,12 +97,15 @@ class RowKernel:
 
 @dataclass
 class ElementwiseKernel:
-    """out[q] = expr(t) for every element t of a flat array; ``formula`` is the expression
-    before lowering (the per-element shift substituted, no rewrites)."""
+    """out[q] = expr(args[q]...) over flat arrays of equal length, one per symbol of ``args``
+    (input array ``<symbol>_in``), with scalar ``params`` shared by every element;
+    ``formula`` is the expression before lowering (any per-element shift substituted, no
+    rewrites)."""
 
     name: str
     doc: str
-    arg: sp.Symbol
+    args: tuple[sp.Symbol, ...]
+    params: tuple[sp.Symbol, ...]
     element_level: tuple[Assignment, ...]
     output: sp.Expr
     formula: sp.Expr

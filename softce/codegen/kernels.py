@@ -12,16 +12,22 @@ from collections.abc import Callable, Mapping
 import sympy as sp
 
 from softce.derive.core import expr_hash
+from softce.derive.d13_ce_options import cw, eps, v, z
+from softce.derive.d14_softcap import cap
+from softce.derive.d15_bce_logits import pw, wt, yb
+from softce.derive.d16_kl_div import lq, lt, yt
 from softce.derive.symbols import LSE, D, b, c, g, i, p, t, x, y
 
-from .ir import ElementwiseKernel, RowKernel, Source
+from .ir import ElementwiseKernel, RowKernel, Source, Unmasked
 from .lower import KernelSpec, lower, lower_elementwise, m
 
 Results = Callable[[str], Mapping[str, sp.Expr]]
 
 #: Per-row upstream gradient of a row scalar (loss or LSE): the chain rule's weight.
 w = sp.Symbol("w", real=True)
-#: Rows of log-probabilities (input of log_softmax_vjp).
+#: Elementwise upstream gradient (the chain rule's factor in elementwise gradient kernels).
+dy = sp.Symbol("dy", real=True)
+#: Rows of log-probabilities (input of log_softmax_vjp and nll_loss).
 logp = sp.IndexedBase("logp", real=True)
 
 
@@ -55,6 +61,21 @@ class Catalogue:
         expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == p,
                             lambda e: p_of(e.indices[0]))
         return expr.xreplace({LSE: self.lse()}) if expr.has(LSE) else expr
+
+    def unmask(self, expr: sp.Expr) -> sp.Expr:
+        """Piecewise((0, Eq(p[q], 0)), (p[q] h, True)) -> p[q] Unmasked(x[q], h): the guard
+        of a term at a zero probability, which softmax gives exactly at x[q] = -inf."""
+        def guarded(e: sp.Expr) -> bool:
+            if not isinstance(e, sp.Piecewise) or len(e.args) != 2 or e.args[0][0] != 0:
+                return False
+            cond = e.args[0][1]
+            return (isinstance(cond, sp.Eq) and cond.rhs == 0 and isinstance(cond.lhs, sp.Indexed)
+                    and cond.lhs.base == p)
+
+        def rewrite(e: sp.Piecewise) -> sp.Expr:
+            q = e.args[0][1].lhs.indices[0]
+            return p[q] * Unmasked(x[q], sp.cancel(e.args[1][0] / p[q]))
+        return expr.replace(guarded, rewrite)
 
     def merge(self) -> tuple[sp.Expr, sp.Expr]:
         return self.get("D11", "merge_m"), self.get("D11", "merge_d")
@@ -131,8 +152,84 @@ def row_kernels(results: Results) -> list[RowKernel | ElementwiseKernel]:
         name="softmax_jacobian", doc="out[i, j] = d softmax(x)[i] / d x[j] [D4, D2, D11]",
         rows=(x,), scratch={p: soft(i)}, pair_outputs={"out": jacobian}))
 
+    kernels += _option_kernels(cat)
+
+    h = cat.fold_in(cat.unmask(cat.get("D17", "softmax_entropy")), soft)
+    kernels.append(cat.spec(
+        name="softmax_entropy", doc="h[r] = LSE(x) - sum_k p[k] x[k], p = softmax(x), "
+        "masked terms 0 [D17, D2, D11]", rows=(x,), row_outputs={"h": h}))
+    dh = cat.fold_in(cat.unmask(cat.get("D17", "softmax_entropy_grad")), soft)
+    kernels.append(cat.spec(
+        name="softmax_entropy_grad", doc="h[r] as softmax_entropy; out[i] = w * dh/dx[i] "
+        "[D17, D2, D11]", rows=(x,), row_scalars=(("grad_output", w),),
+        outputs={"grad": w * dh}, row_outputs={"h": h}))
+
     sigmoid = cat.get("D3", "sigmoid")
     kernels.append(lower_elementwise(
         "sigmoid", "out = sigmoid(t) = softmax([t, 0])[0] shifted by D = max(t, 0) [D3, D2]",
-        t, D, sp.Max(t, 0), sigmoid, cat.take_sources()))
+        (t,), sigmoid, cat.take_sources(), shift=(D, sp.Max(t, 0))))
+    kernels += _elementwise_kernels(cat)
+    return kernels
+
+
+def _option_kernels(cat: Catalogue) -> list[RowKernel]:
+    """PyTorch's options [D13]: class weights cw, the ignore mask v, label smoothing eps and
+    the z-loss z, each kernel also writing the row's LSE. The smoothed kernels take eps as a
+    parameter; the weighted ones are the same results at eps = 0 (their sums then skip the
+    w.x terms, whose -inf logits would give 0 * inf)."""
+    kernels = []
+    labels = (("labels", c), ("counted", v))
+    for target, scalars, rows in (("label", labels, (x,)), ("prob", (), (x, y))):
+        for variant, fixed in (("weighted", {eps: 0}), ("smoothed", {})):
+            params = (z,) if fixed else (eps, z)
+            loss = cat.fold_in(cat.get("D13", f"ce_loss_{target}_opts"), cat.softmax_at)
+            tag = "D13, D2, D11"
+            kernels.append(cat.spec(
+                name=f"cross_entropy_{target}_{variant}",
+                doc=f"loss[r] = D13's {target} loss ({variant}, z-loss); lse[r] = LSE(x) [{tag}]",
+                rows=rows, class_rows=(cw,), row_scalars=scalars, params=params,
+                row_outputs={"loss": loss.subs(fixed), "lse": cat.lse()}))
+            grad = cat.fold_in(cat.get("D13", f"ce_grad_{target}_opts"), cat.softmax_at)
+            kernels.append(cat.spec(
+                name=f"cross_entropy_grad_{target}_{variant}",
+                doc=f"loss[r], lse[r] as cross_entropy_{target}_{variant}; grad[i] = w * "
+                    f"d loss / d x[i] [{tag}]",
+                rows=rows, class_rows=(cw,), row_scalars=(*scalars, ("grad_output", w)),
+                params=params, outputs={"grad": w * grad.subs(fixed)},
+                row_outputs={"loss": loss.subs(fixed), "lse": cat.lse()}))
+    nll = cat.get("D13", "nll_loss")
+    kernels.append(cat.spec(
+        name="nll_loss", doc="loss[r] = -v w[c] logp[c], logp given [D13]",
+        rows=(logp,), class_rows=(cw,), row_scalars=labels, row_outputs={"loss": nll},
+        shifted=False))
+    return kernels
+
+
+def _elementwise_kernels(cat: Catalogue) -> list[ElementwiseKernel]:
+    """Flat kernels: the soft-cap [D14] and its chain rule, binary cross-entropy with logits
+    and its gradient [D15], PyTorch's kl_div terms [D16]."""
+    kernels = []
+    softcap = cat.get("D14", "softcap")
+    kernels.append(lower_elementwise(
+        "softcap", "out = cap tanh(t / cap) [D14]", (t,), softcap, cat.take_sources(),
+        params=(cap,)))
+    softcap_grad = cat.get("D14", "softcap_grad")
+    kernels.append(lower_elementwise(
+        "softcap_grad", "out = dy * ds/dt, s = cap tanh(t / cap) [D14]", (t, dy),
+        dy * softcap_grad, cat.take_sources(), params=(cap,)))
+    bce = cat.get("D15", "bce_loss")
+    kernels.append(lower_elementwise(
+        "bce_with_logits", "out = -wt (pw y log sigmoid(t) + (1 - y) log(1 - sigmoid(t))), "
+        "shifted [D15]", (t, yb, wt, pw), bce, cat.take_sources()))
+    bce_grad = cat.get("D15", "bce_grad")
+    kernels.append(lower_elementwise(
+        "bce_with_logits_grad", "out = dy * d bce / dt [D15]", (t, yb, wt, pw, dy),
+        dy * bce_grad, cat.take_sources()))
+    kl = cat.get("D16", "kl_term")
+    kernels.append(lower_elementwise(
+        "kl_div", "out = y (log y - lq), 0 at y = 0 [D16]", (lq, yt), kl, cat.take_sources()))
+    kl_log = cat.get("D16", "kl_term_log_target")
+    kernels.append(lower_elementwise(
+        "kl_div_log_target", "out = exp(lt) (lt - lq) [D16]", (lq, lt), kl_log,
+        cat.take_sources()))
     return kernels

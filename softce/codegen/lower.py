@@ -27,6 +27,7 @@ class KernelSpec:
     name: str
     doc: str
     rows: tuple[sp.IndexedBase, ...]
+    class_rows: tuple[sp.IndexedBase, ...] = ()
     row_scalars: tuple[tuple[str, sp.Symbol], ...] = ()
     params: tuple[sp.Symbol, ...] = ()
     outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
@@ -169,7 +170,8 @@ def lower(spec: KernelSpec) -> RowKernel:
     pairs = list(zip(spec.pair_outputs, elem_reduced[len(spec.outputs):]))
     merge_m, merge_d = spec.merge if spec.merge else (None, None)
     return RowKernel(
-        name=spec.name, doc=spec.doc, rows=spec.rows, row_scalars=spec.row_scalars,
+        name=spec.name, doc=spec.doc, rows=spec.rows, class_rows=spec.class_rows,
+        row_scalars=spec.row_scalars,
         params=spec.params, max_of=shift_row(reductions), merge_m=merge_m, merge_d=merge_d,
         reductions=tuple(reductions), row_level=tuple(row_level), scratch=tuple(scratch),
         element_level=tuple(element_level), outputs=tuple(outs), pair_outputs=tuple(pairs),
@@ -178,11 +180,13 @@ def lower(spec: KernelSpec) -> RowKernel:
         scratch_formulas=tuple(spec.scratch.items()),
     )
 
-def lower_elementwise(name: str, doc: str, arg: sp.Symbol, shift_symbol: sp.Symbol,
-                      shift: sp.Expr, expr: sp.Expr, sources: tuple[Source, ...]
-                      ) -> ElementwiseKernel:
-    """Lower out = expr(arg) with the per-element shift substituted (sigmoid through D2 at
-    n = 2), then u - Max(u, v) rewritten as Min(0, u - v) so that t = +inf gives no NaN."""
-    formula = expr.subs(shift_symbol, shift)
+def lower_elementwise(name: str, doc: str, args: tuple[sp.Symbol, ...], expr: sp.Expr,
+                      sources: tuple[Source, ...], params: tuple[sp.Symbol, ...] = (),
+                      shift: tuple[sp.Symbol, sp.Expr] | None = None) -> ElementwiseKernel:
+    """Lower out = expr(args) with a per-element shift substituted (sigmoid: D2 at n = 2 with
+    D = max(t, 0)), then u - Max(u, v) rewritten as Min(0, u - v) so that t = +inf gives no
+    NaN."""
+    formula = expr.subs(*shift) if shift else expr
     element_level, (out,) = _cse([shift_to_min(formula)], "e")
-    return ElementwiseKernel(name, doc, arg, tuple(element_level), out, formula, sources)
+    return ElementwiseKernel(name, doc, tuple(args), tuple(params), tuple(element_level), out,
+                             formula, sources)

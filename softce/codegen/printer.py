@@ -11,6 +11,8 @@ import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
+from softce.derive.symbols import n
+
 from .lower import m
 
 DTYPES = {"f32": "float32", "f64": "float64"}
@@ -136,8 +138,13 @@ class NumbaPrinter(PythonCodePrinter):
             out = f"({self._print(value)} if {self._print(cond)} else {out})"
         return out
 
+    def _print_Unmasked(self, expr: sp.Expr) -> str:
+        x, h = (self._print(a) for a in expr.args)
+        return f"({h} if {x} != {self.const('-np.inf')} else {self.const('0')})"
+
     def _print_Symbol(self, expr: sp.Symbol) -> str:
-        return expr.name
+        """The row length n is an integer: as a value it is converted to the dtype."""
+        return self.const("n") if expr == n else expr.name
 
 
 def print_index(expr: sp.Expr) -> str:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from softce._arrays import DTYPE_SUFFIX, FLOAT_DTYPES, check_axis
-from softce.functions import _batch_like, _check_reduction, _row_weights
+from softce.functions import _batch_like, _row_weights
+from softce.losses import check_reduction as _check_reduction
 
 from . import _device as dev
 from .runtime import SIMULATOR
