@@ -251,10 +251,11 @@ def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = N
     ``axis`` [D13]; "mean" divides by the sum of weight[target] over counted positions."""
     if on_device(logp):
         raise NotImplementedError("nll_loss takes NumPy arrays (no CUDA kernel launch yet)")
-    ce = ce_call(logp, target, axis, reduction, weight, ignore_index, 0.0, 0.0, None, False,
+    labels = np.asarray(target)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class labels, got dtype {labels.dtype}")
+    ce = ce_call(logp, labels, axis, reduction, weight, ignore_index, 0.0, 0.0, None, False,
                  None, name="logp")
-    if ce.labels is None:
-        raise TypeError(f"target must hold integer class labels, got dtype {ce.target.dtype}")
     n = ce.rows.data.shape[1]
     cw = ce.opts.weight if ce.opts.weight is not None else np.ones(n, ce.dtype)
     loss = np.empty(ce.n_rows, ce.dtype)

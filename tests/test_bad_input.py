@@ -204,6 +204,78 @@ def _cases(sc, D, device: bool):
                 add(f"{fname}/label_smoothing/{ls!r}", lambda fn=fn, ls=ls: fn(
                     x, labels, label_smoothing=ls), "error", "label_smoothing")
 
+    # softce's own cross-entropy options (checked on the CUDA path too, then refused there)
+    for opt, bad, expected in (("z_loss", -1.0, "ValueError"), ("z_loss", np.inf, "ValueError"),
+                               ("z_loss", "0", "TypeError"), ("softcap", 0.0, "ValueError"),
+                               ("softcap", -2.0, "ValueError"), ("softcap", "30", "TypeError"),
+                               ("return_lse", 1, "TypeError"), ("empty_mean", "0", "TypeError"),
+                               ("ignore_index", 1.5, "TypeError"),
+                               ("ignore_index", True, "TypeError")):
+        for fname, fn in ce.items():
+            add(f"{fname}/{opt}/{bad!r}", lambda fn=fn, o=opt, b=bad: fn(x, labels, **{o: b}),
+                expected, opt)
+
+    # the rest of the family (NumPy arrays only: their CUDA launch is not wired yet)
+    family = {
+        "nll_loss": (lambda v, **k: sc.nll_loss(v, LABELS, **k), "logp", True),
+        "softmax_entropy": (lambda v, **k: sc.softmax_entropy(v, **k), "logits", True),
+        "softmax_entropy_grad": (lambda v, **k: sc.softmax_entropy_grad(v, **k), "logits",
+                                 True),
+        "bce": (lambda v, **k: sc.binary_cross_entropy_with_logits(v, P, **k), "x", False),
+        "bce_grad": (lambda v, **k: sc.binary_cross_entropy_with_logits_grad(v, P, **k), "x",
+                     False),
+        "kl_div": (lambda v, **k: sc.kl_div(v, P, **k), "input", False),
+    }
+    for fname, (fn, arg, has_axis) in family.items():
+        for bname, bad in {**host_bad, **dev_bad}.items():
+            add(f"{fname}/type/{bname}", lambda fn=fn, b=bad: fn(b), "error", arg,
+                host_only=True)
+        add(f"{fname}/ok/float_list", lambda fn=fn: fn(X.tolist()), "ok", host_only=True)
+        if has_axis:
+            for axis in (2, -3, 1.0, None):
+                add(f"{fname}/axis/{axis!r}", lambda fn=fn, a=axis: fn(X, axis=a), "error",
+                    "axis", host_only=True)
+        if fname != "softmax_entropy" and fname != "softmax_entropy_grad":
+            add(f"{fname}/reduction/avg", lambda fn=fn: fn(X, reduction="avg"), "ValueError",
+                "reduction", host_only=True)
+    for tname, tgt, expected in (("float", LABELS.astype(float), "TypeError"),
+                                 ("out-of-range", np.array([3, 0]), "ValueError"),
+                                 ("negative", np.array([-1, 0]), "ValueError"),
+                                 ("shape", np.array([0, 1, 2]), "ValueError")):
+        add(f"nll_loss/target/{tname}", lambda t=tgt: sc.nll_loss(X, t), expected, "target",
+            host_only=True)
+    for wname, w in (("short", np.ones(2)), ("negative", np.array([1.0, -1.0, 1.0])),
+                     ("nan", np.array([1.0, np.nan, 1.0]))):
+        add(f"nll_loss/weight/{wname}", lambda w=w: sc.nll_loss(X, LABELS, weight=w), "error",
+            "weight", host_only=True)
+    for fname in ("bce", "bce_grad"):
+        fn = family[fname][0]
+        call = getattr(sc, "binary_cross_entropy_with_logits"
+                       + ("_grad" if fname == "bce_grad" else ""))
+        add(f"{fname}/y/shape", lambda c=call: c(X, P[:, :2]), "ValueError", "y",
+            host_only=True)
+        add(f"{fname}/y/int", lambda c=call: c(X, P.astype(int)), "TypeError", "y",
+            host_only=True)
+        add(f"{fname}/weight/broadcast", lambda fn=fn: fn(X, weight=np.ones(2)), "ValueError",
+            "weight", host_only=True)
+        add(f"{fname}/weight/negative", lambda fn=fn: fn(X, weight=-np.ones(3)), "ValueError",
+            "weight", host_only=True)
+        add(f"{fname}/pos_weight/negative", lambda fn=fn: fn(X, pos_weight=-np.ones(3)),
+            "ValueError", "pos_weight", host_only=True)
+        add(f"{fname}/pos_weight/str", lambda fn=fn: fn(X, pos_weight="2"), "TypeError",
+            "pos_weight", host_only=True)
+    add("bce_grad/grad_output/shape-for-mean", lambda: sc.binary_cross_entropy_with_logits_grad(
+        X, P, grad_output=np.ones(3)), "ValueError", "grad_output", host_only=True)
+    add("kl_div/target/shape", lambda: sc.kl_div(X, P[:1]), "ValueError", "target",
+        host_only=True)
+    add("kl_div/log_target/str", lambda: sc.kl_div(X, P, log_target="yes"), "TypeError",
+        "log_target", host_only=True)
+    add("kl_div/batchmean/0d", lambda: sc.kl_div(np.array(0.5), np.array(0.5),
+                                                 reduction="batchmean"), "ValueError",
+        "batchmean", host_only=True)
+    add("softmax_entropy_grad/grad_output/shape", lambda: sc.softmax_entropy_grad(
+        X, grad_output=np.ones(3)), "ValueError", "grad_output", host_only=True)
+
     # out=: wrong shape, dtype, read-only, not an array, partial overlap, overlap with labels
     out_calls = {
         "softmax": lambda v, o: sc.softmax(v, out=o),
