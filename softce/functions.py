@@ -22,7 +22,7 @@ from ._arrays import (
     to_rows,
     write_result,
 )
-from .losses import ce_call, check_options
+from .losses import CEOptions, ce_call, check_options
 from .losses import kernel as _kernel
 
 
@@ -181,9 +181,10 @@ def cross_entropy(logits: object, target: object, *, axis: int = -1,
     first [D14]; ``return_lse`` returns (loss, lse) with the per-position LSE.
     """
     if on_device(logits):
-        _cuda_plain_only(logits, axis, weight, ignore_index, label_smoothing, z_loss, softcap,
-                         return_lse, empty_mean)
-        return _cuda().cross_entropy(logits, target, axis=axis, reduction=reduction)
+        opts = _device_options(logits, axis, weight, ignore_index, label_smoothing, z_loss,
+                               softcap, return_lse, empty_mean)
+        return _cuda().cross_entropy(logits, target, axis=axis, reduction=reduction,
+                                     options=opts)
     ce = ce_call(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
                   z_loss, softcap, return_lse, empty_mean)
     loss = np.empty(ce.n_rows, ce.dtype)
@@ -216,10 +217,10 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     class axis is last and logits is C-contiguous).
     """
     if on_device(logits):
-        _cuda_plain_only(logits, axis, weight, ignore_index, label_smoothing, z_loss, softcap,
-                         return_lse, empty_mean)
+        opts = _device_options(logits, axis, weight, ignore_index, label_smoothing, z_loss,
+                               softcap, return_lse, empty_mean)
         return _cuda().cross_entropy_grad(logits, target, axis=axis, reduction=reduction,
-                                          grad_output=grad_output, out=out)
+                                          grad_output=grad_output, out=out, options=opts)
     ce = ce_call(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
                   z_loss, softcap, return_lse, empty_mean)
     arr, rows = ce.arr, ce.rows
@@ -333,22 +334,16 @@ def _row_weights(grad_output: object, reduction: str, rows: Rows, dtype: np.dtyp
     return w
 
 
-def _cuda_plain_only(logits: object, axis: object, weight: object, ignore_index: object,
-                     label_smoothing: object, z_loss: object, softcap: object,
-                     return_lse: object, empty_mean: object) -> None:
-    """The CUDA path runs the plain kernels only: options there are checked as on the CPU,
-    then refused (NotImplementedError), never ignored."""
+def _device_options(logits: object, axis: object, weight: object, ignore_index: object,
+                    label_smoothing: object, z_loss: object, softcap: object,
+                    return_lse: object, empty_mean: object) -> CEOptions | None:
+    """The options of a CUDA call, checked as on the CPU; None when all are the defaults (the
+    plain kernels, labels checked on the device)."""
     shape = tuple(logits.shape)
     n = shape[check_axis(axis, len(shape))]
-    check_options(n, np.dtype(logits.dtype), weight, ignore_index, label_smoothing, z_loss,
-                  softcap, return_lse, empty_mean)
-    given = {name: value for name, value, default in (
-        ("weight", weight, None), ("label_smoothing", label_smoothing, 0.0),
-        ("z_loss", z_loss, 0.0), ("softcap", softcap, None), ("return_lse", return_lse, False),
-        ("empty_mean", empty_mean, None)) if not (value is default or value == default)}
-    if ignore_index != -100:
-        given["ignore_index"] = ignore_index
-    if given:
-        raise NotImplementedError(
-            f"cross_entropy on CUDA arrays takes the default options only; got "
-            f"{', '.join(f'{k}={v!r}' for k, v in given.items())} (use NumPy arrays)")
+    opts = check_options(n, np.dtype(logits.dtype), weight, ignore_index, label_smoothing,
+                         z_loss, softcap, return_lse, empty_mean)
+    default = (opts.weight is None and opts.ignore_index == -100 and not opts.label_smoothing
+               and not opts.z_loss and opts.softcap is None and not opts.return_lse
+               and opts.empty_mean is None)
+    return None if default else opts

@@ -168,6 +168,50 @@ def test_cross_entropy_agrees_with_cpu_and_references(n: int, dtype) -> None:
 
 
 @sim_only
+@pytest.mark.parametrize(("n", "dtype"), [(2, F64), (33, F32)])
+def test_cross_entropy_options_agree_with_cpu(n: int, dtype) -> None:
+    """D13/D14's kernels on the device: weights, ignore_index (PyTorch's default -100 and
+    another), smoothing, z-loss, soft-cap, the LSE, the empty mean; labels and probabilities;
+    host and device targets; in place."""
+    import softce
+
+    rows = 6
+    rng = np.random.default_rng(n)
+    x = (3 * rng.standard_normal((rows, n))).astype(dtype)
+    labels = (np.arange(rows) * 5 % n).astype(np.int64)
+    labels[2] = -100
+    other = np.where(labels < 0, 0, labels)
+    other[0] = n - 1
+    weight = rng.random(n) + 0.25
+    y = softmax_ref(rng.standard_normal((rows, n))).astype(dtype)
+    options = [{}, {"weight": weight}, {"ignore_index": n - 1},
+               {"weight": weight, "label_smoothing": 0.2, "z_loss": 0.01, "softcap": 4.0,
+                "return_lse": True}]
+    for opts in options:
+        tgt_labels = other if "ignore_index" in opts else labels
+        for tgt in (tgt_labels, y):
+            for reduction in ("none", "mean", "sum"):
+                for on_device in (False, True):
+                    t = dev(tgt) if on_device else tgt
+                    got = softce.cross_entropy_grad(dev(x), t, reduction=reduction, **opts)
+                    want = softce.cross_entropy_grad(x, tgt, reduction=reduction, **opts)
+                    for g, w in zip(got, want):
+                        close(g, w, dtype)
+                got = softce.cross_entropy(dev(x), tgt, reduction=reduction, **opts)
+                want = softce.cross_entropy(x, tgt, reduction=reduction, **opts)
+                for g, w in zip(*(v if isinstance(v, tuple) else (v,) for v in (got, want))):
+                    close(g, w, dtype)
+    ignored = np.full(rows, -100)
+    assert np.isnan(softce.cross_entropy(dev(x), ignored).copy_to_host())
+    assert softce.cross_entropy(dev(x), ignored, empty_mean=0.0).copy_to_host() == 0
+    inplace = dev(x)
+    loss, grad = softce.cross_entropy_grad(inplace, labels, weight=weight, softcap=3.0,
+                                           out=inplace)
+    assert grad is inplace
+    close(grad, softce.cross_entropy_grad(x, labels, weight=weight, softcap=3.0)[1], dtype)
+
+
+@sim_only
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", [1, 31, 33])
 def test_softmax_jacobian(n: int, dtype) -> None:

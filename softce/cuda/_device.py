@@ -136,6 +136,19 @@ def _check_labels(labels, n, first_bad):
             cuda.atomic.min(first_bad, 0, q)
 
 
+@cuda.jit
+def _zero_ignored(counted, loss, grad, n):
+    """loss[r] = 0 and the gradient row r (grad flat, n per row) = 0 where counted[r] == 0:
+    ignored positions add nothing, whatever their logits."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x,
+                   max(loss.shape[0], grad.shape[0]), step):
+        if q < loss.shape[0] and counted[q] == 0:
+            loss[q] = 0
+        if q < grad.shape[0] and counted[q // n] == 0:
+            grad[q] = 0
+
+
 def _sum_kernel(dtype: type):
     zero = dtype(0)
 
@@ -224,6 +237,15 @@ def first_bad_label(labels, n: int) -> int | None:
         _check_labels[_grid(labels.size), HELPER_THREADS](labels, n, found)
     q = int(found.copy_to_host()[0])
     return None if q == labels.size else q
+
+
+def zero_ignored(counted, loss, grad=None) -> None:
+    """Zero the loss (and gradient rows, (rows, n) C-contiguous) of positions not counted."""
+    flat = empty((0,), loss.dtype) if grad is None else contiguous_flat(grad)
+    n = 1 if grad is None else max(1, int(grad.shape[1]))
+    size = max(loss.size, flat.size)
+    if size:
+        _zero_ignored[_grid(size), HELPER_THREADS](counted, loss, flat, n)
 
 
 def element(arr, q: int):

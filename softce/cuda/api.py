@@ -17,6 +17,7 @@ import numpy as np
 
 from softce._arrays import DTYPE_SUFFIX, FLOAT_DTYPES, check_axis
 from softce.functions import _batch_like, _row_weights
+from softce.losses import CEOptions, labels_and_mask
 from softce.losses import check_reduction as _check_reduction
 
 from . import _device as dev
@@ -301,8 +302,11 @@ def softmax_jacobian(x: object, axis: int = -1):
     return dev.reshape_c(jac, rows.batch_shape + (n, n))
 
 
-def _ce_inputs(logits: object, target: object, axis: int):
-    """Checked logits rows and either labels (rows,) or probability rows (rows, n)."""
+def _ce_inputs(logits: object, target: object, axis: int, options: CEOptions | None = None):
+    """Checked logits rows, either labels (rows,) or probability rows (rows, n), and the
+    options in effect. With options, labels come as (device labels, host labels, host counted
+    mask), ignore_index masked on the host; a label outside [0, C) in a plain call (it may be
+    PyTorch's default ignore_index, -100) turns the call into one with the default options."""
     arr = _float_array(logits, "logits")
     ax = check_axis(axis, arr.ndim)
     rows = dev.to_rows(arr, ax)
@@ -314,28 +318,26 @@ def _ce_inputs(logits: object, target: object, axis: int):
                              f"without axis {ax}, {rows.batch_shape}; got {shape}")
         n = arr.shape[ax]
         keep = tgt.dtype in (np.int32, np.int64)
+        if options is not None:
+            host = tgt if isinstance(tgt, np.ndarray) else tgt.copy_to_host()
+            labels, counted = labels_and_mask(np.asarray(host), n, options.ignore_index)
+            return arr, rows, (_operand(labels), labels, counted), None, options
         if isinstance(tgt, np.ndarray):
-            bad = (tgt < 0) | (tgt >= n)
-            if bad.any():
-                pos = tuple(int(q) for q in np.argwhere(bad)[0])
-                raise ValueError(f"target has label {tgt[pos]} at position {pos}, outside the "
-                                 f"classes [0, {n})")
+            if ((tgt < 0) | (tgt >= n)).any():  # ignore_index=-100, or a bad label
+                return _ce_inputs(logits, target, axis, DEFAULT_OPTIONS)
             labels = _operand(tgt.reshape(-1).astype(tgt.dtype if keep else np.int64,
                                                      copy=False))
         else:
             labels = dev.cast(tgt, tgt.dtype if keep else np.int64)
-            q = dev.first_bad_label(labels, n)
-            if q is not None:
-                pos = tuple(int(v) for v in np.unravel_index(q, shape))
-                raise ValueError(f"target has label {dev.element(labels, q)} at position "
-                                 f"{pos}, outside the classes [0, {n})")
-        return arr, rows, labels, None
+            if dev.first_bad_label(labels, n) is not None:
+                return _ce_inputs(logits, target, axis, DEFAULT_OPTIONS)
+        return arr, rows, labels, None, None
     if tgt.dtype.kind == "f":
         if shape != tuple(arr.shape):
             raise ValueError(f"target holds probabilities and must have the shape of logits "
                              f"{tuple(arr.shape)}; got {shape}")
         probs = _same_dtype(_operand(tgt), arr.dtype)
-        return arr, rows, None, dev.to_rows(probs, ax).data
+        return arr, rows, None, dev.to_rows(probs, ax).data, options
     raise TypeError(f"target must hold integer class labels or float probabilities, got dtype "
                     f"{tgt.dtype}")
 
@@ -350,25 +352,30 @@ def _reduce(rows: dev.DeviceRows, loss, reduction: str):
 
 
 def cross_entropy(logits: object, target: object, *, axis: int = -1,
-                  reduction: str = "mean"):
-    """Cross-entropy on the GPU; see ``softce.cross_entropy``."""
-    arr, rows, labels, probs = _ce_inputs(logits, target, axis)
+                  reduction: str = "mean", options: CEOptions | None = None):
+    """Cross-entropy on the GPU; see ``softce.cross_entropy`` (``options`` checked there)."""
+    arr, rows, labels, probs, options = _ce_inputs(logits, target, axis, options)
     _check_reduction(reduction)
     n_rows, n = rows.data.shape
     loss = dev.empty((n_rows,), arr.dtype)
-    if labels is not None:
-        _run_rows("cross_entropy_label", arr.dtype, n_rows, n, rows.data, labels, loss)
-    else:
-        _run_rows("cross_entropy_prob", arr.dtype, n_rows, n, rows.data, probs, loss)
-    return _reduce(rows, loss, reduction)
+    if options is None:
+        if labels is not None:
+            _run_rows("cross_entropy_label", arr.dtype, n_rows, n, rows.data, labels, loss)
+        else:
+            _run_rows("cross_entropy_prob", arr.dtype, n_rows, n, rows.data, probs, loss)
+        return _reduce(rows, loss, reduction)
+    run = _OptionsRun(arr, rows, labels, probs, options)
+    lse = run.launch(loss)
+    result = run.reduce(loss, reduction)
+    return (result, rows.restore_batch(lse)) if options.return_lse else result
 
 
 def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
                        reduction: str = "mean", grad_output: object = None,
-                       out: object = None):
+                       out: object = None, options: CEOptions | None = None):
     """(loss, dlogits) in one fused pass per row on the GPU; see
     ``softce.cross_entropy_grad``. ``out=logits`` writes the gradient over the logits."""
-    arr, rows, labels, probs = _ce_inputs(logits, target, axis)
+    arr, rows, labels, probs, options = _ce_inputs(logits, target, axis, options)
     _check_reduction(reduction)
     n_rows, n = rows.data.shape
     out_dev = None
@@ -376,7 +383,10 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
         out_dev = _check_out(out, tuple(arr.shape), arr.dtype)
         _check_no_partial_overlap(out_dev, ("logits", arr))
         # the kernel reads labels or probabilities while it writes out: no overlap at all
-        _check_no_partial_overlap(out_dev, ("target", probs if probs is not None else labels))
+        if probs is not None or dev.is_device_array(target):
+            _check_no_partial_overlap(out_dev, ("target", probs if probs is not None
+                                                else dev.as_device(target)))
+    run = None if options is None else _OptionsRun(arr, rows, labels, probs, options)
     if dev.is_device_array(grad_output):
         go = dev.as_device(grad_output)
         if reduction != "none" and go.ndim != 0:
@@ -387,10 +397,15 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     if dev.is_device_array(grad_output):
         w = _batch_weights(grad_output, "grad_output", rows, arr.dtype)
     else:
-        w = _operand(_row_weights(grad_output, reduction, rows, arr.dtype))
+        divisor = None if run is None else run.denominator()
+        w = _operand(_row_weights(grad_output, reduction, rows, arr.dtype, divisor))
     loss = dev.empty((n_rows,), arr.dtype)
     direct = dev.rows_view_of(out_dev, rows)
     grad = direct if direct is not None else dev.empty(rows.data.shape, arr.dtype)
+    if run is not None:
+        lse = run.launch(loss, w, grad)
+        result = (run.reduce(loss, reduction), _finish(rows, grad, direct, out, out_dev))
+        return (*result, rows.restore_batch(lse)) if options.return_lse else result
     if labels is not None:
         _run_rows("cross_entropy_grad_label", arr.dtype, n_rows, n, rows.data, labels, w, grad,
                   loss)
@@ -398,3 +413,84 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
         _run_rows("cross_entropy_grad_prob", arr.dtype, n_rows, n, rows.data, probs, w, grad,
                   loss)
     return _reduce(rows, loss, reduction), _finish(rows, grad, direct, out, out_dev)
+
+
+#: PyTorch's defaults: what a plain call becomes when its labels hold ignore_index.
+DEFAULT_OPTIONS = CEOptions(None, -100, 0.0, 0.0, None, False, None)
+
+
+@dataclass
+class _OptionsRun:
+    """D13's kernels on the GPU: weights, the ignore mask, smoothing, z-loss, soft-cap [D14].
+
+    The labels of an options call are masked on the host (a device target makes one copy of
+    its labels to the host); ignored positions get loss 0 and gradient rows 0 exactly.
+    """
+
+    arr: object
+    rows: dev.DeviceRows
+    labels: object  # (labels on the device, counted mask on the host) or None
+    probs: object
+    opts: CEOptions
+
+    def denominator(self) -> float:
+        """PyTorch's divisor for "mean" (see softce.losses.CECall.denominator)."""
+        if self.labels is None:
+            return float(self.rows.data.shape[0])
+        host_labels, counted = self.labels[1], self.labels[2]
+        if self.opts.weight is None:
+            return float(np.count_nonzero(counted))
+        return float(self.opts.weight.astype(np.float64)[host_labels[counted]].sum())
+
+    def launch(self, loss, w=None, grad=None):
+        """Run the kernel; returns the per-row LSE (a device array)."""
+        dt = np.dtype(self.arr.dtype)
+        n_rows, n = self.rows.data.shape
+        o = self.opts
+        cw = _operand(o.weight if o.weight is not None else np.ones(n, dt))
+        x = self.rows.data
+        if o.softcap is not None:
+            x = dev.empty(self.rows.data.shape, dt)
+            _run_flat("softcap", dt, self.rows.data, dt.type(o.softcap), x)
+        params = ([dt.type(o.label_smoothing)] if o.label_smoothing else []) + [
+            dt.type(o.z_loss)]
+        variant = "smoothed" if o.label_smoothing else "weighted"
+        if self.labels is not None:
+            target, inputs = "label", [x, cw, self.labels[0], _operand(
+                self.labels[2].astype(dt))]
+        else:
+            target, inputs = "prob", [x, self.probs, cw]
+        lse = dev.empty((n_rows,), dt)
+        if grad is None:
+            _run_rows(f"cross_entropy_{target}_{variant}", dt, n_rows, n, *inputs, *params,
+                      loss, lse)
+        else:
+            dest = grad if o.softcap is None else x  # d loss / d s over the capped copy
+            _run_rows(f"cross_entropy_grad_{target}_{variant}", dt, n_rows, n, *inputs, w,
+                      *params, dest, loss, lse)
+            if o.softcap is not None:
+                _run_flat("softcap_grad", dt, self.rows.data, dest, dt.type(o.softcap), grad)
+        if self.labels is not None and not self.labels[2].all():
+            dev.zero_ignored(_operand(self.labels[2].astype(np.int8)), loss, grad)
+        return lse
+
+    def reduce(self, loss, reduction: str):
+        if reduction == "none":
+            return self.rows.restore_batch(loss)
+        if reduction == "sum":
+            return _reduce(self.rows, loss, "sum")
+        divisor = self.denominator()
+        if divisor == 0:
+            empty = self.opts.empty_mean
+            return dev.scalar(np.nan if empty is None else empty, loss.dtype)
+        return dev.total(loss, divisor)
+
+
+def _run_flat(name: str, dtype: np.dtype, *args: object) -> None:
+    """An elementwise kernel over C-contiguous device arrays (viewed flat) and scalars."""
+    flat = [dev.contiguous_flat(a) if dev.is_device_array(a) else a for a in args]
+    size = max(a.size for a in flat if dev.is_device_array(a))
+    if size:
+        threads = CONFIG.block_threads
+        grid = max(1, min(-(-size // threads), CONFIG.max_blocks))
+        _kernel(name, dtype)[grid, threads](*flat)
