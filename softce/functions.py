@@ -250,11 +250,17 @@ def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = N
              ignore_index: int = -100, reduction: str = "mean") -> np.ndarray:
     """-weight[c] logp[c] per position, as PyTorch's ``F.nll_loss`` with the class axis at
     ``axis`` [D13]; "mean" divides by the sum of weight[target] over counted positions."""
-    if on_device(logp):
-        raise NotImplementedError("nll_loss takes NumPy arrays (no CUDA kernel launch yet)")
-    labels = np.asarray(target)
+    if on_device(target):
+        labels = target.copy_to_host()  # labels are masked on the host (one copy of them)
+    else:
+        labels = np.asarray(target)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"target must hold integer class labels, got dtype {labels.dtype}")
+    if on_device(logp):
+        shape = tuple(logp.shape)
+        opts = check_options(shape[check_axis(axis, len(shape))], np.dtype(logp.dtype), weight,
+                             ignore_index, 0.0, 0.0, None, False, None)
+        return _cuda().nll_loss(logp, labels, axis=axis, options=opts, reduction=reduction)
     ce = ce_call(logp, labels, axis, reduction, weight, ignore_index, 0.0, 0.0, None, False,
                  None, name="logp")
     n = ce.rows.data.shape[1]
@@ -268,8 +274,7 @@ def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = N
 def softmax_entropy(logits: object, axis: int = -1) -> np.ndarray:
     """H(softmax(x)) = LSE(x) - sum_k p_k x_k along ``axis``, a -inf logit's term 0 [D17]."""
     if on_device(logits):
-        raise NotImplementedError("softmax_entropy takes NumPy arrays (no CUDA kernel launch "
-                                  "yet)")
+        return _cuda().softmax_entropy(logits, axis)
     arr = as_float_array(logits, "logits")
     rows = to_rows(arr, check_axis(axis, arr.ndim))
     h = np.empty(rows.data.shape[0], arr.dtype)
@@ -282,8 +287,7 @@ def softmax_entropy_grad(logits: object, axis: int = -1, grad_output: object = N
     """(h, dlogits): h = H(softmax(x)), dlogits_i = grad_output * p_i (sum_k p_k x_k - x_i),
     0 at a -inf logit [D17]; grad_output a scalar or an array of h's shape (default 1)."""
     if on_device(logits):
-        raise NotImplementedError("softmax_entropy_grad takes NumPy arrays (no CUDA kernel "
-                                  "launch yet)")
+        return _cuda().softmax_entropy_grad(logits, axis, grad_output)
     arr = as_float_array(logits, "logits")
     rows = to_rows(arr, check_axis(axis, arr.ndim))
     w = _batch_like(1.0 if grad_output is None else grad_output, "grad_output", rows,

@@ -1,9 +1,12 @@
 """Elementwise losses with PyTorch's meaning: binary cross-entropy with logits [D15] and
 kl_div [D16]. Every argument is broadcast to the input's shape and laid out flat; one
-generated kernel computes the terms, the reduction follows PyTorch.
+generated kernel (CPU, or CUDA for CUDA arrays) computes the terms, the reduction follows
+PyTorch.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +17,10 @@ from .losses import check_reduction, kernel
 
 def _flat(value: object, name: str, shape: tuple[int, ...], dtype: np.dtype,
           nonnegative: bool = False) -> np.ndarray:
-    """value broadcast to ``shape`` as a flat C-contiguous array of ``dtype``."""
-    arr = np.asarray(value)
+    """value broadcast to ``shape`` as a flat C-contiguous array of ``dtype`` (a CUDA array's
+    values are checked and broadcast on the host)."""
+    to_host = getattr(value, "copy_to_host", None)
+    arr = np.asarray(to_host() if to_host is not None else value)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a real array or number, got dtype {arr.dtype}")
     try:
@@ -35,7 +40,18 @@ def _contiguous(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return flat if flat.flags.writeable else flat.copy()
 
 
-def _pair(x: object, y: object, xname: str, yname: str) -> tuple[np.ndarray, np.ndarray]:
+def _pair(x: object, y: object, xname: str, yname: str) -> tuple[Any, Any]:
+    """Both float arrays of one shape: NumPy arrays, or CUDA arrays when x is one (y may then
+    be either)."""
+    if on_device(x):
+        from .cuda.api import _float_array
+
+        arr = _float_array(x, xname)
+        tgt = _float_array(y, yname) if on_device(y) else as_float_array(y, yname)
+        if tuple(tgt.shape) != tuple(arr.shape):
+            raise ValueError(f"{yname} has shape {tuple(tgt.shape)}, expected the shape of "
+                             f"{xname} {tuple(arr.shape)}")
+        return arr, tgt
     arr = as_float_array(x, xname)
     tgt = as_float_array(y, yname)
     if tgt.shape != arr.shape:
@@ -56,16 +72,29 @@ def _reduce(terms: np.ndarray, shape: tuple[int, ...], reduction: str) -> np.nda
 
 
 def _bce_inputs(x: object, y: object, weight: object, pos_weight: object, reduction: str):
-    if on_device(x):
-        raise NotImplementedError("binary_cross_entropy_with_logits takes NumPy arrays (no "
-                                  "CUDA kernel launch yet)")
     arr, tgt = _pair(x, y, "x", "y")
     check_reduction(reduction)
-    dt = arr.dtype
-    wt = _flat(1.0 if weight is None else weight, "weight", arr.shape, dt, nonnegative=True)
-    pw = _flat(1.0 if pos_weight is None else pos_weight, "pos_weight", arr.shape, dt,
+    dt, shape = np.dtype(arr.dtype), tuple(arr.shape)
+    wt = _flat(1.0 if weight is None else weight, "weight", shape, dt, nonnegative=True)
+    pw = _flat(1.0 if pos_weight is None else pos_weight, "pos_weight", shape, dt,
                nonnegative=True)
+    if on_device(x):
+        return arr, [arr, tgt, wt, pw]
     return arr, [_contiguous(arr, dt), _contiguous(tgt, dt), wt, pw]
+
+
+def _run(name: str, arr: Any, operands: list, reduction: str) -> Any:
+    """The elementwise kernel ``name`` over the operands, then the reduction (CPU or CUDA)."""
+    shape = tuple(arr.shape)
+    if on_device(arr):
+        from .cuda.api import elementwise_loss
+
+        size = int(np.prod(shape, dtype=np.int64))
+        divisor = {"sum": 1, "batchmean": shape[0] if shape else 1}.get(reduction, size)
+        return elementwise_loss(name, shape, np.dtype(arr.dtype), operands, reduction, divisor)
+    out = np.empty(arr.size, arr.dtype)
+    kernel(name, arr.dtype)(*operands, out)
+    return _reduce(out, shape, reduction)
 
 
 def binary_cross_entropy_with_logits(x: object, y: object, *, weight: object = None,
@@ -76,9 +105,7 @@ def binary_cross_entropy_with_logits(x: object, y: object, *, weight: object = N
     overflow for any x [D15]. weight and pos_weight broadcast to x (pos_weight along the last
     axis, one per class)."""
     arr, flat = _bce_inputs(x, y, weight, pos_weight, reduction)
-    out = np.empty(arr.size, arr.dtype)
-    kernel("bce_with_logits", arr.dtype)(*flat, out)
-    return _reduce(out, arr.shape, reduction)
+    return _run("bce_with_logits", arr, flat, reduction)
 
 
 def binary_cross_entropy_with_logits_grad(x: object, y: object, *, weight: object = None,
@@ -93,14 +120,12 @@ def binary_cross_entropy_with_logits_grad(x: object, y: object, *, weight: objec
     if reduction != "none" and np.ndim(go) != 0:
         raise ValueError(f"grad_output must be a scalar for reduction={reduction!r}, got shape "
                          f"{np.shape(go)}")
-    dy = _flat(go, "grad_output", arr.shape, arr.dtype)
+    dt = np.dtype(arr.dtype)
+    dy = _flat(go, "grad_output", tuple(arr.shape), dt)
     if reduction == "mean" and arr.size:
-        dy = dy / arr.dtype.type(arr.size)
-    loss = np.empty(arr.size, arr.dtype)
-    kernel("bce_with_logits", arr.dtype)(*flat, loss)
-    grad = np.empty(arr.size, arr.dtype)
-    kernel("bce_with_logits_grad", arr.dtype)(*flat, dy, grad)
-    return _reduce(loss, arr.shape, reduction), grad.reshape(arr.shape)
+        dy = dy / dt.type(arr.size)
+    loss = _run("bce_with_logits", arr, flat, reduction)
+    return loss, _run("bce_with_logits_grad", arr, [*flat, dy], "none")
 
 
 def kl_div(input: object, target: object, *, reduction: str = "mean",
@@ -109,8 +134,6 @@ def kl_div(input: object, target: object, *, reduction: str = "mean",
     0 where target = 0, or with ``log_target`` exp(target) (target - input) [D16].
     reduction: "none", "mean" (over every element), "sum", "batchmean" (sum / input.shape[0],
     KL's true mean over the batch)."""
-    if on_device(input):
-        raise NotImplementedError("kl_div takes NumPy arrays (no CUDA kernel launch yet)")
     arr, tgt = _pair(input, target, "input", "target")
     check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
     if not isinstance(log_target, (bool, np.bool_)):
@@ -118,7 +141,8 @@ def kl_div(input: object, target: object, *, reduction: str = "mean",
     if reduction == "batchmean" and arr.ndim == 0:
         raise ValueError("reduction='batchmean' needs an input with a batch axis, got a 0-d "
                          "array")
-    out = np.empty(arr.size, arr.dtype)
     name = "kl_div_log_target" if log_target else "kl_div"
-    kernel(name, arr.dtype)(_contiguous(arr, arr.dtype), _contiguous(tgt, arr.dtype), out)
-    return _reduce(out, arr.shape, reduction)
+    if on_device(arr):
+        return _run(name, arr, [arr, tgt], reduction)
+    return _run(name, arr, [_contiguous(arr, arr.dtype), _contiguous(tgt, arr.dtype)],
+                reduction)

@@ -213,6 +213,45 @@ def test_cross_entropy_options_agree_with_cpu(n: int, dtype) -> None:
 
 @sim_only
 @pytest.mark.parametrize("dtype", [F32, F64])
+def test_the_rest_of_the_family_agrees_with_cpu(dtype) -> None:
+    """nll_loss, BCE with logits (and its gradient), kl_div, softmax_entropy (and its
+    gradient) on the device against the CPU kernels, every reduction."""
+    import softce
+
+    rng = np.random.default_rng(7)
+    x = (3 * rng.standard_normal((5, 7))).astype(dtype)
+    y = rng.random((5, 7)).astype(dtype)
+    weight, pos_weight = rng.random(7), rng.random(7) + 0.5
+    labels = np.array([0, 6, -100, 3, 2])
+    lq = np.log(softmax_ref(rng.standard_normal((5, 7)))).astype(dtype)
+    yt = softmax_ref(rng.standard_normal((5, 7))).astype(dtype)
+    yt[0, 2] = 0
+    masked = x.copy()
+    masked[0, 1] = -np.inf
+
+    def same(got, want):
+        for g, w in zip(*(v if isinstance(v, tuple) else (v,) for v in (got, want))):
+            close(g, w, dtype)
+
+    for reduction in ("none", "mean", "sum"):
+        same(softce.nll_loss(dev(lq), dev(labels), weight=weight, reduction=reduction),
+             softce.nll_loss(lq, labels, weight=weight, reduction=reduction))
+        kwargs = {"weight": weight, "pos_weight": pos_weight, "reduction": reduction}
+        same(softce.binary_cross_entropy_with_logits(dev(x), y, **kwargs),
+             softce.binary_cross_entropy_with_logits(x, y, **kwargs))
+        same(softce.binary_cross_entropy_with_logits_grad(dev(x), dev(y), **kwargs),
+             softce.binary_cross_entropy_with_logits_grad(x, y, **kwargs))
+    for reduction in ("none", "mean", "sum", "batchmean"):
+        for log_target, tgt in ((False, yt), (True, np.log(yt + dtype(0.1)))):
+            same(softce.kl_div(dev(lq), dev(tgt), reduction=reduction, log_target=log_target),
+                 softce.kl_div(lq, tgt, reduction=reduction, log_target=log_target))
+    same(softce.softmax_entropy(dev(masked)), softce.softmax_entropy(masked))
+    same(softce.softmax_entropy_grad(dev(masked), grad_output=2.0),
+         softce.softmax_entropy_grad(masked, grad_output=2.0))
+
+
+@sim_only
+@pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", [1, 31, 33])
 def test_softmax_jacobian(n: int, dtype) -> None:
     import softce

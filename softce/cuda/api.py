@@ -494,3 +494,59 @@ def _run_flat(name: str, dtype: np.dtype, *args: object) -> None:
         threads = CONFIG.block_threads
         grid = max(1, min(-(-size // threads), CONFIG.max_blocks))
         _kernel(name, dtype)[grid, threads](*flat)
+
+
+# the rest of the cross-entropy family ----------------------------------------------------
+
+def nll_loss(logp: object, target: object, *, axis: int = -1, options: CEOptions,
+             reduction: str = "mean"):
+    """-weight[c] logp[c] per position on the GPU; see ``softce.nll_loss``."""
+    arr, rows, labels, _, options = _ce_inputs(logp, target, axis, options)
+    _check_reduction(reduction)
+    n_rows, n = rows.data.shape
+    dt = np.dtype(arr.dtype)
+    cw = _operand(options.weight if options.weight is not None else np.ones(n, dt))
+    loss = dev.empty((n_rows,), dt)
+    _run_rows("nll_loss", dt, n_rows, n, rows.data, cw, labels[0],
+              _operand(labels[2].astype(dt)), loss)
+    run = _OptionsRun(arr, rows, labels, None, options)
+    if not labels[2].all():
+        dev.zero_ignored(_operand(labels[2].astype(np.int8)), loss)
+    return run.reduce(loss, reduction)
+
+
+def softmax_entropy(logits: object, axis: int = -1):
+    """H(softmax(x)) along ``axis`` on the GPU; see ``softce.softmax_entropy``."""
+    arr = _float_array(logits, "logits")
+    rows = dev.to_rows(arr, check_axis(axis, arr.ndim))
+    n_rows, n = rows.data.shape
+    h = dev.empty((n_rows,), arr.dtype)
+    _run_rows("softmax_entropy", arr.dtype, n_rows, n, rows.data, h)
+    return rows.restore_batch(h)
+
+
+def softmax_entropy_grad(logits: object, axis: int = -1, grad_output: object = None):
+    """(h, dlogits) on the GPU; see ``softce.softmax_entropy_grad``."""
+    arr = _float_array(logits, "logits")
+    rows = dev.to_rows(arr, check_axis(axis, arr.ndim))
+    n_rows, n = rows.data.shape
+    w = _batch_weights(1.0 if grad_output is None else grad_output, "grad_output", rows,
+                       arr.dtype)
+    h = dev.empty((n_rows,), arr.dtype)
+    grad = dev.empty(rows.data.shape, arr.dtype)
+    _run_rows("softmax_entropy_grad", arr.dtype, n_rows, n, rows.data, w, grad, h)
+    return rows.restore_batch(h), rows.restore(grad)
+
+
+def elementwise_loss(name: str, shape: tuple[int, ...], dtype: np.dtype, operands: list,
+                     reduction: str, divisor: float):
+    """An elementwise loss kernel over flat operands (device arrays or host arrays of the
+    input's size); reduction "none" (the input's shape) or the sum divided by ``divisor``."""
+    flat = [dev.contiguous_flat(_same_dtype(_operand(a), dtype)) for a in operands]
+    out = dev.empty((int(np.prod(shape, dtype=np.int64)),), dtype)
+    _run_flat(name, dtype, *flat, out)
+    if reduction == "none":
+        return dev.reshape_c(out, shape)
+    if not out.size:
+        return dev.scalar(0 if reduction == "sum" else np.nan, dtype)
+    return dev.total(out, divisor)
