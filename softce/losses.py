@@ -102,6 +102,8 @@ def labels_and_mask(target: np.ndarray, n_classes: int, ignore_index: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Labels as int32/int64 rows with ignored positions set to class 0 (their mask is 0),
     and the mask counted = [target != ignore_index]; other labels outside [0, C) refused."""
+    if n_classes == 0 and target.size:
+        raise ValueError("target holds labels but the logits have no classes along axis")
     counted = target != ignore_index
     bad = counted & ((target < 0) | (target >= n_classes))
     if bad.any():

@@ -219,7 +219,10 @@ def test_sigmoid(dtype, shape, seed, layout, scale) -> None:
 def test_out_and_layout_give_the_same_bits(case, out_layout, name) -> None:
     """A row's result does not depend on the memory layout of the input, nor on out=: the
     same kernel runs on the same rows. In place (out=x) the kernel's loops see aliased
-    arrays and LLVM runs their scalar fallback, which may round a float32 entry 1 ulp apart."""
+    arrays and LLVM runs their scalar fallback, which may round a float32 entry 1 ulp apart;
+    where the sum pass also writes the output row (the kernels that keep exp(x - m_c) there),
+    the row's sum d is then added in another order: each order errs by at most (n - 1) ulp
+    of d, so the two results may differ by that much more."""
     x, axis = case
     calls = {
         "softmax": lambda a, **k: softce.softmax(a, axis, **k),
@@ -242,7 +245,8 @@ def test_out_and_layout_give_the_same_bits(case, out_layout, name) -> None:
     finite = np.isfinite(want)
     np.testing.assert_array_equal(np.isfinite(x2), finite)
     np.testing.assert_array_equal(x2[~finite], want[~finite])
-    np.testing.assert_array_max_ulp(x2[finite], want[finite], maxulp=2)
+    n = x.shape[axis % x.ndim] if x.ndim and name != "sigmoid" else 1
+    np.testing.assert_array_max_ulp(x2[finite], want[finite], maxulp=2 + 2 * (n - 1))
 
 
 @given(cases(max_n=40, masks=False), st.integers(0, 2**32 - 1))

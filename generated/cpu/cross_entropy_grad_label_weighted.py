@@ -35,31 +35,48 @@ def cross_entropy_grad_label_weighted_f32(x, cw, labels, counted, grad_output, z
         v = counted[r]
         w = grad_output[r]
         grad_r = grad[r]
+        held0 = x_r[c]  # read before the row is overwritten
+        m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
         d = np.float32(0)
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
             x_chunk_r = x_r[start:stop]
             cw_chunk_r = cw_r[start:stop]
+            grad_chunk_r = grad_r[start:stop]
             m_c = np.float32(-np.inf)
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
+            m_chunks[start // CHUNK] = m_c
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
                 for k in range(stop - start):
-                    d_c += exp_f32(x_chunk_r[k] - m_c)
+                    e_k = exp_f32(x_chunk_r[k] - m_c)
+                    grad_chunk_r[k] = e_k
+                    d_c += e_k
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
+            else:  # exp(x[k] - m) is 0 there
+                for k in range(stop - start):
+                    grad_chunk_r[k] = np.float32(0)
         u0 = np.float32(1) / d
         u1 = m + math.log(d)
         t0 = u0
         t1 = u0*u1
-        loss[r] = v*((-x_r[c] + u1)*cw_r[c] + u1 * u1*z)
+        loss[r] = v*((-held0 + u1)*cw_r[c] + u1 * u1*z)
         lse[r] = u1
-        for i in range(n):
-            e0 = exp_f32(x_r[i] - m)
-            grad_r[i] = v*w*((e0*t0 - (np.float32(1) if c == i else np.float32(0)))*cw_r[c] + np.float32(2)*e0*t1*z)
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            m_c = m_chunks[start // CHUNK]
+            f_c = exp_f32(-m + m_c)  # D11 merge_d's factor for d_c
+            grad_chunk_r = grad_r[start:stop]
+            cw_chunk_r = cw_r[start:stop]
+            for k in range(stop - start):
+                i = start + k
+                e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                e0 = e_x
+                grad_chunk_r[k] = v*w*((e0*t0 - (np.float32(1) if c == i else np.float32(0)))*cw_r[c] + np.float32(2)*e0*t1*z)
 
 
 @nb.njit(["void(float64[:, ::1], float64[::1], int32[::1], float64[::1], float64[::1], float64, float64[:, ::1], float64[::1], float64[::1])", "void(float64[:, ::1], float64[::1], int64[::1], float64[::1], float64[::1], float64, float64[:, ::1], float64[::1], float64[::1])"], **CPU_OPTIONS)
@@ -73,28 +90,45 @@ def cross_entropy_grad_label_weighted_f64(x, cw, labels, counted, grad_output, z
         v = counted[r]
         w = grad_output[r]
         grad_r = grad[r]
+        held0 = x_r[c]  # read before the row is overwritten
+        m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
         d = np.float64(0)
         m = np.float64(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
             x_chunk_r = x_r[start:stop]
             cw_chunk_r = cw_r[start:stop]
+            grad_chunk_r = grad_r[start:stop]
             m_c = np.float64(-np.inf)
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
+            m_chunks[start // CHUNK] = m_c
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)
                 for k in range(stop - start):
-                    d_c += exp_f64(x_chunk_r[k] - m_c)
+                    e_k = exp_f64(x_chunk_r[k] - m_c)
+                    grad_chunk_r[k] = e_k
+                    d_c += e_k
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
+            else:  # exp(x[k] - m) is 0 there
+                for k in range(stop - start):
+                    grad_chunk_r[k] = np.float64(0)
         u0 = np.float64(1) / d
         u1 = m + math.log(d)
         t0 = u0
         t1 = u0*u1
-        loss[r] = v*((-x_r[c] + u1)*cw_r[c] + u1 * u1*z)
+        loss[r] = v*((-held0 + u1)*cw_r[c] + u1 * u1*z)
         lse[r] = u1
-        for i in range(n):
-            e0 = exp_f64(x_r[i] - m)
-            grad_r[i] = v*w*((e0*t0 - (np.float64(1) if c == i else np.float64(0)))*cw_r[c] + np.float64(2)*e0*t1*z)
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            m_c = m_chunks[start // CHUNK]
+            f_c = exp_f64(-m + m_c)  # D11 merge_d's factor for d_c
+            grad_chunk_r = grad_r[start:stop]
+            cw_chunk_r = cw_r[start:stop]
+            for k in range(stop - start):
+                i = start + k
+                e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                e0 = e_x
+                grad_chunk_r[k] = v*w*((e0*t0 - (np.float64(1) if c == i else np.float64(0)))*cw_r[c] + np.float64(2)*e0*t1*z)

@@ -27,24 +27,39 @@ def softmax_f32(x, out):
     for r in nb.prange(rows):
         x_r = x[r]
         out_r = out[r]
+        m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
         d = np.float32(0)
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
             x_chunk_r = x_r[start:stop]
+            out_chunk_r = out_r[start:stop]
             m_c = np.float32(-np.inf)
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
+            m_chunks[start // CHUNK] = m_c
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
                 for k in range(stop - start):
-                    d_c += exp_f32(x_chunk_r[k] - m_c)
+                    e_k = exp_f32(x_chunk_r[k] - m_c)
+                    out_chunk_r[k] = e_k
+                    d_c += e_k
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
+            else:  # exp(x[k] - m) is 0 there
+                for k in range(stop - start):
+                    out_chunk_r[k] = np.float32(0)
         t0 = np.float32(1) / d
-        for i in range(n):
-            out_r[i] = t0*exp_f32(x_r[i] - m)
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            m_c = m_chunks[start // CHUNK]
+            f_c = exp_f32(-m + m_c)  # D11 merge_d's factor for d_c
+            out_chunk_r = out_r[start:stop]
+            for k in range(stop - start):
+                i = start + k
+                e_x = out_chunk_r[k]*f_c  # exp(-m + x[i])
+                out_chunk_r[k] = e_x*t0
 
 
 @nb.njit(["void(float64[:, ::1], float64[:, ::1])"], **CPU_OPTIONS)
@@ -54,21 +69,36 @@ def softmax_f64(x, out):
     for r in nb.prange(rows):
         x_r = x[r]
         out_r = out[r]
+        m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
         d = np.float64(0)
         m = np.float64(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
             x_chunk_r = x_r[start:stop]
+            out_chunk_r = out_r[start:stop]
             m_c = np.float64(-np.inf)
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
+            m_chunks[start // CHUNK] = m_c
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)
                 for k in range(stop - start):
-                    d_c += exp_f64(x_chunk_r[k] - m_c)
+                    e_k = exp_f64(x_chunk_r[k] - m_c)
+                    out_chunk_r[k] = e_k
+                    d_c += e_k
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
+            else:  # exp(x[k] - m) is 0 there
+                for k in range(stop - start):
+                    out_chunk_r[k] = np.float64(0)
         t0 = np.float64(1) / d
-        for i in range(n):
-            out_r[i] = t0*exp_f64(x_r[i] - m)
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            m_c = m_chunks[start // CHUNK]
+            f_c = exp_f64(-m + m_c)  # D11 merge_d's factor for d_c
+            out_chunk_r = out_r[start:stop]
+            for k in range(stop - start):
+                i = start + k
+                e_x = out_chunk_r[k]*f_c  # exp(-m + x[i])
+                out_chunk_r[k] = e_x*t0

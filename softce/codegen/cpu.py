@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from softce.derive.symbols import d1, d2, k, m1, m2
+from softce.derive.symbols import d1, d2, i, k, m1, m2
 
-from .ir import Assignment, ElementwiseKernel, RowKernel
+from .ir import Assignment, ElementwiseKernel, RowKernel, Unmasked
 from .lower import m
 from .printer import DTYPES, NumbaPrinter
 
@@ -57,8 +57,54 @@ def _assign(out: _Lines, depth: int, pr: NumbaPrinter, assigns: tuple[Assignment
         out.add(depth, f"{a.symbol} = {pr.doprint(a.expr)}")
 
 
-def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel) -> None:
-    """The reduction pass over one row (depth 2 inside the row loop)."""
+class _HeldPrinter(NumbaPrinter):
+    """Prints the loads in ``held`` as the locals that hold them (read before the row is
+    overwritten); the expression keeps its Indexed, so x[c] - m still prints as a shift."""
+
+    def __init__(self, dtype: str, held: dict[sp.Indexed, str]) -> None:
+        super().__init__(dtype)
+        self.held = held
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        return self.held.get(expr) or super()._print_Indexed(expr)
+
+
+def _row_loads(kernel: RowKernel) -> set[sp.Indexed]:
+    """Loads of the input rows at a row-level index (x[c]) in row values and row outputs."""
+    exprs = [a.expr for a in kernel.row_level] + [v for _, v in kernel.row_outputs]
+    return {e for expr in exprs for e in expr.atoms(sp.Indexed) if e.base in kernel.rows}
+
+
+def _stored_exp(kernel: RowKernel) -> sp.Expr | None:
+    """exp(x[i] - m) when the outputs can read it back from the first output row.
+
+    The sum pass then stores exp(x[k] - m_c) there, and the output pass multiplies it by the
+    chunk's D11 factor exp(m_c - m): one exp per element instead of two. Only where the output
+    pass then reads no input row (out may alias one), row values read rows unconditionally
+    (they are loaded before the row is overwritten) and no pair outputs or scratch rows exist.
+    """
+    if not kernel.outputs or kernel.pair_outputs or kernel.scratch:
+        return None
+    exps = [r.summand for r in kernel.reductions if r.shifted and r.summand.func is sp.exp]
+    if not exps:
+        return None
+    pattern = exps[0].xreplace({k: i})
+    element = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
+    if not any(e.has(pattern) for e in element):
+        return None
+    left = [e.xreplace({pattern: sp.Symbol("e_x")}) for e in element]
+    if any(e.base in kernel.rows for expr in left for e in expr.atoms(sp.Indexed)):
+        return None
+    rows = [a.expr for a in kernel.row_level] + [v for _, v in kernel.row_outputs]
+    if any(p.has(*_row_loads(kernel)) for e in rows for p in e.atoms(sp.Piecewise, Unmasked)):
+        return None
+    return pattern
+
+
+def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
+                stored: sp.Expr | None = None) -> None:
+    """The reduction pass over one row (depth 2 inside the row loop); with ``stored``, each
+    chunk's exp(x[k] - m_c) is kept in the first output row and m_c in ``m_chunks``."""
     zero, ninf = pr.const("0"), pr.const("-np.inf")
     shifted = [r for r in kernel.reductions if r.shifted]
     plain = [r for r in kernel.reductions if not r.shifted]
@@ -88,17 +134,28 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel) -> None:
     out.add(3, "stop = min(start + CHUNK, n)")
     for row in views:
         out.add(3, f"{views[row]}_r = {row}_r[start:stop]")
+    store = f"{kernel.outputs[0][0]}_chunk_r" if stored is not None else None
+    if store:
+        out.add(3, f"{store} = {kernel.outputs[0][0]}_r[start:stop]")
     out.add(3, f"m_c = {ninf}")
     out.add(3, "for k in range(stop - start):")
     out.add(4, f"m_c = fmax(m_c, {pr.doprint(in_chunk(x[k]))})")
     for r in plain:
         out.add(4, f"{r.symbol} += {pr.doprint(in_chunk(r.summand))}")
+    if store:
+        out.add(3, "m_chunks[start // CHUNK] = m_c")
     out.add(3, "if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)")
     for r in shifted:
         out.add(4, f"{chunk[r.symbol]} = {zero}")
     out.add(4, "for k in range(stop - start):")
+    kept = {}
+    if store:
+        e_k = in_chunk(stored.xreplace({i: k, m: m_c}))
+        kept = {e_k: sp.Symbol("e_k")}
+        out.add(5, f"e_k = {pr.doprint(e_k)}")
+        out.add(5, f"{store}[k] = e_k")
     for r in shifted:
-        summand = in_chunk(r.summand.xreplace({m: m_c}))
+        summand = in_chunk(r.summand.xreplace({m: m_c})).xreplace(kept)
         out.add(5, f"{chunk[r.symbol]} += {pr.doprint(summand)}")
     out.add(4, f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
     for r in shifted:
@@ -106,6 +163,41 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel) -> None:
         merged = merged.xreplace({kernel.merge_m: m_new, m1: m, m2: m_c})
         out.add(4, f"{r.symbol} = {pr.doprint(merged)}  # D11 merge_d")
     out.add(4, "m = m_new")
+    if store:
+        out.add(3, "else:  # exp(x[k] - m) is 0 there")
+        out.add(4, "for k in range(stop - start):")
+        out.add(5, f"{store}[k] = {zero}")
+
+
+def _stored_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, stored: sp.Expr) -> None:
+    """The output pass, chunk by chunk, reading exp(x[i] - m) back from the first output row:
+    exp(x[i] - m) = exp(x[i] - m_c) * exp(m_c - m), the factor D11's merge_d gives a chunk's
+    sum d_c when the maxima merge to the row's m."""
+    m_c = sp.Symbol("m_c")
+    factor = sp.diff(kernel.merge_d, d2).xreplace({kernel.merge_m: m, m2: m_c})
+    names = [name for name, _ in kernel.outputs]
+    views = {v: sp.IndexedBase(f"{v}_chunk") for v in kernel.class_rows}
+
+    def in_chunk(expr: sp.Expr) -> sp.Expr:
+        expr = expr.xreplace({stored: sp.Symbol("e_x")})
+        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views
+                            and e.indices == (i,), lambda e: sp.Indexed(views[e.base], k))
+
+    out.add(2, "for start in range(0, n, CHUNK):")
+    out.add(3, "stop = min(start + CHUNK, n)")
+    out.add(3, "m_c = m_chunks[start // CHUNK]")
+    out.add(3, f"f_c = {pr.doprint(factor)}  # D11 merge_d's factor for d_c")
+    for name in names:
+        out.add(3, f"{name}_chunk_r = {name}_r[start:stop]")
+    for v in kernel.class_rows:
+        out.add(3, f"{v}_chunk_r = {v}_r[start:stop]")
+    out.add(3, "for k in range(stop - start):")
+    out.add(4, "i = start + k")
+    out.add(4, f"e_x = {names[0]}_chunk_r[k]*f_c  # {stored}")
+    for a in kernel.element_level:
+        out.add(4, f"{a.symbol} = {pr.doprint(in_chunk(a.expr))}")
+    for name, value in kernel.outputs:
+        out.add(4, f"{name}_chunk_r[k] = {pr.doprint(in_chunk(value))}")
 
 
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
@@ -127,16 +219,26 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         out.add(2, f"{sym} = {name}[r]")
     for name, _ in (*kernel.outputs, *kernel.pair_outputs):
         out.add(2, f"{name}_r = {name}[r]")
-    _reductions(out, pr, kernel)
-    _assign(out, 2, pr, kernel.row_level)
+    stored = _stored_exp(kernel)
+    row_pr = pr
+    if stored is not None:  # the sum pass overwrites the output row, which may alias x
+        held = {load: f"held{q}" for q, load in enumerate(sorted(_row_loads(kernel), key=str))}
+        for load, local in held.items():
+            out.add(2, f"{local} = {pr.doprint(load)}  # read before the row is overwritten")
+        out.add(2, f"m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.{DTYPES[dtype]})")
+        row_pr = _HeldPrinter(dtype, held)
+    _reductions(out, pr, kernel, stored)
+    _assign(out, 2, row_pr, kernel.row_level)
     for base, assigns, value in kernel.scratch:
         out.add(2, f"{base}_r = np.empty(n, np.{DTYPES[dtype]})")
         out.add(2, "for i in range(n):")
         _assign(out, 3, pr, assigns)
         out.add(3, f"{base}_r[i] = {pr.doprint(value)}")
     for name, value in kernel.row_outputs:  # before the outputs: out may alias an input
-        out.add(2, f"{name}[r] = {pr.doprint(value)}")
-    if kernel.outputs:
+        out.add(2, f"{name}[r] = {row_pr.doprint(value)}")
+    if stored is not None:
+        _stored_outputs(out, pr, kernel, stored)
+    elif kernel.outputs:
         out.add(2, "for i in range(n):")
         _assign(out, 3, pr, kernel.element_level)
         for name, value in kernel.outputs:
