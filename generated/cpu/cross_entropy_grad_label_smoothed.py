@@ -37,6 +37,7 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
         grad_r = grad[r]
         held0 = x_r[c]  # read before the row is overwritten
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
+        e_chunk = np.empty(CHUNK, np.float32)
         sum_cw_x = np.float32(0)
         d = np.float32(0)
         sum_cw = np.float32(0)
@@ -56,8 +57,10 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
                 d_c = np.float32(0)
                 for k in range(stop - start):
                     e_k = exp_f32(x_chunk_r[k] - m_c)
-                    grad_chunk_r[k] = e_k
+                    e_chunk[k] = e_k
                     d_c += e_k
+                for k in range(stop - start):
+                    grad_chunk_r[k] = e_chunk[k]
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
@@ -101,6 +104,7 @@ def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, e
         grad_r = grad[r]
         held0 = x_r[c]  # read before the row is overwritten
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
+        e_chunk = np.empty(CHUNK, np.float64)
         sum_cw_x = np.float64(0)
         d = np.float64(0)
         sum_cw = np.float64(0)
@@ -120,8 +124,10 @@ def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, e
                 d_c = np.float64(0)
                 for k in range(stop - start):
                     e_k = exp_f64(x_chunk_r[k] - m_c)
-                    grad_chunk_r[k] = e_k
+                    e_chunk[k] = e_k
                     d_c += e_k
+                for k in range(stop - start):
+                    grad_chunk_r[k] = e_chunk[k]
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new

@@ -37,6 +37,7 @@ def cross_entropy_grad_label_weighted_f32(x, cw, labels, counted, grad_output, z
         grad_r = grad[r]
         held0 = x_r[c]  # read before the row is overwritten
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
+        e_chunk = np.empty(CHUNK, np.float32)
         d = np.float32(0)
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
@@ -52,8 +53,10 @@ def cross_entropy_grad_label_weighted_f32(x, cw, labels, counted, grad_output, z
                 d_c = np.float32(0)
                 for k in range(stop - start):
                     e_k = exp_f32(x_chunk_r[k] - m_c)
-                    grad_chunk_r[k] = e_k
+                    e_chunk[k] = e_k
                     d_c += e_k
+                for k in range(stop - start):
+                    grad_chunk_r[k] = e_chunk[k]
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
@@ -92,6 +95,7 @@ def cross_entropy_grad_label_weighted_f64(x, cw, labels, counted, grad_output, z
         grad_r = grad[r]
         held0 = x_r[c]  # read before the row is overwritten
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
+        e_chunk = np.empty(CHUNK, np.float64)
         d = np.float64(0)
         m = np.float64(-np.inf)
         for start in range(0, n, CHUNK):
@@ -107,8 +111,10 @@ def cross_entropy_grad_label_weighted_f64(x, cw, labels, counted, grad_output, z
                 d_c = np.float64(0)
                 for k in range(stop - start):
                     e_k = exp_f64(x_chunk_r[k] - m_c)
-                    grad_chunk_r[k] = e_k
+                    e_chunk[k] = e_k
                     d_c += e_k
+                for k in range(stop - start):
+                    grad_chunk_r[k] = e_chunk[k]
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new

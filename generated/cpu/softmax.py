@@ -28,6 +28,7 @@ def softmax_f32(x, out):
         x_r = x[r]
         out_r = out[r]
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
+        e_chunk = np.empty(CHUNK, np.float32)
         d = np.float32(0)
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
@@ -42,8 +43,10 @@ def softmax_f32(x, out):
                 d_c = np.float32(0)
                 for k in range(stop - start):
                     e_k = exp_f32(x_chunk_r[k] - m_c)
-                    out_chunk_r[k] = e_k
+                    e_chunk[k] = e_k
                     d_c += e_k
+                for k in range(stop - start):
+                    out_chunk_r[k] = e_chunk[k]
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
@@ -70,6 +73,7 @@ def softmax_f64(x, out):
         x_r = x[r]
         out_r = out[r]
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
+        e_chunk = np.empty(CHUNK, np.float64)
         d = np.float64(0)
         m = np.float64(-np.inf)
         for start in range(0, n, CHUNK):
@@ -84,8 +88,10 @@ def softmax_f64(x, out):
                 d_c = np.float64(0)
                 for k in range(stop - start):
                     e_k = exp_f64(x_chunk_r[k] - m_c)
-                    out_chunk_r[k] = e_k
+                    e_chunk[k] = e_k
                     d_c += e_k
+                for k in range(stop - start):
+                    out_chunk_r[k] = e_chunk[k]
                 m_new = fmax(m, m_c)  # D11 merge_m
                 d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new

@@ -153,10 +153,15 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
         e_k = in_chunk(stored.xreplace({i: k, m: m_c}))
         kept = {e_k: sp.Symbol("e_k")}
         out.add(5, f"e_k = {pr.doprint(e_k)}")
-        out.add(5, f"{store}[k] = e_k")
+        out.add(5, "e_chunk[k] = e_k")
     for r in shifted:
         summand = in_chunk(r.summand.xreplace({m: m_c})).xreplace(kept)
         out.add(5, f"{chunk[r.symbol]} += {pr.doprint(summand)}")
+    if store:
+        # through a buffer of the row's own: in place (out = x) a loop reading x and writing
+        # out sees aliased arrays and LLVM runs it scalar; a copy vectorises either way
+        out.add(4, "for k in range(stop - start):")
+        out.add(5, f"{store}[k] = e_chunk[k]")
     out.add(4, f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
     for r in shifted:
         merged = kernel.merge_d.xreplace({d1: r.symbol, d2: chunk[r.symbol]})
@@ -226,6 +231,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         for load, local in held.items():
             out.add(2, f"{local} = {pr.doprint(load)}  # read before the row is overwritten")
         out.add(2, f"m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.{DTYPES[dtype]})")
+        out.add(2, f"e_chunk = np.empty(CHUNK, np.{DTYPES[dtype]})")
         row_pr = _HeldPrinter(dtype, held)
     _reductions(out, pr, kernel, stored)
     _assign(out, 2, row_pr, kernel.row_level)
