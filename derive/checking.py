@@ -237,3 +237,32 @@ def compare(derived: sp.Expr, closed: sp.Expr, *,
     error = numeric_error(derived, closed, y_distribution=sum_y_one)
     return [(SYMBOLIC, exact, "the difference simplifies to 0" if exact else
              "the difference does not simplify to 0"), (NUMERIC, *numeric_ok(error))]
+
+
+#: Values of scalar symbols, one point of a scalar check.
+ScalarPoint = dict[sp.Symbol, sp.Float]
+
+
+def scalar_values(expr: sp.Expr, variables: tuple[sp.Symbol, ...], points: list[ScalarPoint],
+                  *, derivative: bool = False, dps: int = DIGITS) -> list[sp.Float]:
+    """A scalar expression (or its derivative in variables[0], by mpmath's numerical
+    differentiation) at each point, computed with ``dps`` working digits, kept to 50."""
+    f = sp.lambdify(variables, expr, "mpmath")
+    out = []
+    with mpmath.workdps(dps):
+        for pt in points:
+            first, *rest = (mpmath.mpf(str(pt[v])) for v in variables)
+            value = (mpmath.diff(lambda s, rest=rest: f(s, *rest), first) if derivative
+                     else f(first, *rest))
+            out.append(sp.Float(value, DIGITS))
+    return out
+
+
+def scalar_error(lhs: sp.Expr, rhs: sp.Expr, variables: tuple[sp.Symbol, ...],
+                 points: list[ScalarPoint], *, derivative: bool = False,
+                 dps: int = DIGITS) -> sp.Float:
+    """The largest |lhs - rhs| relative to max(1, |rhs|) over the points; with
+    ``derivative``, rhs is differentiated in variables[0] numerically."""
+    pairs = zip(scalar_values(lhs, variables, points, dps=dps),
+                scalar_values(rhs, variables, points, derivative=derivative, dps=dps))
+    return max(abs(a - b) / max(1, abs(b)) for a, b in pairs)

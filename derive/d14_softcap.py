@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import random
 
-import mpmath
 import sympy as sp
 
-from .checking import DIGITS, TOLERANCE, numeric_ok
+from .checking import DIGITS, TOLERANCE, ScalarPoint, numeric_ok, scalar_error, scalar_values
 from .core import NUMERIC, SYMBOLIC, Derivation, derivation
 from .symbols import t
 
@@ -32,7 +31,7 @@ IDENTITY_LIMIT = "s(t) -> t as cap -> oo"
 #: beyond the 50 kept, and |u| = |t| / cap reaches 1000.
 EXTRA_DIGITS = DIGITS + 900
 
-Point = dict[sp.Symbol, sp.Float]
+Point = ScalarPoint
 
 
 def _points(count: int = 40, seed: int = 14) -> list[Point]:
@@ -47,24 +46,14 @@ def _points(count: int = 40, seed: int = 14) -> list[Point]:
 
 
 def _values(expr: sp.Expr, points: list[Point], *, derivative: bool = False) -> list[sp.Float]:
-    """expr (or d expr / dt, by mpmath's numerical differentiation) at each point, computed
-    with EXTRA_DIGITS and kept to 50 digits."""
-    f = sp.lambdify((t, cap), expr, "mpmath")
-    out = []
-    with mpmath.workdps(EXTRA_DIGITS):
-        for pt in points:
-            at, c = mpmath.mpf(str(pt[t])), mpmath.mpf(str(pt[cap]))
-            value = mpmath.diff(lambda s, c=c: f(s, c), at) if derivative else f(at, c)
-            out.append(sp.Float(value, DIGITS))
-    return out
+    """expr (or d expr / dt) at each point, with EXTRA_DIGITS working digits."""
+    return scalar_values(expr, (t, cap), points, derivative=derivative, dps=EXTRA_DIGITS)
 
 
 def _error(lhs: sp.Expr, rhs: sp.Expr, points: list[Point], *,
            derivative: bool = False) -> sp.Float:
-    """The largest |lhs - rhs| relative to max(1, |rhs|) over the points; with
-    ``derivative``, rhs is differentiated in t numerically."""
-    pairs = zip(_values(lhs, points), _values(rhs, points, derivative=derivative))
-    return max(abs(a - b) / max(1, abs(b)) for a, b in pairs)
+    """scalar_error over the points, with EXTRA_DIGITS working digits."""
+    return scalar_error(lhs, rhs, (t, cap), points, derivative=derivative, dps=EXTRA_DIGITS)
 
 
 @derivation("D14", "logit soft-capping", "Gemma 2")

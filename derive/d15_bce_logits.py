@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import random
 
-import mpmath
 import numpy as np
 import sympy as sp
 
-from .checking import DIGITS, numeric_ok
+from .checking import DIGITS, ScalarPoint, numeric_ok, scalar_error, scalar_values
 from .core import NUMERIC, SYMBOLIC, Derivation, derivation
 from .d02_shift import shift_invariance
 from .d03_sigmoid import two_class
@@ -54,7 +53,7 @@ FAR = (-1000, -100, -30, 30, 100, 1000)
 
 #: The variables of the numeric checks, in the order of their functions' arguments.
 VARIABLES = (t, yb, pw, wt)
-Point = dict[sp.Symbol, sp.Float]
+Point = ScalarPoint
 
 #: A nonnegative variable: the cases t = tau and t = -tau cover every real t.
 tau = sp.Symbol("tau", nonnegative=True)
@@ -90,25 +89,14 @@ def _points(count: int = 30, seed: int = 15) -> list[Point]:
 
 
 def _values(expr: sp.Expr, points: list[Point], *, derivative: bool = False) -> list[sp.Float]:
-    """expr (or d expr / dt, by mpmath's numerical differentiation) at each point, computed
-    with EXTRA_DIGITS and kept to 50 digits."""
-    f = sp.lambdify(VARIABLES, expr, "mpmath")
-    out = []
-    with mpmath.workdps(EXTRA_DIGITS):
-        for pt in points:
-            first, *rest = (mpmath.mpf(str(pt[v])) for v in VARIABLES)
-            value = (mpmath.diff(lambda s, rest=rest: f(s, *rest), first) if derivative
-                     else f(first, *rest))
-            out.append(sp.Float(value, DIGITS))
-    return out
+    """expr (or d expr / dt) at each point, with EXTRA_DIGITS working digits."""
+    return scalar_values(expr, VARIABLES, points, derivative=derivative, dps=EXTRA_DIGITS)
 
 
 def _error(lhs: sp.Expr, rhs: sp.Expr, points: list[Point], *,
            derivative: bool = False) -> sp.Float:
-    """The largest |lhs - rhs| relative to max(1, |rhs|) over the points; with
-    ``derivative``, rhs is differentiated in t numerically."""
-    pairs = zip(_values(lhs, points), _values(rhs, points, derivative=derivative))
-    return max(abs(a - b) / max(1, abs(b)) for a, b in pairs)
+    """scalar_error over the points, with EXTRA_DIGITS working digits."""
+    return scalar_error(lhs, rhs, VARIABLES, points, derivative=derivative, dps=EXTRA_DIGITS)
 
 
 def _floats(expr: sp.Expr, definition: sp.Expr) -> tuple[bool, str]:
