@@ -115,6 +115,17 @@ def labels_and_mask(target: np.ndarray, n_classes: int, ignore_index: int
     return labels, counted.reshape(-1)
 
 
+def mean_divisor(n_rows: int, labels: np.ndarray | None, counted: np.ndarray | None,
+                 weight: np.ndarray | None) -> float:
+    """PyTorch's divisor for "mean": the number of positions for probability targets; for
+    labels, the sum of weight[label] over counted positions (their count without weights)."""
+    if labels is None:
+        return float(n_rows)
+    if weight is None:
+        return float(np.count_nonzero(counted))
+    return float(weight.astype(np.float64)[labels[counted]].sum())
+
+
 @dataclass
 class CECall:
     """Checked inputs of one cross-entropy call, as rows."""
@@ -147,12 +158,7 @@ class CECall:
 
     def denominator(self) -> float:
         """PyTorch's divisor for "mean"."""
-        if self.labels is None:
-            return float(self.n_rows)
-        if self.opts.weight is None:
-            return float(np.count_nonzero(self.counted))
-        weights = self.opts.weight.astype(np.float64)
-        return float(weights[self.labels[self.counted]].sum())
+        return mean_divisor(self.n_rows, self.labels, self.counted, self.opts.weight)
 
     def reduce(self, loss: np.ndarray) -> np.ndarray:
         """loss per row -> the reduction, in the logits' dtype."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from softce._arrays import DTYPE_SUFFIX, FLOAT_DTYPES, check_axis
 from softce.functions import _batch_like, _row_weights
-from softce.losses import CEOptions, labels_and_mask
+from softce.losses import CEOptions, labels_and_mask, mean_divisor
 from softce.losses import check_reduction as _check_reduction
 
 from . import _device as dev
@@ -434,13 +434,9 @@ class _OptionsRun:
     opts: CEOptions
 
     def denominator(self) -> float:
-        """PyTorch's divisor for "mean" (see softce.losses.CECall.denominator)."""
-        if self.labels is None:
-            return float(self.rows.data.shape[0])
-        host_labels, counted = self.labels[1], self.labels[2]
-        if self.opts.weight is None:
-            return float(np.count_nonzero(counted))
-        return float(self.opts.weight.astype(np.float64)[host_labels[counted]].sum())
+        """PyTorch's divisor for "mean"."""
+        host = (None, None) if self.labels is None else self.labels[1:]
+        return mean_divisor(self.rows.data.shape[0], *host, self.opts.weight)
 
     def launch(self, loss, w=None, grad=None):
         """Run the kernel; returns the per-row LSE (a device array)."""
