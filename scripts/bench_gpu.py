@@ -126,24 +126,58 @@ def markdown(results: list[dict[str, object]], device: str) -> str:
     return "\n".join(lines)
 
 
+def plot(results: list[dict[str, object]], device: str, path: str) -> None:
+    """PyTorch ms / softce ms per function and shape (above 1: softce is faster)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in results[0]["functions"] if "out=" not in n]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(results)
+    for i, res in enumerate(results):
+        ratios = [res["functions"][n]["PyTorch ms"] / res["functions"][n]["softce ms"]
+                  for n in names]
+        ax.bar([k + i * width for k in range(len(names))], ratios, width, label=res["shape"])
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names)
+    ax.set_ylabel("PyTorch ms / softce ms")
+    ax.set_title(f"softce CUDA kernels against PyTorch CUDA, float32, {device}")
+    ax.legend(title="rows x classes", fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--plot", help="also draw the ratios to PyTorch into this PNG")
+    parser.add_argument("--from-json", help="print and plot a saved run instead of running")
     args = parser.parse_args(argv)
-    reason = gpu_available()
-    if reason is not None:
-        print(f"bench_gpu: no GPU benchmark run: {reason}.")
-        return 0
-    import torch
+    if args.from_json:
+        with open(args.from_json) as fh:
+            saved = json.load(fh)
+        device, results = saved["device"], saved["results"]
+    else:
+        reason = gpu_available()
+        if reason is not None:
+            print(f"bench_gpu: no GPU benchmark run: {reason}.")
+            return 0
+        import torch
 
-    device = torch.cuda.get_device_name()
-    results = [bench_shape(rows, classes, args.repeats) for rows, classes in SHAPES]
+        device = torch.cuda.get_device_name()
+        results = [bench_shape(rows, classes, args.repeats) for rows, classes in SHAPES]
     print(markdown(results, device))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": device, "results": results}, fh, indent=2)
+    if args.plot:
+        plot(results, device, args.plot)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 No GPU needed: NVVM comes from ``numba-cuda[cu13]``, ptxas from ``nvidia-cuda-nvcc``. Prints a
 Markdown table (registers / static shared memory / spill bytes per compute capability) and
-exits 1 if any kernel spills or a float32 kernel contains a float64 instruction.
+exits 1 if any kernel spills, a float32 kernel contains a float64 instruction, or a kernel
+needs more registers than a block of ``MAX_THREADS`` threads can have.
 ``--reduce shared`` checks the shared-memory reduction path instead of the shuffle path.
 """
 
@@ -35,9 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"\n{len(results)} kernel compilations ({args.reduce} reduction) in "
           f"{time.perf_counter() - start:.1f} s")
-    bad = [r for r in results if r.spills or r.f64_in_f32]
+    from softce.cuda.runtime import MAX_THREADS
+
+    too_many = {id(r) for r in results if r.registers * MAX_THREADS > 64 * 1024}
+    bad = [r for r in results if r.spills or r.f64_in_f32 or id(r) in too_many]
     for r in bad:
-        what = "spills" if r.spills else "float64 in a float32 kernel"
+        what = ("spills" if r.spills else "float64 in a float32 kernel" if r.f64_in_f32
+                else f"{r.registers} registers: {MAX_THREADS} threads do not fit 64 K")
         print(f"FAIL {r.kernel} {r.signature} sm_{r.cc[0]}{r.cc[1]}: {what}", file=sys.stderr)
     return 1 if bad else 0
 

@@ -6,13 +6,32 @@ with a ValueError or TypeError that names the argument.
 
 from __future__ import annotations
 
+import importlib
 import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def on_device(x: object) -> bool:
+    """Whether x lives on a GPU: it exposes ``__cuda_array_interface__`` (numba, CuPy, PyTorch
+    CUDA tensors) or is a numba device array (the CUDA simulator's included)."""
+    return bool(getattr(type(x), "__cuda_ndarray__", False)) or hasattr(
+        x, "__cuda_array_interface__")
+
+
+def device_array(x: object) -> Any:
+    """A numba device array viewing x's memory, no copy (x from numba, CuPy or PyTorch)."""
+    return importlib.import_module("softce.cuda._device").as_device(x)
+
+
+def host_values(x: object) -> np.ndarray:
+    """x as a NumPy array: a CUDA array is copied to the host, anything else as np.asarray."""
+    return device_array(x).copy_to_host() if on_device(x) else np.asarray(x)
 
 
 def as_float_array(value: object, name: str) -> np.ndarray:

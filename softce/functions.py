@@ -18,19 +18,15 @@ from ._arrays import (
     check_axis,
     check_no_partial_overlap,
     check_out,
+    device_array,
+    host_values,
+    on_device,
     rows_view_of,
     to_rows,
     write_result,
 )
 from .losses import CEOptions, ce_call, check_options
 from .losses import kernel as _kernel
-
-
-def on_device(x: object) -> bool:
-    """Whether x lives on a GPU: it exposes ``__cuda_array_interface__`` (numba, CuPy, PyTorch
-    CUDA tensors) or is a numba device array (the CUDA simulator's included)."""
-    return bool(getattr(type(x), "__cuda_ndarray__", False)) or hasattr(
-        x, "__cuda_array_interface__")
 
 
 def _cuda():
@@ -250,15 +246,13 @@ def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = N
              ignore_index: int = -100, reduction: str = "mean") -> np.ndarray:
     """-weight[c] logp[c] per position, as PyTorch's ``F.nll_loss`` with the class axis at
     ``axis`` [D13]; "mean" divides by the sum of weight[target] over counted positions."""
-    if on_device(target):
-        labels = target.copy_to_host()  # labels are masked on the host (one copy of them)
-    else:
-        labels = np.asarray(target)
+    labels = host_values(target)  # a CUDA array's labels are masked on the host (one copy)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"target must hold integer class labels, got dtype {labels.dtype}")
     if on_device(logp):
-        shape = tuple(logp.shape)
-        opts = check_options(shape[check_axis(axis, len(shape))], np.dtype(logp.dtype), weight,
+        arr = device_array(logp)
+        shape = tuple(arr.shape)
+        opts = check_options(shape[check_axis(axis, len(shape))], np.dtype(arr.dtype), weight,
                              ignore_index, 0.0, 0.0, None, False, None)
         return _cuda().nll_loss(logp, labels, axis=axis, options=opts, reduction=reduction)
     ce = ce_call(logp, labels, axis, reduction, weight, ignore_index, 0.0, 0.0, None, False,
@@ -343,9 +337,10 @@ def _device_options(logits: object, axis: object, weight: object, ignore_index: 
                     return_lse: object, empty_mean: object) -> CEOptions | None:
     """The options of a CUDA call, checked as on the CPU; None when all are the defaults (the
     plain kernels, labels checked on the device)."""
-    shape = tuple(logits.shape)
+    arr = device_array(logits)
+    shape = tuple(arr.shape)
     n = shape[check_axis(axis, len(shape))]
-    opts = check_options(n, np.dtype(logits.dtype), weight, ignore_index, label_smoothing,
+    opts = check_options(n, np.dtype(arr.dtype), weight, ignore_index, label_smoothing,
                          z_loss, softcap, return_lse, empty_mean)
     default = (opts.weight is None and opts.ignore_index == -100 and not opts.label_smoothing
                and not opts.z_loss and opts.softcap is None and not opts.return_lse

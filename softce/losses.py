@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import DTYPE_SUFFIX, Rows, as_float_array, check_axis, to_rows
+from ._arrays import DTYPE_SUFFIX, Rows, as_float_array, check_axis, host_values, to_rows
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -47,8 +47,7 @@ def check_weight(weight: object, n_classes: int, dtype: np.dtype,
     """Per-class weights: a 1-D real array of length C, finite and >= 0."""
     if weight is None:
         return None
-    to_host = getattr(weight, "copy_to_host", None)  # a CUDA array's weights, checked here
-    arr = np.asarray(to_host() if to_host is not None else weight)
+    arr = host_values(weight)  # a CUDA array's values are checked on the host
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
     if arr.shape != (n_classes,):

@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import as_float_array
-from .functions import on_device
+from ._arrays import as_float_array, host_values, on_device
 from .losses import check_reduction, kernel
 
 
@@ -19,8 +18,7 @@ def _flat(value: object, name: str, shape: tuple[int, ...], dtype: np.dtype,
           nonnegative: bool = False) -> np.ndarray:
     """value broadcast to ``shape`` as a flat C-contiguous array of ``dtype`` (a CUDA array's
     values are checked and broadcast on the host)."""
-    to_host = getattr(value, "copy_to_host", None)
-    arr = np.asarray(to_host() if to_host is not None else value)
+    arr = host_values(value)  # a CUDA array's values are checked on the host
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must be a real array or number, got dtype {arr.dtype}")
     try:

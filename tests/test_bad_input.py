@@ -419,7 +419,8 @@ def cpu_rows():
 
 @pytest.fixture(scope="module")
 def cuda_rows():
-    return _run_worker(True, {"NUMBA_ENABLE_CUDASIM": "1"})
+    on_gpu = os.environ.get("SOFTCE_TEST_GPU") == "1"  # the device itself (conftest.py)
+    return _run_worker(True, {} if on_gpu else {"NUMBA_ENABLE_CUDASIM": "1"})
 
 
 def _judge(rows_run, name: str) -> None:
@@ -450,7 +451,7 @@ def test_cpu_bad_input(cpu_rows, name) -> None:
 
 
 @pytest.mark.parametrize("name", CUDA_NAMES)
-def test_cuda_bad_input_in_the_simulator(cuda_rows, name) -> None:
+def test_cuda_bad_input(cuda_rows, name) -> None:
     _judge(cuda_rows, name)
 
 

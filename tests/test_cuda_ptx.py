@@ -80,6 +80,7 @@ def test_kernels_compile_to_ptx_without_spills(module: str) -> None:
     import importlib
 
     from softce.cuda.ptx import CCS, check
+    from softce.cuda.runtime import MAX_THREADS
 
     mod = importlib.import_module(f"softce.generated.cuda.{module}")
     assert set(mod.SIGNATURES) == {f"{module}_f32", f"{module}_f64"}
@@ -91,6 +92,7 @@ def test_kernels_compile_to_ptx_without_spills(module: str) -> None:
                 assert res.spills == 0 and res.stack_bytes == 0, res
                 assert not res.f64_in_f32, res
                 assert res.shared_bytes <= 48 * 1024, res
+                assert res.registers * MAX_THREADS <= 64 * 1024, res  # a full block launches
 
 
 @pytest.mark.skipif(SIMULATED, reason="the CUDA simulator cannot compile PTX")

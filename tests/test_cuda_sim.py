@@ -1,11 +1,14 @@
-"""The CUDA API under the CUDA simulator: every function agrees with the CPU kernels and with
-hand-written references, on odd sizes, with more rows than the grid, in float32 and float64,
-with the CPU side's checks and errors.
+"""The CUDA API under the CUDA simulator or on a GPU: every function agrees with the CPU
+kernels and with hand-written references, on odd sizes, with more rows than the grid, in
+float32 and float64, with the CPU side's checks and errors.
 
 NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the test ``test_cuda_api_in_
 the_simulator`` runs this file again in a fresh process with it set; there the other tests run
 (here they are deselected, see conftest.py). The simulator runs one Python thread per CUDA
 thread and pays about 20 ms per barrier, so grids are tiny: 64-thread blocks, at most 2 blocks.
+With ``SOFTCE_TEST_GPU=1`` on a GPU the same tests run on the device with the default launch
+(warp shuffles, or shared memory with ``SOFTCE_CUDA_REDUCE=shared``), and the ``gpu`` tests
+add the benchmark's shapes.
 """
 
 import os
@@ -17,8 +20,8 @@ import numpy as np
 import pytest
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-#: Runs in the simulator process that test_cuda_api_in_the_simulator starts (conftest.py).
-sim_only = pytest.mark.cuda_simulator
+#: Runs in the simulator process that test_cuda_api_in_the_simulator starts, or on a GPU.
+on_cuda = pytest.mark.cuda
 
 F32, F64 = np.float32, np.float64
 #: float32: the simulator's exp is NumPy's, the CPU's its own 1-ulp exp, sums in other orders.
@@ -36,16 +39,17 @@ def test_cuda_api_in_the_simulator() -> None:
     assert " passed" in tail.splitlines()[-1] and " failed" not in tail.splitlines()[-1], tail
 
 
-# helpers (simulator process only) -----------------------------------------------------------
+# helpers (simulator or GPU process) ---------------------------------------------------------
 
 @pytest.fixture(autouse=True)
-def _small_grids():
-    if not SIMULATED:
-        yield
-        return
+def _launch_configuration():
+    """The simulator gets tiny grids, a GPU the default launch; either way a test's own
+    configure() is undone after it."""
     from softce import cuda as sc
 
-    old = sc.configure(threads_per_row=None, block_threads=64, max_blocks=2)
+    old = sc.configure()
+    if SIMULATED:
+        sc.configure(threads_per_row=None, block_threads=64, max_blocks=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
@@ -88,7 +92,7 @@ def logits(rows, n, dtype, seed=0):
 
 # correctness --------------------------------------------------------------------------------
 
-@sim_only
+@on_cuda
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", [1, 31, 33, 1025])
 def test_row_functions_agree_with_cpu_and_references(n: int, dtype) -> None:
@@ -126,7 +130,7 @@ def test_row_functions_agree_with_cpu_and_references(n: int, dtype) -> None:
     close(softce.sigmoid(d), softce.sigmoid(x), dtype)
 
 
-@sim_only
+@on_cuda
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", [1, 33, 1025])
 def test_cross_entropy_agrees_with_cpu_and_references(n: int, dtype) -> None:
@@ -167,7 +171,7 @@ def test_cross_entropy_agrees_with_cpu_and_references(n: int, dtype) -> None:
     close(loss, ref_loss.sum(), dtype)
 
 
-@sim_only
+@on_cuda
 @pytest.mark.parametrize(("n", "dtype"), [(2, F64), (33, F32)])
 def test_cross_entropy_options_agree_with_cpu(n: int, dtype) -> None:
     """D13/D14's kernels on the device: weights, ignore_index (PyTorch's default -100 and
@@ -211,7 +215,7 @@ def test_cross_entropy_options_agree_with_cpu(n: int, dtype) -> None:
     close(grad, softce.cross_entropy_grad(x, labels, weight=weight, softcap=3.0)[1], dtype)
 
 
-@sim_only
+@on_cuda
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_the_rest_of_the_family_agrees_with_cpu(dtype) -> None:
     """nll_loss, BCE with logits (and its gradient), kl_div, softmax_entropy (and its
@@ -250,7 +254,7 @@ def test_the_rest_of_the_family_agrees_with_cpu(dtype) -> None:
          softce.softmax_entropy_grad(masked, grad_output=2.0))
 
 
-@sim_only
+@on_cuda
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", [1, 31, 33])
 def test_softmax_jacobian(n: int, dtype) -> None:
@@ -264,7 +268,7 @@ def test_softmax_jacobian(n: int, dtype) -> None:
     close(got, ref, dtype)
 
 
-@sim_only
+@on_cuda
 @pytest.mark.parametrize("threads", [32, 128])
 def test_thread_groups_wider_than_a_warp_and_rows_beyond_the_grid(threads: int) -> None:
     import softce
@@ -276,7 +280,7 @@ def test_thread_groups_wider_than_a_warp_and_rows_beyond_the_grid(threads: int) 
     close(softce.logsumexp(dev(x)), softce.logsumexp(x), F32)
 
 
-@sim_only
+@on_cuda
 def test_special_values_propagate_as_on_the_cpu() -> None:
     import softce
 
@@ -298,7 +302,7 @@ def test_special_values_propagate_as_on_the_cpu() -> None:
 
 # layouts -----------------------------------------------------------------------------------
 
-@sim_only
+@on_cuda
 def test_any_axis_and_strides_and_out() -> None:
     import softce
 
@@ -338,7 +342,7 @@ def test_any_axis_and_strides_and_out() -> None:
     assert jac.shape == (3, 5, 5)
 
 
-@sim_only
+@on_cuda
 def test_results_are_device_arrays_of_the_input_dtype() -> None:
     import softce
 
@@ -359,7 +363,7 @@ def _error(fn, *args, **kwargs):
     return info.type, str(info.value)
 
 
-@sim_only
+@on_cuda
 def test_the_same_checks_and_errors_as_the_cpu() -> None:
     import softce
 
@@ -400,20 +404,22 @@ def test_the_same_checks_and_errors_as_the_cpu() -> None:
         softce.softmax(part[:, :6], out=part[:, 3:9])
 
 
-@sim_only
+@on_cuda
 def test_labels_are_checked_on_the_device_without_copying_the_logits(monkeypatch) -> None:
-    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-
     import softce
 
+    if SIMULATED:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray as Array
+    else:
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray as Array
     copied: list[int] = []
-    original = FakeCUDAArray.copy_to_host
+    original = Array.copy_to_host
 
     def recording(self, *args, **kwargs):
         copied.append(self.size)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", recording)
+    monkeypatch.setattr(Array, "copy_to_host", recording)
     n = 1000
     d = dev(logits(3, n, F32))
     with pytest.raises(ValueError, match=r"label 1000 at position \(1,\)"):
@@ -425,12 +431,82 @@ def test_labels_are_checked_on_the_device_without_copying_the_logits(monkeypatch
 
 
 def test_launch_shapes() -> None:
-    """One warp per row up to 1024 classes, then about 32 elements per thread."""
+    """One warp per row up to 1024 classes, then about 32 elements per thread, at most 512
+    threads (a 1024-thread launch of a kernel above 64 registers fails on a GPU)."""
     if SIMULATED:
         pytest.skip("launch defaults differ in the simulator")
     from softce.cuda.api import row_launch, threads_for
 
     assert [threads_for(n) for n in (1, 10, 1000, 1024, 1025, 32000, 128256)] == [
-        32, 32, 32, 32, 64, 1024, 1024]
+        32, 32, 32, 32, 64, 512, 512]
     assert row_launch(65536, 10) == (8192, (32, 8))
-    assert row_launch(1024, 128256) == (1024, (1024, 1))
+    assert row_launch(1024, 128256) == (1024, (512, 1))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize(("rows", "n"), [(4099, 10), (257, 1000), (9, 32000), (3, 128256)])
+def test_benchmark_shapes_on_the_gpu(rows: int, n: int, dtype) -> None:
+    """The benchmark's class counts with the default launch (one warp per row up to 1024
+    classes, then 512-thread rows): every row function and the fused CE against the CPU;
+    softmax_entropy to the logits' scale (LSE - sum p x, the README's floor)."""
+    import softce
+
+    x = logits(rows, n, dtype)
+    x[1, :] = np.where(np.isinf(x[1]), -30, x[1])
+    x[-1, 0] = -np.inf
+    d = dev(x)
+    for fn in (softce.softmax, softce.log_softmax, softce.logsumexp):
+        close(fn(d), fn(x), dtype)
+    scale = max(1.0, float(np.abs(x[np.isfinite(x)]).max()))
+    np.testing.assert_allclose(host(softce.softmax_entropy(d)), softce.softmax_entropy(x),
+                               rtol=0, atol=32 * np.finfo(dtype).eps * scale)
+    labels = np.random.default_rng(n).integers(0, n, rows)
+    labels[-1] = 1 % n
+    labels[0] = -100
+    for opts in ({}, {"label_smoothing": 0.1, "z_loss": 1e-4, "weight": np.linspace(0.5, 2, n)}):
+        got = softce.cross_entropy_grad(d, dev(labels), **opts)
+        want = softce.cross_entropy_grad(x, labels, **opts)
+        close(got[0], want[0], dtype)
+        close(got[1], want[1], dtype)
+    inplace = dev(x)
+    loss, grad = softce.cross_entropy_grad(inplace, labels, reduction="sum", out=inplace)
+    close(grad, softce.cross_entropy_grad(x, labels, reduction="sum")[1], dtype)
+    close(loss, softce.cross_entropy(x, labels, reduction="sum"), dtype)
+
+
+@pytest.mark.gpu
+def test_pytorch_cuda_tensors_as_inputs_targets_and_weights() -> None:
+    """PyTorch CUDA tensors go in through ``__cuda_array_interface__`` as logits, labels,
+    probabilities and class weights; results match the CPU kernels and PyTorch itself."""
+    import torch
+    import torch.nn.functional as F
+
+    import softce
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = 3 * torch.randn(6, 33, device="cuda", generator=gen)
+    labels = torch.tensor([0, 5, 32, -100, 7, 7], device="cuda")
+    weight = torch.rand(33, device="cuda", generator=gen) + 0.25
+    y = torch.rand(6, 33, device="cuda", generator=gen)
+    xc, lc, wc, yc = (t.cpu().numpy() for t in (x, labels, weight, y))
+    for fn in (softce.softmax, softce.log_softmax, softce.logsumexp):
+        close(fn(x), fn(xc), F32)
+    opts = {"weight": weight, "label_smoothing": 0.1}
+    loss, grad = softce.cross_entropy_grad(x, labels, **opts)
+    cpu_loss, cpu_grad = softce.cross_entropy_grad(xc, lc, weight=wc, label_smoothing=0.1)
+    close(loss, cpu_loss, F32)
+    close(grad, cpu_grad, F32)
+    leaf = x.clone().requires_grad_(True)
+    ref = F.cross_entropy(leaf, labels, **opts)
+    ref.backward()
+    close(loss, ref.item(), F32)
+    close(grad, leaf.grad.cpu().numpy(), F32)
+    close(softce.cross_entropy(x, labels, **opts), ref.item(), F32)
+    logp = F.log_softmax(x, -1)
+    close(softce.nll_loss(logp, labels, weight=weight),
+          F.nll_loss(logp, labels, weight=weight).item(), F32)
+    close(softce.binary_cross_entropy_with_logits(x, y, pos_weight=weight),
+          F.binary_cross_entropy_with_logits(x, y, pos_weight=weight).item(), F32)
+    close(softce.binary_cross_entropy_with_logits(x, y, pos_weight=weight),
+          softce.binary_cross_entropy_with_logits(xc, yc, pos_weight=wc), F32)

@@ -7,16 +7,15 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py cc4b4c6c6d0f0d6f
+#   softce/cuda/runtime.py c384f2f2d498e56b
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, log_f32, log_f64, fmax, SHUFFLE
+from softce.cuda.runtime import exp_f32, exp_f64, log_f32, log_f64, fmax, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
-MAX_THREADS = 1024
 FULL_MASK = 0xFFFFFFFF
 
 

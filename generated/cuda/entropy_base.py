@@ -4,15 +4,14 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D5   entropy          35ec13671e735291
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py cc4b4c6c6d0f0d6f
+#   softce/cuda/runtime.py c384f2f2d498e56b
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import log_f32, log_f64, SHUFFLE
+from softce.cuda.runtime import log_f32, log_f64, SHUFFLE, MAX_THREADS
 
-MAX_THREADS = 1024
 FULL_MASK = 0xFFFFFFFF
 
 

@@ -4,15 +4,14 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D10  log_softmax_vjp  350a18ed28e2ce27
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py cc4b4c6c6d0f0d6f
+#   softce/cuda/runtime.py c384f2f2d498e56b
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, SHUFFLE
+from softce.cuda.runtime import exp_f32, exp_f64, SHUFFLE, MAX_THREADS
 
-MAX_THREADS = 1024
 FULL_MASK = 0xFFFFFFFF
 
 

@@ -4,15 +4,14 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D10  softmax_vjp      18bfe2ecab63f3f7
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py cc4b4c6c6d0f0d6f
+#   softce/cuda/runtime.py c384f2f2d498e56b
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import SHUFFLE
+from softce.cuda.runtime import SHUFFLE, MAX_THREADS
 
-MAX_THREADS = 1024
 FULL_MASK = 0xFFFFFFFF
 
 

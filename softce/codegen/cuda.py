@@ -25,8 +25,6 @@ from .printer import DTYPES, NumbaPrinter
 #: Elements per thread in one chunk of the online (m, d) pass: a chunk of a group is
 #: CHUNK * blockDim.x elements, read a second time (from L1) for the shifted sums.
 CHUNK = 8
-#: Largest block (threads): the shared-memory tree keeps one slot per thread.
-MAX_THREADS = 1024
 #: Every lane of a warp takes part in each shuffle.
 FULL_MASK = "0xFFFFFFFF"
 
@@ -348,14 +346,13 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     body.append("}")
     text = "\n".join(body)
     used = [name for name in RUNTIME_NAMES if f"{name}(" in text]
-    if "SHUFFLE" in text:
-        used.append("SHUFFLE")
+    used += [name for name in ("SHUFFLE", "MAX_THREADS") if name in text]
     lines = ["import math", ""] if "math." in text else []
     lines += ["import numpy as np", "from numba import cuda"]
     if used:
         lines += ["", f"from softce.cuda.runtime import {', '.join(used)}"]
     constants = [(name, value) for name, value in
-                 (("CHUNK", CHUNK), ("MAX_THREADS", MAX_THREADS), ("FULL_MASK", FULL_MASK))
+                 (("CHUNK", CHUNK), ("FULL_MASK", FULL_MASK))
                  if name in text]
     if constants:
         lines.append("")

@@ -47,15 +47,17 @@ def _pointer(arr) -> int:
     return arr.__cuda_array_interface__["data"][0]
 
 
-def view(arr, shape: tuple[int, ...], strides: tuple[int, ...]):
-    """A view of arr's memory from its first element with the given shape and byte strides."""
+def view(arr, shape: tuple[int, ...], strides: tuple[int, ...], offset: int = 0):
+    """A view of arr's memory from its first element (moved by ``offset`` bytes, on a GPU
+    only) with the given shape and byte strides."""
     shape, strides = tuple(int(s) for s in shape), tuple(int(s) for s in strides)
     if SIMULATOR:
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
+        assert offset == 0, "the simulator's views start at their array's first element"
         return FakeCUDAArray(np.lib.stride_tricks.as_strided(arr._ary, shape, strides))
     desc = {"shape": shape, "strides": strides, "typestr": arr.dtype.str,
-            "data": (_pointer(arr) if arr.size else 0, False), "version": 3}
+            "data": (_pointer(arr) + offset if arr.size else 0, False), "version": 3}
     return cuda.from_cuda_array_interface(desc, owner=arr)
 
 
@@ -189,10 +191,12 @@ def _base(arr):
     el = tuple(st // item for st in strides)
     low = sum((s - 1) * e for s, e in zip(shape, el) if e < 0 and s > 0)
     high = sum((s - 1) * e for s, e in zip(shape, el) if e > 0 and s > 0)
-    flipped = arr
-    if low:
+    if SIMULATOR:  # NumPy views: flipping the reversed axes starts at the lowest element
         flipped = arr[tuple(slice(None, None, -1) if e < 0 else slice(None) for e in el)]
-    return view(flipped, (high - low + 1,), (item,)), -low, el
+        return view(flipped, (high - low + 1,), (item,)), -low, el
+    # On a GPU the span starts `low` elements before arr[0, ..., 0]. (numba-cuda's own slicing
+    # is not used: reversing an axis whose stride is already negative gives it length 0.)
+    return view(arr, (high - low + 1,), (item,), offset=low * item), -low, el
 
 
 def gather_c(arr):

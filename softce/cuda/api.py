@@ -21,16 +21,16 @@ from softce.losses import CEOptions, labels_and_mask, mean_divisor
 from softce.losses import check_reduction as _check_reduction
 
 from . import _device as dev
-from .runtime import SIMULATOR
+from .runtime import MAX_THREADS, SIMULATOR
 
 
 @dataclass(frozen=True)
 class LaunchConfig:
     """How row kernels are launched.
 
-    threads_per_row: threads of the group that reduces one row (a power of two, 32..1024);
+    threads_per_row: threads of the group that reduces one row (a power of two, 32..512);
         None picks by row length: one warp for rows of up to 1024 elements, else about 32
-        elements per thread, up to 1024 threads.
+        elements per thread, up to max_threads_per_row.
     max_threads_per_row: the cap of that choice (the simulator runs a Python thread per CUDA
         thread).
     block_threads: threads per block for short rows; a block holds
@@ -39,7 +39,7 @@ class LaunchConfig:
     """
 
     threads_per_row: int | None = None
-    max_threads_per_row: int = 64 if SIMULATOR else 1024
+    max_threads_per_row: int = 64 if SIMULATOR else MAX_THREADS
     block_threads: int = 64 if SIMULATOR else 256
     max_blocks: int = 4 if SIMULATOR else 65535
 
@@ -53,10 +53,10 @@ def configure(**changes: object) -> LaunchConfig:
     new = replace(CONFIG, **changes)
     for name in ("threads_per_row", "max_threads_per_row"):
         t = getattr(new, name)
-        if t is not None and (t < 32 or t > 1024 or t & (t - 1)):
-            raise ValueError(f"{name} must be a power of two in [32, 1024], got {t}")
-    if not 32 <= new.block_threads <= 1024 or new.block_threads % 32:
-        raise ValueError(f"block_threads must be a multiple of 32 in [32, 1024], got "
+        if t is not None and (t < 32 or t > MAX_THREADS or t & (t - 1)):
+            raise ValueError(f"{name} must be a power of two in [32, {MAX_THREADS}], got {t}")
+    if not 32 <= new.block_threads <= MAX_THREADS or new.block_threads % 32:
+        raise ValueError(f"block_threads must be a multiple of 32 in [32, {MAX_THREADS}], got "
                          f"{new.block_threads}")
     if new.max_blocks < 1:
         raise ValueError(f"max_blocks must be positive, got {new.max_blocks}")

@@ -23,6 +23,12 @@ from numba import config, cuda
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 SHUFFLE = not SIMULATOR and os.environ.get("SOFTCE_CUDA_REDUCE", "shuffle") != "shared"
+#: Most threads in a block (and in a row's group). An SM has 64 K registers per block, so 512
+#: threads launch any kernel of up to 128 registers; the float64 cross-entropy kernels take up
+#: to ~106, and a 1024-thread launch of anything above 64 fails with
+#: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (seen on an H200). The shared-memory tree keeps one slot
+#: per thread, which also keeps it under the 48 KiB of static shared memory.
+MAX_THREADS = 512
 
 
 def fmax(a, b):
