@@ -401,11 +401,17 @@ def bench_shape(shape: Shape, refs: list[str], repeats: int, ref_repeats: int,
     return rows
 
 
+#: bench_preallocated's key for softce's fresh-output calls with the output cache off.
+NO_CACHE = "softce, output cache off"
+
+
 def bench_preallocated(shape: Shape, refs: list[str], repeats: int,
                        log: Callable[[str], None]) -> dict[str, dict[str, float]]:
     """softce (and PyTorch) writing into preallocated outputs: the kernels without the page
-    faults of a fresh output. Medians in seconds, {function: {impl: s}}."""
+    faults of a fresh output; and softce's fresh outputs with the output cache off (each
+    output a new np.empty, every page faulted). Medians in seconds, {function: {impl: s}}."""
     import softce
+    from softce import buffers
 
     inp = make_inputs(shape)
     x, labels = inp.x, inp.labels
@@ -424,11 +430,18 @@ def bench_preallocated(shape: Shape, refs: list[str], repeats: int,
         calls["softmax"]["PyTorch"] = lambda: torch.softmax(torch.from_numpy(x), 1, out=tbuf)
         calls["log_softmax"]["PyTorch"] = (
             lambda: torch.log_softmax(torch.from_numpy(x), 1, out=tbuf))
+    fresh = {"softmax": lambda: softce.softmax(x), "log_softmax": lambda: softce.log_softmax(x),
+             "cross_entropy_grad": lambda: softce.cross_entropy_grad(x, labels)}
     for function, impls in calls.items():
         out[function] = {}
         for impl, fn in impls.items():
             fn()
             out[function][impl] = statistics.median(time_calls(fn, repeats))
+        limit = buffers.configure(0)  # fresh outputs from np.empty: every page faulted
+        try:
+            out[function][NO_CACHE] = statistics.median(time_calls(fresh[function], repeats))
+        finally:
+            buffers.configure(limit)
         log(f"{shape.label:>22} {function:<20} preallocated: " + ", ".join(
             f"{k} {v * 1e3:.2f} ms" for k, v in out[function].items()))
     return out
@@ -887,12 +900,17 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
         out += [f"## Preallocated outputs, {BAR_SHAPE[0]}x{BAR_SHAPE[1]} {BAR_SHAPE[2]}", "",
                 "The same calls writing into an existing, already touched array "
                 "(`out=`; for cross_entropy_grad `out=` the gradient buffer): the cost of the "
-                "kernels without the page faults of a fresh output. Not part of the bar.", ""]
-        impls = sorted({i for v in pre.values() for i in v}, key=IMPLS.index)
-        body = [[f] + [_ms(v.get(i)) for i in impls] + [_ms(fresh_of(rows, f))]
+                "kernels without the page faults of a fresh output. Not part of the bar. "
+                "Beside them, softce's fresh-output calls as in the bar (large outputs reuse "
+                "the buffers of dead ones: `softce.buffers`) and with that cache off "
+                "(`softce.buffers.configure(0)`: every output a new `np.empty` whose pages "
+                "fault on the first write).", ""]
+        impls = [i for i in IMPLS if any(i in v for v in pre.values())]
+        body = [[f] + [_ms(v.get(i)) for i in impls] + [_ms(fresh_of(rows, f)),
+                                                         _ms(v.get(NO_CACHE))]
                 for f, v in pre.items()]
         out.append(_md_table(["function"] + [f"{i} ms (out=)" for i in impls]
-                             + ["softce ms (fresh)"], body))
+                             + ["softce ms (fresh)", "softce ms (fresh, cache off)"], body))
         out.append("")
     if startup:
         cold, warm = startup["cold"], startup["warm"]

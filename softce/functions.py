@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from . import buffers
 from ._arrays import (
     Rows,
     as_float_array,
@@ -43,7 +44,7 @@ def _rowwise(name: str, arr: np.ndarray, axis: int, out: np.ndarray | None,
         check_out(out, arr.shape, arr.dtype)
         check_no_partial_overlap(out, ("the input", arr), *(("g", o) for o in others))
     direct = rows_view_of(out, rows)
-    dest = direct if direct is not None else np.empty_like(rows.data)
+    dest = direct if direct is not None else buffers.empty_like(rows.data)
     _kernel(name, arr.dtype)(rows.data, *extra, dest)
     return write_result(dest.reshape(arr.shape) if direct is not None else rows.restore(dest),
                         out)
@@ -72,7 +73,7 @@ def logsumexp(x: object, axis: int = -1, *, keepdims: bool = False) -> np.ndarra
     arr = as_float_array(x, "x")
     ax = check_axis(axis, arr.ndim)
     rows = to_rows(arr, ax)
-    lse = np.empty(rows.data.shape[0], arr.dtype)
+    lse = buffers.empty(rows.data.shape[0], arr.dtype)
     _kernel("logsumexp", arr.dtype)(rows.data, lse)
     res = rows.restore_batch(lse)
     return np.expand_dims(res, ax) if keepdims else res
@@ -86,7 +87,7 @@ def logsumexp_vjp(x: object, g: object, axis: int = -1) -> np.ndarray:
     ax = check_axis(axis, arr.ndim)
     rows = to_rows(arr, ax)
     w = _batch_like(g, "g", rows, arr.dtype)
-    dest = np.empty_like(rows.data)
+    dest = buffers.empty_like(rows.data)
     _kernel("logsumexp_grad", arr.dtype)(rows.data, w, dest)
     return rows.restore(dest)
 
@@ -101,7 +102,7 @@ def sigmoid(x: object, *, out: np.ndarray | None = None) -> np.ndarray:
         check_no_partial_overlap(out, ("x", arr))
     flat = np.ascontiguousarray(arr).reshape(-1)
     direct = out is not None and out.flags.c_contiguous
-    dest = out.reshape(-1) if direct else np.empty_like(flat)
+    dest = out.reshape(-1) if direct else buffers.empty_like(flat)
     _kernel("sigmoid", arr.dtype)(flat, dest)
     return out if direct else write_result(dest.reshape(arr.shape), out)
 
@@ -116,7 +117,7 @@ def entropy(p: object, axis: int = -1, base: float | None = None) -> np.ndarray:
     arr = as_float_array(p, "p")
     ax = check_axis(axis, arr.ndim)
     rows = to_rows(arr, ax)
-    h = np.empty(rows.data.shape[0], arr.dtype)
+    h = buffers.empty(rows.data.shape[0], arr.dtype)
     if base is None:
         _kernel("entropy", arr.dtype)(rows.data, h)
     else:
@@ -153,7 +154,7 @@ def softmax_jacobian(x: object, axis: int = -1) -> np.ndarray:
     ax = check_axis(axis, arr.ndim)
     rows = to_rows(arr, ax)
     n = arr.shape[ax]
-    jac = np.empty((rows.data.shape[0], n, n), arr.dtype)
+    jac = buffers.empty((rows.data.shape[0], n, n), arr.dtype)
     _kernel("softmax_jacobian", arr.dtype)(rows.data, jac)
     return jac.reshape(rows.batch_shape + (n, n))
 
@@ -183,7 +184,7 @@ def cross_entropy(logits: object, target: object, *, axis: int = -1,
                                      options=opts)
     ce = ce_call(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
                   z_loss, softcap, return_lse, empty_mean)
-    loss = np.empty(ce.n_rows, ce.dtype)
+    loss = buffers.empty(ce.n_rows, ce.dtype)
     if ce.plain:
         if ce.labels is not None:
             _kernel("cross_entropy_label", ce.dtype)(ce.x, ce.labels, loss)
@@ -226,9 +227,9 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
         # the kernel reads labels or probabilities while it writes out: no overlap at all
         check_no_partial_overlap(out, ("target", ce.target))
     w = _row_weights(grad_output, reduction, rows, arr.dtype, ce.denominator())
-    loss = np.empty(ce.n_rows, ce.dtype)
+    loss = buffers.empty(ce.n_rows, ce.dtype)
     direct = rows_view_of(out, rows)
-    grad = direct if direct is not None else np.empty_like(rows.data)
+    grad = direct if direct is not None else buffers.empty_like(rows.data)
     lse = None
     if ce.plain:
         if ce.labels is not None:
@@ -259,7 +260,7 @@ def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = N
                  None, name="logp")
     n = ce.rows.data.shape[1]
     cw = ce.opts.weight if ce.opts.weight is not None else np.ones(n, ce.dtype)
-    loss = np.empty(ce.n_rows, ce.dtype)
+    loss = buffers.empty(ce.n_rows, ce.dtype)
     _kernel("nll_loss", ce.dtype)(ce.x, cw, ce.labels, ce.counted.astype(ce.dtype), loss)
     loss[~ce.counted] = 0
     return ce.reduce(loss)
@@ -271,7 +272,7 @@ def softmax_entropy(logits: object, axis: int = -1) -> np.ndarray:
         return _cuda().softmax_entropy(logits, axis)
     arr = as_float_array(logits, "logits")
     rows = to_rows(arr, check_axis(axis, arr.ndim))
-    h = np.empty(rows.data.shape[0], arr.dtype)
+    h = buffers.empty(rows.data.shape[0], arr.dtype)
     _kernel("softmax_entropy", arr.dtype)(rows.data, h)
     return rows.restore_batch(h)
 
@@ -286,8 +287,8 @@ def softmax_entropy_grad(logits: object, axis: int = -1, grad_output: object = N
     rows = to_rows(arr, check_axis(axis, arr.ndim))
     w = _batch_like(1.0 if grad_output is None else grad_output, "grad_output", rows,
                     arr.dtype)
-    h = np.empty(rows.data.shape[0], arr.dtype)
-    grad = np.empty_like(rows.data)
+    h = buffers.empty(rows.data.shape[0], arr.dtype)
+    grad = buffers.empty_like(rows.data)
     _kernel("softmax_entropy_grad", arr.dtype)(rows.data, w, grad, h)
     return rows.restore_batch(h), rows.restore(grad)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import buffers
 from ._arrays import DTYPE_SUFFIX, Rows, as_float_array, check_axis, host_values, to_rows
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -188,7 +189,7 @@ class CECall:
             inputs = [self.x, cw, self.labels, self.counted.astype(self.dtype)]
         else:
             inputs = [self.x, self.probs, cw]
-        lse = np.empty(self.n_rows, self.dtype)
+        lse = buffers.empty(self.n_rows, self.dtype)
         if grad is None:
             kernel(f"cross_entropy_{target}_{variant}", self.dtype)(*inputs, *params, loss, lse)
         else:
@@ -237,7 +238,7 @@ def ce_call(logits: object, target: object, axis: int, reduction: str, weight: o
                         f"dtype {tgt.dtype}")
     x = rows.data
     if opts.softcap is not None:
-        x = np.empty_like(rows.data)
+        x = buffers.empty_like(rows.data)
         kernel("softcap", arr.dtype)(rows.data.reshape(-1), arr.dtype.type(opts.softcap),
                                      x.reshape(-1))
     return CECall(arr, tgt, rows, x, labels, counted, probs, opts, reduction)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import buffers
 from ._arrays import as_float_array, host_values, on_device
 from .losses import check_reduction, kernel
 
@@ -90,7 +91,7 @@ def _run(name: str, arr: Any, operands: list, reduction: str) -> Any:
         size = int(np.prod(shape, dtype=np.int64))
         divisor = {"sum": 1, "batchmean": shape[0] if shape else 1}.get(reduction, size)
         return elementwise_loss(name, shape, np.dtype(arr.dtype), operands, reduction, divisor)
-    out = np.empty(arr.size, arr.dtype)
+    out = buffers.empty(arr.size, arr.dtype)
     kernel(name, arr.dtype)(*operands, out)
     return _reduce(out, shape, reduction)
 
