@@ -5,7 +5,10 @@ Kernels compile with ``reassoc`` (their sums must vectorise), which allows LLVM 
 entirely, and with m = 100 it costs ~2e-6 absolute. ``llvm.arithmetic.fence`` is LLVM's
 barrier for exactly this: no re-association crosses it, so x - m (exact when x and m are
 close, Sterbenz) is rounded before any row-level term joins it. Measured cost: the loop that
-uses it is not vectorised (~0.25 ns per element instead of ~0.06).
+uses it is not vectorised (~0.25 ns per element instead of ~0.06). Compiling the subtraction
+in a callee without ``reassoc`` instead vectorises but is not enough: inlined into
+log_softmax it still returned 0 for equal float32 logits of 1e30
+(tests/test_edges_mpmath.py catches it).
 """
 
 from __future__ import annotations

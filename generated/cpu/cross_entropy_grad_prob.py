@@ -8,7 +8,7 @@
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       34f8170a5ae1ba2c
+#   softce/shift.py       9b9a8920a2213542
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 

@@ -5,7 +5,7 @@
 #   D14  softcap_grad     94b25240f88a792c
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       34f8170a5ae1ba2c
+#   softce/shift.py       9b9a8920a2213542
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
