@@ -188,24 +188,29 @@ Definition = Callable[[Row, Mapping[sp.Symbol, int]], sp.Expr]
 Variable = Callable[[Mapping[sp.Symbol, int]], sp.Basic]
 
 
-def _concrete_derivative(derived: sp.Expr, definition: Definition,
-                         wrt: Variable) -> tuple[bool, str]:
-    for size in SIZES:
+def _concrete_derivative(derived: sp.Expr, definition: Definition, wrt: Variable,
+                         sizes: Iterable[int] = SIZES) -> tuple[bool, str]:
+    sizes = tuple(sizes)
+    for size in sizes:
         row, written = Row(size), at_size(derived, size)
         for values in index_values(written, size):
             direct = unfold(sp.diff(definition(row, values), wrt(values)), row)
             if not concrete_zero(written.subs(values) - direct):
                 return False, f"differs at n = {size}, {values}"
-    return True, "against sympy.diff of the written-out definition, n = 1..8, every index"
+    return True, (f"against sympy.diff of the written-out definition, n = {sizes[0]}.."
+                  f"{sizes[-1]}, every index")
 
 
 def check_derivative(d: Derivation, claim: str, derived: sp.Expr, definition: Definition,
-                     wrt: Variable, *, numeric_sizes: Iterable[int] = (1, 3, 5)) -> None:
+                     wrt: Variable, *, numeric_sizes: Iterable[int] = (1, 3, 5),
+                     concrete: bool = True) -> None:
     """Check a derived derivative against sympy.diff of the written-out definition for every
-    n = 1..8 and every index value (exact), and against mpmath's numerical derivative of the
-    definition at random points (50 digits). ``definition(row, indices)`` is the function,
-    ``wrt(indices)`` the variable; p and LSE are unfolded on both sides."""
-    d.check(claim, CONCRETE, *_concrete_derivative(derived, definition, wrt))
+    n = 1..8 and every index value (exact; ``concrete=False`` leaves that to the caller), and
+    against mpmath's numerical derivative of the definition at random points (50 digits).
+    ``definition(row, indices)`` is the function, ``wrt(indices)`` the variable; p and LSE
+    are unfolded on both sides."""
+    if concrete:
+        d.check(claim, CONCRETE, *_concrete_derivative(derived, definition, wrt))
 
     def numerical(size: int, point: Mapping, values: Mapping) -> sp.Float:
         row = Row(size)
