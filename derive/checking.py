@@ -188,17 +188,15 @@ Definition = Callable[[Row, Mapping[sp.Symbol, int]], sp.Expr]
 Variable = Callable[[Mapping[sp.Symbol, int]], sp.Basic]
 
 
-def _concrete_derivative(derived: sp.Expr, definition: Definition, wrt: Variable,
-                         sizes: Iterable[int] = SIZES) -> tuple[bool, str]:
-    sizes = tuple(sizes)
-    for size in sizes:
+def _concrete_derivative(derived: sp.Expr, definition: Definition,
+                         wrt: Variable) -> tuple[bool, str]:
+    for size in SIZES:
         row, written = Row(size), at_size(derived, size)
         for values in index_values(written, size):
             direct = unfold(sp.diff(definition(row, values), wrt(values)), row)
             if not concrete_zero(written.subs(values) - direct):
                 return False, f"differs at n = {size}, {values}"
-    return True, (f"against sympy.diff of the written-out definition, n = {sizes[0]}.."
-                  f"{sizes[-1]}, every index")
+    return True, "against sympy.diff of the written-out definition, n = 1..8, every index"
 
 
 def check_derivative(d: Derivation, claim: str, derived: sp.Expr, definition: Definition,

@@ -451,9 +451,10 @@ class _OptionsRun:
         params = ([dt.type(o.label_smoothing)] if o.label_smoothing else []) + [
             dt.type(o.z_loss)]
         variant = "smoothed" if o.label_smoothing else "weighted"
+        mask = None
         if self.labels is not None:
-            target, inputs = "label", [x, cw, self.labels[0], _operand(
-                self.labels[2].astype(dt))]
+            mask = _operand(self.labels[2].astype(dt))
+            target, inputs = "label", [x, cw, self.labels[0], mask]
         else:
             target, inputs = "prob", [x, self.probs, cw]
         lse = dev.empty((n_rows,), dt)
@@ -466,8 +467,8 @@ class _OptionsRun:
                       *params, dest, loss, lse)
             if o.softcap is not None:
                 _run_flat("softcap_grad", dt, self.rows.data, dest, dt.type(o.softcap), grad)
-        if self.labels is not None and not self.labels[2].all():
-            dev.zero_ignored(_operand(self.labels[2].astype(np.int8)), loss, grad)
+        if mask is not None and not self.labels[2].all():
+            dev.zero_ignored(mask, loss, grad)
         return lse
 
     def reduce(self, loss, reduction: str):
@@ -503,11 +504,11 @@ def nll_loss(logp: object, target: object, *, axis: int = -1, options: CEOptions
     dt = np.dtype(arr.dtype)
     cw = _operand(options.weight if options.weight is not None else np.ones(n, dt))
     loss = dev.empty((n_rows,), dt)
-    _run_rows("nll_loss", dt, n_rows, n, rows.data, cw, labels[0],
-              _operand(labels[2].astype(dt)), loss)
+    mask = _operand(labels[2].astype(dt))
+    _run_rows("nll_loss", dt, n_rows, n, rows.data, cw, labels[0], mask, loss)
     run = _OptionsRun(arr, rows, labels, None, options)
     if not labels[2].all():
-        dev.zero_ignored(_operand(labels[2].astype(np.int8)), loss)
+        dev.zero_ignored(mask, loss)
     return run.reduce(loss, reduction)
 
 
