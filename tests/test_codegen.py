@@ -22,6 +22,19 @@ def test_float64_printing_uses_the_float64_exp() -> None:
     assert NumbaPrinter("f64").doprint(sp.exp(-x[i])) == "exp_f64(-x_r[i])"
 
 
+def test_exp_of_a_difference_below_its_max_prints_the_nonpositive_exp() -> None:
+    """D2: x_k - max_j x_j <= 0; the chunk max m_c, row max m and merged max m_new each bound
+    everything of lower rank. Any other argument keeps the general exp."""
+    pr = NumbaPrinter("f32", x)
+    x_chunk = sp.IndexedBase("x_chunk")
+    m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
+    for arg in (x[i] - m, x_chunk[k] - m_c, m_c - m_new, m - m_new, m_c - m, x[k] - m_new):
+        assert pr.doprint(sp.exp(arg)).startswith("exp_nonpos_f32("), arg
+    for arg in (m - m_c, m - x[i], y[i] - m, x[i] - m + 1, 2 * x[i] - m, x[i] - y[i], -x[i]):
+        assert pr.doprint(sp.exp(arg)).startswith("exp_f32("), arg
+    assert NumbaPrinter("f64").doprint(sp.exp(x[i] - m)) == "exp_f64(x_r[i] - m)"
+
+
 def test_loads_and_shift_are_printed_first() -> None:
     """x[i] - m is rounded (behind an arithmetic fence) before row-level terms are added."""
     lse_tail = sp.Symbol("t0")

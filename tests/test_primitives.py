@@ -17,7 +17,7 @@ import pytest
 from numba.core.errors import TypingError
 
 from softce.jit import FASTMATH
-from softce.primitives import exp_f32, exp_f64, fmax, fmin
+from softce.primitives import exp_f32, exp_f64, exp_nonpos_f32, exp_nonpos_f64, fmax, fmin
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = {"fastmath": set(FASTMATH), "error_model": "numpy"}
@@ -48,6 +48,18 @@ def _shifted_exp32(x, m, out):
 def _shifted_exp64(x, m, out):
     for k in range(x.shape[0]):
         out[k] = exp_f64(x[k] - m)
+
+
+@nb.njit(**KERNEL)
+def _nonpos_exp32(x, out):
+    for k in range(x.shape[0]):
+        out[k] = exp_nonpos_f32(x[k])
+
+
+@nb.njit(**KERNEL)
+def _nonpos_exp64(x, out):
+    for k in range(x.shape[0]):
+        out[k] = exp_nonpos_f64(x[k])
 
 
 @nb.njit(**KERNEL)
@@ -199,6 +211,39 @@ def test_exp_special_values(fn) -> None:
     for v, w in SPECIAL:
         assert fn(dtype(v)) == w and fn.py_func(dtype(v)) == w
     assert np.isnan(fn(dtype(np.nan))) and np.isnan(fn.py_func(dtype(np.nan)))
+
+
+def test_exp_nonpos_f32_is_exp_f32_bit_for_bit() -> None:
+    # Every 5th float32 in [-104, 0], the clamped range below it and the special values.
+    top = np.float32(104).view(np.int32)
+    x = -np.arange(0, top + 1, 5, dtype=np.int32).view(np.float32)
+    below = -np.arange(top, np.float32(np.finfo(np.float32).max).view(np.int32), 999_983,
+                       dtype=np.int32).view(np.float32)
+    special = np.float32([0.0, -0.0, -np.inf, np.nan, -1e-45, -103.972, -103.973, -87.34])
+    x = np.concatenate([x, below, special])
+    want, got = np.empty_like(x), np.empty_like(x)
+    _exp32_loop(x, want)
+    _nonpos_exp32(x, got)
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    assert (got[x.size - 8:-5] == [1, 1, 0]).all() and np.isnan(got[-5])
+
+
+def test_exp_nonpos_f64_is_exp_f64_bit_for_bit() -> None:
+    rng = np.random.default_rng(3)
+    x = np.concatenate([-rng.uniform(0, 746, 2_000_000), -rng.uniform(700, 760, 500_000),
+                        -rng.uniform(0, 1e-3, 100_000),
+                        [0.0, -0.0, -np.inf, np.nan, -5e-324, -745.13, -745.14, -1e308]])
+    want, got = np.empty_like(x), np.empty_like(x)
+    _exp64_loop(x, want)
+    _nonpos_exp64(x, got)
+    np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
+
+
+def test_exp_nonpos_pure_python_matches_compiled() -> None:
+    for fn, dtype in ((exp_nonpos_f32, np.float32), (exp_nonpos_f64, np.float64)):
+        for v in (0.0, -0.5, -20.25, -87.5, -103.0, -200.0, -np.inf):
+            assert fn.py_func(dtype(v)) == fn(dtype(v)), (fn, v)
+        assert np.isnan(fn.py_func(dtype(np.nan)))
 
 
 # (significand bits, 2**emax overflows, 2**emin the smallest subnormal) of each dtype.
@@ -399,6 +444,8 @@ def test_loops_vectorise() -> None:
         (_shifted_exp32, (np.ones(64, np.float32), np.float32(0), np.ones(64, np.float32)),
          "float", 8),
         (_shifted_exp64, (np.ones(64), 0.0, np.ones(64)), "double", 4),
+        (_nonpos_exp32, (np.ones(64, np.float32), np.ones(64, np.float32)), "float", 8),
+        (_nonpos_exp64, (np.ones(64), np.ones(64)), "double", 4),
         (_max_reduce, (np.ones(64, np.float32),), "float", 8),
         (_max_reduce, (np.ones(64),), "double", 4),
     ):

@@ -7,8 +7,9 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       9b9a8920a2213542
+#   softce/primitives.py  8aeaefbf54cd4e81
+#   softce/shift.py       d118cbb83b842b28
+#   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -18,76 +19,98 @@ import numba as nb
 import numpy as np
 
 from softce.jit import CPU_OPTIONS
-from softce.primitives import exp_f32, exp_f64, fmax
+from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
+from softce.stream import STREAM_BYTES, put, stream_fence
 
 CHUNK = 1024
+BLOCK = 16384
 
 
 @nb.njit(["void(float32[:, ::1], float32[:, ::1], float32[::1], float32[:, ::1], float32[::1])"], **CPU_OPTIONS)
 def cross_entropy_grad_prob_f32(x, y, grad_output, grad, loss):
     """loss[r] = LSE(x) sum(y) - x.y; grad[i] = w * (sum(y) softmax(x)[i] - y[i]) [D8, D9, D2, D11] (float32)"""
     rows, n = x.shape
-    for r in nb.prange(rows):
-        x_r = x[r]
-        y_r = y[r]
-        w = grad_output[r]
-        grad_r = grad[r]
-        sum_x_y = np.float32(0)
-        d = np.float32(0)
-        sum_y = np.float32(0)
-        m = np.float32(-np.inf)
-        for start in range(0, n, CHUNK):
-            stop = min(start + CHUNK, n)
-            x_chunk_r = x_r[start:stop]
-            y_chunk_r = y_r[start:stop]
-            m_c = np.float32(-np.inf)
-            for k in range(stop - start):
-                m_c = fmax(m_c, x_chunk_r[k])
-                sum_x_y += x_chunk_r[k]*y_chunk_r[k]
-                sum_y += y_chunk_r[k]
-            if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                d_c = np.float32(0)
+    stream = grad.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        grad_buf = np.empty(CHUNK, np.float32)
+        for r in range(b * block, min(b * block + block, rows)):
+            x_r = x[r]
+            y_r = y[r]
+            w = grad_output[r]
+            grad_r = grad[r]
+            sum_x_y = np.float32(0)
+            d = np.float32(0)
+            sum_y = np.float32(0)
+            m = np.float32(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                y_chunk_r = y_r[start:stop]
+                m_c = np.float32(-np.inf)
                 for k in range(stop - start):
-                    d_c += exp_f32(x_chunk_r[k] - m_c)
-                m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
-                m = m_new
-        t0 = np.float32(1) / d
-        loss[r] = sum_y*(m + math.log(d)) - sum_x_y
-        for i in range(n):
-            grad_r[i] = w*(sum_y*t0*exp_f32(x_r[i] - m) - y_r[i])
+                    m_c = fmax(m_c, x_chunk_r[k])
+                    sum_x_y += x_chunk_r[k]*y_chunk_r[k]
+                    sum_y += y_chunk_r[k]
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float32(0)
+                    for k in range(stop - start):
+                        d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    m = m_new
+            t0 = np.float32(1) / d
+            loss[r] = sum_y*(m + math.log(d)) - sum_x_y
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                y_chunk_r = y_r[start:stop]
+                for k in range(stop - start):
+                    grad_buf[k] = w*(sum_y*t0*exp_nonpos_f32(x_chunk_r[k] - m) - y_chunk_r[k])
+                put(grad_r[start:stop], grad_buf, stream)
+            stream_fence(stream)
 
 
 @nb.njit(["void(float64[:, ::1], float64[:, ::1], float64[::1], float64[:, ::1], float64[::1])"], **CPU_OPTIONS)
 def cross_entropy_grad_prob_f64(x, y, grad_output, grad, loss):
     """loss[r] = LSE(x) sum(y) - x.y; grad[i] = w * (sum(y) softmax(x)[i] - y[i]) [D8, D9, D2, D11] (float64)"""
     rows, n = x.shape
-    for r in nb.prange(rows):
-        x_r = x[r]
-        y_r = y[r]
-        w = grad_output[r]
-        grad_r = grad[r]
-        sum_x_y = np.float64(0)
-        d = np.float64(0)
-        sum_y = np.float64(0)
-        m = np.float64(-np.inf)
-        for start in range(0, n, CHUNK):
-            stop = min(start + CHUNK, n)
-            x_chunk_r = x_r[start:stop]
-            y_chunk_r = y_r[start:stop]
-            m_c = np.float64(-np.inf)
-            for k in range(stop - start):
-                m_c = fmax(m_c, x_chunk_r[k])
-                sum_x_y += x_chunk_r[k]*y_chunk_r[k]
-                sum_y += y_chunk_r[k]
-            if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                d_c = np.float64(0)
+    stream = grad.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        grad_buf = np.empty(CHUNK, np.float64)
+        for r in range(b * block, min(b * block + block, rows)):
+            x_r = x[r]
+            y_r = y[r]
+            w = grad_output[r]
+            grad_r = grad[r]
+            sum_x_y = np.float64(0)
+            d = np.float64(0)
+            sum_y = np.float64(0)
+            m = np.float64(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                y_chunk_r = y_r[start:stop]
+                m_c = np.float64(-np.inf)
                 for k in range(stop - start):
-                    d_c += exp_f64(x_chunk_r[k] - m_c)
-                m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
-                m = m_new
-        t0 = np.float64(1) / d
-        loss[r] = sum_y*(m + math.log(d)) - sum_x_y
-        for i in range(n):
-            grad_r[i] = w*(sum_y*t0*exp_f64(x_r[i] - m) - y_r[i])
+                    m_c = fmax(m_c, x_chunk_r[k])
+                    sum_x_y += x_chunk_r[k]*y_chunk_r[k]
+                    sum_y += y_chunk_r[k]
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float64(0)
+                    for k in range(stop - start):
+                        d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                    m = m_new
+            t0 = np.float64(1) / d
+            loss[r] = sum_y*(m + math.log(d)) - sum_x_y
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                y_chunk_r = y_r[start:stop]
+                for k in range(stop - start):
+                    grad_buf[k] = w*(sum_y*t0*exp_nonpos_f64(x_chunk_r[k] - m) - y_chunk_r[k])
+                put(grad_r[start:stop], grad_buf, stream)
+            stream_fence(stream)

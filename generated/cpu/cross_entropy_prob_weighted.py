@@ -7,8 +7,9 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       9b9a8920a2213542
+#   softce/primitives.py  8aeaefbf54cd4e81
+#   softce/shift.py       d118cbb83b842b28
+#   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -18,7 +19,7 @@ import numba as nb
 import numpy as np
 
 from softce.jit import CPU_OPTIONS
-from softce.primitives import exp_f32, exp_f64, fmax
+from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
 CHUNK = 1024
 
@@ -48,9 +49,9 @@ def cross_entropy_prob_weighted_f32(x, y, cw, z, loss, lse):
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
                 for k in range(stop - start):
-                    d_c += exp_f32(x_chunk_r[k] - m_c)
+                    d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
+                d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
         u0 = m + math.log(d)
         loss[r] = -sum_cw_x_y + sum_cw_y*u0 + u0 * u0*z
@@ -82,9 +83,9 @@ def cross_entropy_prob_weighted_f64(x, y, cw, z, loss, lse):
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)
                 for k in range(stop - start):
-                    d_c += exp_f64(x_chunk_r[k] - m_c)
+                    d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
+                d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
         u0 = m + math.log(d)
         loss[r] = -sum_cw_x_y + sum_cw_y*u0 + u0 * u0*z

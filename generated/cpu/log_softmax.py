@@ -7,8 +7,9 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       9b9a8920a2213542
+#   softce/primitives.py  8aeaefbf54cd4e81
+#   softce/shift.py       d118cbb83b842b28
+#   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -18,61 +19,86 @@ import numba as nb
 import numpy as np
 
 from softce.jit import CPU_OPTIONS
-from softce.primitives import exp_f32, exp_f64, fmax
-from softce.shift import shift_f32, shift_f64
+from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
+from softce.stream import STREAM_BYTES, put, stream_fence
 
 CHUNK = 1024
+BLOCK = 16384
 
 
 @nb.njit(["void(float32[:, ::1], float32[:, ::1])"], **CPU_OPTIONS)
 def log_softmax_f32(x, out):
     """out[i] = x[i] - LSE(x) [D10, D2, D11] (float32)"""
     rows, n = x.shape
-    for r in nb.prange(rows):
-        x_r = x[r]
-        out_r = out[r]
-        d = np.float32(0)
-        m = np.float32(-np.inf)
-        for start in range(0, n, CHUNK):
-            stop = min(start + CHUNK, n)
-            x_chunk_r = x_r[start:stop]
-            m_c = np.float32(-np.inf)
-            for k in range(stop - start):
-                m_c = fmax(m_c, x_chunk_r[k])
-            if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                d_c = np.float32(0)
+    stream = out.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        out_buf = np.empty(CHUNK, np.float32)
+        shift_r = np.empty(CHUNK, np.float32)
+        for r in range(b * block, min(b * block + block, rows)):
+            x_r = x[r]
+            out_r = out[r]
+            d = np.float32(0)
+            m = np.float32(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                m_c = np.float32(-np.inf)
                 for k in range(stop - start):
-                    d_c += exp_f32(x_chunk_r[k] - m_c)
-                m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
-                m = m_new
-        t0 = -math.log(d)
-        for i in range(n):
-            out_r[i] = shift_f32(x_r[i], m) + t0
+                    m_c = fmax(m_c, x_chunk_r[k])
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float32(0)
+                    for k in range(stop - start):
+                        d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    m = m_new
+            t0 = -math.log(d)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                for k in range(stop - start):
+                    shift_r[k] = x_chunk_r[k] - m  # D2's shift, rounded by this store
+                for k in range(stop - start):
+                    out_buf[k] = shift_r[k] + t0
+                put(out_r[start:stop], out_buf, stream)
+            stream_fence(stream)
 
 
 @nb.njit(["void(float64[:, ::1], float64[:, ::1])"], **CPU_OPTIONS)
 def log_softmax_f64(x, out):
     """out[i] = x[i] - LSE(x) [D10, D2, D11] (float64)"""
     rows, n = x.shape
-    for r in nb.prange(rows):
-        x_r = x[r]
-        out_r = out[r]
-        d = np.float64(0)
-        m = np.float64(-np.inf)
-        for start in range(0, n, CHUNK):
-            stop = min(start + CHUNK, n)
-            x_chunk_r = x_r[start:stop]
-            m_c = np.float64(-np.inf)
-            for k in range(stop - start):
-                m_c = fmax(m_c, x_chunk_r[k])
-            if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                d_c = np.float64(0)
+    stream = out.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        out_buf = np.empty(CHUNK, np.float64)
+        shift_r = np.empty(CHUNK, np.float64)
+        for r in range(b * block, min(b * block + block, rows)):
+            x_r = x[r]
+            out_r = out[r]
+            d = np.float64(0)
+            m = np.float64(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                m_c = np.float64(-np.inf)
                 for k in range(stop - start):
-                    d_c += exp_f64(x_chunk_r[k] - m_c)
-                m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
-                m = m_new
-        t0 = -math.log(d)
-        for i in range(n):
-            out_r[i] = shift_f64(x_r[i], m) + t0
+                    m_c = fmax(m_c, x_chunk_r[k])
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float64(0)
+                    for k in range(stop - start):
+                        d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                    m = m_new
+            t0 = -math.log(d)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                for k in range(stop - start):
+                    shift_r[k] = x_chunk_r[k] - m  # D2's shift, rounded by this store
+                for k in range(stop - start):
+                    out_buf[k] = shift_r[k] + t0
+                put(out_r[start:stop], out_buf, stream)
+            stream_fence(stream)

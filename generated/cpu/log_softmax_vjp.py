@@ -4,8 +4,9 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D10  log_softmax_vjp  350a18ed28e2ce27
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       9b9a8920a2213542
+#   softce/primitives.py  8aeaefbf54cd4e81
+#   softce/shift.py       d118cbb83b842b28
+#   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -14,33 +15,57 @@ import numpy as np
 
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_f32, exp_f64
+from softce.stream import STREAM_BYTES, put, stream_fence
+
+CHUNK = 1024
+BLOCK = 16384
 
 
 @nb.njit(["void(float32[:, ::1], float32[:, ::1], float32[:, ::1])"], **CPU_OPTIONS)
 def log_softmax_vjp_f32(logp, g, out):
     """out[i] = g[i] - exp(logp[i]) sum(g), logp = log_softmax(x) given [D10] (float32)"""
     rows, n = logp.shape
-    for r in nb.prange(rows):
-        logp_r = logp[r]
-        g_r = g[r]
-        out_r = out[r]
-        sum_g = np.float32(0)
-        for k in range(n):
-            sum_g += g_r[k]
-        for i in range(n):
-            out_r[i] = -sum_g*exp_f32(logp_r[i]) + g_r[i]
+    stream = out.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        out_buf = np.empty(CHUNK, np.float32)
+        for r in range(b * block, min(b * block + block, rows)):
+            logp_r = logp[r]
+            g_r = g[r]
+            out_r = out[r]
+            sum_g = np.float32(0)
+            for k in range(n):
+                sum_g += g_r[k]
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                logp_chunk_r = logp_r[start:stop]
+                g_chunk_r = g_r[start:stop]
+                for k in range(stop - start):
+                    out_buf[k] = -sum_g*exp_f32(logp_chunk_r[k]) + g_chunk_r[k]
+                put(out_r[start:stop], out_buf, stream)
+            stream_fence(stream)
 
 
 @nb.njit(["void(float64[:, ::1], float64[:, ::1], float64[:, ::1])"], **CPU_OPTIONS)
 def log_softmax_vjp_f64(logp, g, out):
     """out[i] = g[i] - exp(logp[i]) sum(g), logp = log_softmax(x) given [D10] (float64)"""
     rows, n = logp.shape
-    for r in nb.prange(rows):
-        logp_r = logp[r]
-        g_r = g[r]
-        out_r = out[r]
-        sum_g = np.float64(0)
-        for k in range(n):
-            sum_g += g_r[k]
-        for i in range(n):
-            out_r[i] = -sum_g*exp_f64(logp_r[i]) + g_r[i]
+    stream = out.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        out_buf = np.empty(CHUNK, np.float64)
+        for r in range(b * block, min(b * block + block, rows)):
+            logp_r = logp[r]
+            g_r = g[r]
+            out_r = out[r]
+            sum_g = np.float64(0)
+            for k in range(n):
+                sum_g += g_r[k]
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                logp_chunk_r = logp_r[start:stop]
+                g_chunk_r = g_r[start:stop]
+                for k in range(stop - start):
+                    out_buf[k] = -sum_g*exp_f64(logp_chunk_r[k]) + g_chunk_r[k]
+                put(out_r[start:stop], out_buf, stream)
+            stream_fence(stream)

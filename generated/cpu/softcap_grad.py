@@ -4,8 +4,9 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D14  softcap_grad     94b25240f88a792c
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       9b9a8920a2213542
+#   softce/primitives.py  8aeaefbf54cd4e81
+#   softce/shift.py       d118cbb83b842b28
+#   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 

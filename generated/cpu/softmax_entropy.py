@@ -8,8 +8,9 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       9b9a8920a2213542
+#   softce/primitives.py  8aeaefbf54cd4e81
+#   softce/shift.py       d118cbb83b842b28
+#   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -19,7 +20,7 @@ import numba as nb
 import numpy as np
 
 from softce.jit import CPU_OPTIONS
-from softce.primitives import exp_f32, exp_f64, fmax
+from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
 CHUNK = 1024
 
@@ -43,11 +44,11 @@ def softmax_entropy_f32(x, h):
                 sum_e_x_c = np.float32(0)
                 d_c = np.float32(0)
                 for k in range(stop - start):
-                    sum_e_x_c += exp_f32(x_chunk_r[k] - m_c)*(x_chunk_r[k] if x_chunk_r[k] != np.float32(-np.inf) else np.float32(0))
-                    d_c += exp_f32(x_chunk_r[k] - m_c)
+                    sum_e_x_c += exp_nonpos_f32(x_chunk_r[k] - m_c)*(x_chunk_r[k] if x_chunk_r[k] != np.float32(-np.inf) else np.float32(0))
+                    d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                sum_e_x = sum_e_x*exp_f32(m - m_new) + sum_e_x_c*exp_f32(m_c - m_new)  # D11 merge_d
-                d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
+                sum_e_x = sum_e_x*exp_nonpos_f32(m - m_new) + sum_e_x_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
         h[r] = m - sum_e_x/d + math.log(d)
 
@@ -71,10 +72,10 @@ def softmax_entropy_f64(x, h):
                 sum_e_x_c = np.float64(0)
                 d_c = np.float64(0)
                 for k in range(stop - start):
-                    sum_e_x_c += exp_f64(x_chunk_r[k] - m_c)*(x_chunk_r[k] if x_chunk_r[k] != np.float64(-np.inf) else np.float64(0))
-                    d_c += exp_f64(x_chunk_r[k] - m_c)
+                    sum_e_x_c += exp_nonpos_f64(x_chunk_r[k] - m_c)*(x_chunk_r[k] if x_chunk_r[k] != np.float64(-np.inf) else np.float64(0))
+                    d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                sum_e_x = sum_e_x*exp_f64(m - m_new) + sum_e_x_c*exp_f64(m_c - m_new)  # D11 merge_d
-                d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
+                sum_e_x = sum_e_x*exp_nonpos_f64(m - m_new) + sum_e_x_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
         h[r] = m - sum_e_x/d + math.log(d)

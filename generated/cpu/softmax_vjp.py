@@ -4,8 +4,9 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D10  softmax_vjp      18bfe2ecab63f3f7
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  3474439f54a10335
-#   softce/shift.py       9b9a8920a2213542
+#   softce/primitives.py  8aeaefbf54cd4e81
+#   softce/shift.py       d118cbb83b842b28
+#   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.
 
@@ -13,33 +14,57 @@ import numba as nb
 import numpy as np
 
 from softce.jit import CPU_OPTIONS
+from softce.stream import STREAM_BYTES, put, stream_fence
+
+CHUNK = 1024
+BLOCK = 16384
 
 
 @nb.njit(["void(float32[:, ::1], float32[:, ::1], float32[:, ::1])"], **CPU_OPTIONS)
 def softmax_vjp_f32(p, g, out):
     """out[i] = p[i] (g[i] - p.g), p = softmax(x) given [D10] (float32)"""
     rows, n = p.shape
-    for r in nb.prange(rows):
-        p_r = p[r]
-        g_r = g[r]
-        out_r = out[r]
-        sum_g_p = np.float32(0)
-        for k in range(n):
-            sum_g_p += g_r[k]*p_r[k]
-        for i in range(n):
-            out_r[i] = (g_r[i] - sum_g_p)*p_r[i]
+    stream = out.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        out_buf = np.empty(CHUNK, np.float32)
+        for r in range(b * block, min(b * block + block, rows)):
+            p_r = p[r]
+            g_r = g[r]
+            out_r = out[r]
+            sum_g_p = np.float32(0)
+            for k in range(n):
+                sum_g_p += g_r[k]*p_r[k]
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                p_chunk_r = p_r[start:stop]
+                g_chunk_r = g_r[start:stop]
+                for k in range(stop - start):
+                    out_buf[k] = (g_chunk_r[k] - sum_g_p)*p_chunk_r[k]
+                put(out_r[start:stop], out_buf, stream)
+            stream_fence(stream)
 
 
 @nb.njit(["void(float64[:, ::1], float64[:, ::1], float64[:, ::1])"], **CPU_OPTIONS)
 def softmax_vjp_f64(p, g, out):
     """out[i] = p[i] (g[i] - p.g), p = softmax(x) given [D10] (float64)"""
     rows, n = p.shape
-    for r in nb.prange(rows):
-        p_r = p[r]
-        g_r = g[r]
-        out_r = out[r]
-        sum_g_p = np.float64(0)
-        for k in range(n):
-            sum_g_p += g_r[k]*p_r[k]
-        for i in range(n):
-            out_r[i] = (g_r[i] - sum_g_p)*p_r[i]
+    stream = out.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        out_buf = np.empty(CHUNK, np.float64)
+        for r in range(b * block, min(b * block + block, rows)):
+            p_r = p[r]
+            g_r = g[r]
+            out_r = out[r]
+            sum_g_p = np.float64(0)
+            for k in range(n):
+                sum_g_p += g_r[k]*p_r[k]
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                p_chunk_r = p_r[start:stop]
+                g_chunk_r = g_r[start:stop]
+                for k in range(stop - start):
+                    out_buf[k] = (g_chunk_r[k] - sum_g_p)*p_chunk_r[k]
+                put(out_r[start:stop], out_buf, stream)
+            stream_fence(stream)

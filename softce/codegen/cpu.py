@@ -2,7 +2,8 @@
 
 Shape of every row kernel: ``prange`` over rows; per row, one pass over chunks of the class
 axis computes the max and the sums (shifted sums merged chunk by chunk with D11, so each row is
-read once for its reductions), then one pass writes the elementwise outputs.
+read once for its reductions), then one pass writes the elementwise outputs, a chunk at a time
+through ``softce.stream.put``. Scratch buffers are allocated once per thread, before the loop.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from .printer import DTYPES, NumbaPrinter
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
 
+#: Elements per task of a kernel with scratch buffers: each task (a block of rows) allocates its
+#: buffers once, so short rows do not pay an allocation each.
+BLOCK = 16384
+
 
 class _Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.indent = 0  # added to every depth: 1 inside a block of rows
 
     def add(self, depth: int, text: str) -> None:
-        self.lines.append("    " * depth + text if text else "")
+        self.lines.append("    " * (depth + self.indent) + text if text else "")
 
 
 def _label_types(kernel: RowKernel) -> list[str | None]:
@@ -61,8 +67,9 @@ class _HeldPrinter(NumbaPrinter):
     """Prints the loads in ``held`` as the locals that hold them (read before the row is
     overwritten); the expression keeps its Indexed, so x[c] - m still prints as a shift."""
 
-    def __init__(self, dtype: str, held: dict[sp.Indexed, str]) -> None:
-        super().__init__(dtype)
+    def __init__(self, dtype: str, held: dict[sp.Indexed, str],
+                 max_of: sp.IndexedBase | None = None) -> None:
+        super().__init__(dtype, max_of)
         self.held = held
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
@@ -205,9 +212,86 @@ def _stored_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, stored: sp
         out.add(4, f"{name}_chunk_r[k] = {pr.doprint(in_chunk(value))}")
 
 
+def _round_shift(expr: sp.Expr, x_i: sp.Indexed, rounded: sp.Expr) -> sp.Expr:
+    """Every sum x[i] - m + t (D2's shift joined by other terms) with x[i] - m as ``rounded``."""
+
+    def joined(e: sp.Expr) -> bool:
+        return e.is_Add and len(e.args) > 2 and (
+            {x_i, -m} <= set(e.args) or {-x_i, m} <= set(e.args))
+
+    def swap(e: sp.Expr) -> sp.Expr:
+        sign = 1 if x_i in e.args else -1
+        return sign * rounded + sp.Add(*(a for a in e.args if a not in (x_i, -x_i, m, -m)))
+
+    return expr.replace(joined, swap)
+
+
+def _chunked_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, shift: bool) -> None:
+    """The output pass, chunk by chunk: each output chunk is computed into the thread's buffer
+    ``<out>_buf`` and handed to ``put``, which stores it around the caches when the output is
+    large (``softce.stream``). With ``shift``, every sum x[i] - m + t reads x[i] - m from
+    ``shift_r``, filled by a loop of its own: its store rounds x[i] - m before t joins it,
+    which ``reassoc`` would otherwise rewrite as x[i] + (t - m) (``softce.shift``'s fence
+    forbids that too, but keeps the loop from vectorising)."""
+    x = kernel.max_of
+    bases = (*kernel.rows, *kernel.class_rows, *(base for base, _, _ in kernel.scratch))
+    views = {base: sp.IndexedBase(f"{base}_chunk") for base in bases}
+
+    def in_chunk(expr: sp.Expr) -> sp.Expr:
+        if shift:
+            expr = _round_shift(expr, x[i], sp.IndexedBase("shift")[k])
+        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views
+                            and e.indices == (i,), lambda e: sp.Indexed(views[e.base], k))
+
+    assigns = [(a.symbol, in_chunk(a.expr)) for a in kernel.element_level]
+    values = [(name, in_chunk(value)) for name, value in kernel.outputs]
+    exprs = [e for _, e in assigns + values]
+    used = [base for base in bases if any(e.has(views[base]) for e in exprs)]
+    if shift and x not in used:
+        used.insert(0, x)
+    out.add(2, "for start in range(0, n, CHUNK):")
+    out.add(3, "stop = min(start + CHUNK, n)")
+    for base in used:
+        out.add(3, f"{views[base]}_r = {base}_r[start:stop]")
+    if shift:
+        out.add(3, "for k in range(stop - start):")
+        out.add(4, f"shift_r[k] = {x}_chunk_r[k] - m  # D2's shift, rounded by this store")
+    out.add(3, "for k in range(stop - start):")
+    if any(e.has(i) for e in exprs):
+        out.add(4, "i = start + k")
+    for symbol, expr in assigns:
+        out.add(4, f"{symbol} = {pr.doprint(expr)}")
+    for name, value in values:
+        out.add(4, f"{name}_buf[k] = {pr.doprint(value)}")
+    for name, _ in kernel.outputs:
+        out.add(3, f"put({name}_r[start:stop], {name}_buf, stream)")
+    out.add(2, "stream_fence(stream)")
+
+
+def _uses_shift(kernel: RowKernel) -> bool:
+    if kernel.max_of is None:
+        return False
+    exprs = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
+    probe = sp.Symbol("rounded_shift")
+    return any(_round_shift(e, kernel.max_of[i], probe).has(probe) for e in exprs)
+
+
+def _buffers(kernel: RowKernel, stored: sp.Expr | None, shift: bool) -> list[tuple[str, str]]:
+    """(name, length) of each scratch buffer of a block of rows."""
+    buffers = []
+    if stored is not None:
+        buffers += [("m_chunks", "(n + CHUNK - 1) // CHUNK"), ("e_chunk", "CHUNK")]
+    elif kernel.outputs:
+        buffers += [(f"{name}_buf", "CHUNK") for name, _ in kernel.outputs]
+        if shift:
+            buffers.append(("shift_r", "CHUNK"))
+    buffers += [(f"{base}_r", "n") for base, _, _ in kernel.scratch]
+    return buffers
+
+
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for one RowKernel."""
-    pr = NumbaPrinter(dtype)
+    pr = NumbaPrinter(dtype, kernel.max_of)
     out = _Lines()
     sigs = ", ".join(f'"{signature(kernel, dtype, lab)}"' for lab in _label_types(kernel))
     out.add(0, f"@nb.njit([{sigs}], **CPU_OPTIONS)")
@@ -215,7 +299,21 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
     first = kernel.rows[0]
     out.add(1, f"rows, n = {first}.shape")
-    out.add(1, "for r in nb.prange(rows):")
+    stored = _stored_exp(kernel)
+    chunked = stored is None and bool(kernel.outputs)
+    shift = chunked and _uses_shift(kernel)
+    buffers = _buffers(kernel, stored, shift)
+    if chunked:
+        out.add(1, f"stream = {kernel.outputs[0][0]}.nbytes >= STREAM_BYTES  # softce.stream")
+    if buffers:
+        out.add(1, "block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers")
+        out.add(1, "for b in nb.prange((rows + block - 1) // block):")
+        for name, length in buffers:
+            out.add(2, f"{name} = np.empty({length}, np.{DTYPES[dtype]})")
+        out.add(2, "for r in range(b * block, min(b * block + block, rows)):")
+        out.indent = 1
+    else:
+        out.add(1, "for r in nb.prange(rows):")
     for row in kernel.rows:
         out.add(2, f"{row}_r = {row}[r]")
     for vector in kernel.class_rows:
@@ -224,19 +322,15 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         out.add(2, f"{sym} = {name}[r]")
     for name, _ in (*kernel.outputs, *kernel.pair_outputs):
         out.add(2, f"{name}_r = {name}[r]")
-    stored = _stored_exp(kernel)
     row_pr = pr
     if stored is not None:  # the sum pass overwrites the output row, which may alias x
         held = {load: f"held{q}" for q, load in enumerate(sorted(_row_loads(kernel), key=str))}
         for load, local in held.items():
             out.add(2, f"{local} = {pr.doprint(load)}  # read before the row is overwritten")
-        out.add(2, f"m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.{DTYPES[dtype]})")
-        out.add(2, f"e_chunk = np.empty(CHUNK, np.{DTYPES[dtype]})")
-        row_pr = _HeldPrinter(dtype, held)
+        row_pr = _HeldPrinter(dtype, held, kernel.max_of)
     _reductions(out, pr, kernel, stored)
     _assign(out, 2, row_pr, kernel.row_level)
     for base, assigns, value in kernel.scratch:
-        out.add(2, f"{base}_r = np.empty(n, np.{DTYPES[dtype]})")
         out.add(2, "for i in range(n):")
         _assign(out, 3, pr, assigns)
         out.add(3, f"{base}_r[i] = {pr.doprint(value)}")
@@ -244,17 +338,15 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         out.add(2, f"{name}[r] = {row_pr.doprint(value)}")
     if stored is not None:
         _stored_outputs(out, pr, kernel, stored)
-    elif kernel.outputs:
-        out.add(2, "for i in range(n):")
-        _assign(out, 3, pr, kernel.element_level)
-        for name, value in kernel.outputs:
-            out.add(3, f"{name}_r[i] = {pr.doprint(value)}")
+    elif chunked:
+        _chunked_outputs(out, pr, kernel, shift)
     if kernel.pair_outputs:
         out.add(2, "for i in range(n):")
         out.add(3, "for j in range(n):")
         _assign(out, 4, pr, kernel.element_level)
         for name, value in kernel.pair_outputs:
             out.add(4, f"{name}_r[i, j] = {pr.doprint(value)}")
+    out.indent = 0
     return out.lines
 
 
@@ -290,15 +382,22 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     for dtype in DTYPES:
         body += ["", "", *emit(kernel, dtype)]
     text = "\n".join(body)
-    used = [name for name in ("exp_f32", "exp_f64", "fmax", "fmin") if f"{name}(" in text]
+    used = [name for name in ("exp_f32", "exp_f64", "exp_nonpos_f32", "exp_nonpos_f64", "fmax",
+                              "fmin") if f"{name}(" in text]
     shifts = [name for name in ("shift_f32", "shift_f64") if f"{name}(" in text]
+    streams = [name for name in ("STREAM_BYTES", "put", "stream_fence")
+               if name == "STREAM_BYTES" and name in text or f"{name}(" in text]
     lines = ["import math", ""] if "math." in text else []
     lines += ["import numba as nb", "import numpy as np", "", "from softce.jit import CPU_OPTIONS"]
     if used:
         lines.append(f"from softce.primitives import {', '.join(used)}")
     if shifts:
         lines.append(f"from softce.shift import {', '.join(shifts)}")
+    if streams:
+        lines.append(f"from softce.stream import {', '.join(streams)}")
     if "CHUNK" in text:
         lines += ["", f"CHUNK = {CHUNK}"]
+    if "BLOCK" in text:
+        lines.append(f"BLOCK = {BLOCK}")
     return "\n".join(lines + body) + "\n"
 

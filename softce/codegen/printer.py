@@ -17,6 +17,9 @@ from .lower import m
 
 DTYPES = {"f32": "float32", "f64": "float64"}
 
+#: The running maxima a row kernel names, each a max over those of lower rank (elements: 0).
+_MAX_RANK = {"m_c": 1, "m": 2, "m_new": 3}
+
 
 class NumbaPrinter(PythonCodePrinter):
     """A SymPy Python printer whose numbers and functions fit a float32/float64 kernel."""
@@ -24,10 +27,13 @@ class NumbaPrinter(PythonCodePrinter):
     #: Print x[i] - m through ``shift_<dtype>`` (kernels compiled with ``reassoc``).
     ordered_shift = True
 
-    def __init__(self, dtype: str) -> None:
+    def __init__(self, dtype: str, max_of: sp.IndexedBase | None = None) -> None:
         super().__init__({"standard": "python3"})
         self.dtype = dtype
         self.np_type = f"np.{DTYPES[dtype]}"
+        #: The row whose max is the kernel's shift: exp(a - b) with b a max over a's values
+        #: prints as ``exp_nonpos_<dtype>`` (``None``: every exp prints as ``exp_<dtype>``).
+        self.max_of = max_of
 
     def const(self, value: str) -> str:
         return f"{self.np_type}({value})"
@@ -106,7 +112,29 @@ class NumbaPrinter(PythonCodePrinter):
 
     # functions -------------------------------------------------------------------------
     def _print_exp(self, expr: sp.exp) -> str:
-        return f"exp_{self.dtype}({self._print(expr.args[0])})"
+        arg = expr.args[0]
+        name = "exp_nonpos" if self._nonpositive(arg) else "exp"
+        return f"{name}_{self.dtype}({self._print(arg)})"
+
+    def _nonpositive(self, arg: sp.Expr) -> bool:
+        """arg = a - b with b a max taken over a (D2: x_k - max_j x_j <= 0), so arg <= 0.
+
+        The maxima, each over everything of lower rank: an element of ``max_of`` (or of its
+        chunk view), a chunk's max ``m_c``, the row's max ``m`` (final wherever an exp reads
+        it), and ``m_new`` = max(m, m_c), D11's merge.
+        """
+        if self.max_of is None or not arg.is_Add or len(arg.args) != 2:
+            return False
+        low, high = sorted(arg.args, key=lambda t: t.could_extract_minus_sign())
+        if not high.could_extract_minus_sign() or low.could_extract_minus_sign():
+            return False
+        return _MAX_RANK.get(str(-high), -1) > self._rank(low)
+
+    def _rank(self, term: sp.Expr) -> int:
+        rows = (str(self.max_of), f"{self.max_of}_chunk")
+        if isinstance(term, sp.Indexed) and str(term.base) in rows:
+            return 0
+        return _MAX_RANK.get(str(term), 4) if isinstance(term, sp.Symbol) else 4
 
     def _print_log(self, expr: sp.log) -> str:
         return f"math.log({self._print(expr.args[0])})"

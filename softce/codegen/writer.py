@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Runtime modules the generated kernels call; their hashes go in each header so that an edit
 #: to them changes the kernel files and so invalidates Numba's on-disk cache.
-RUNTIME = ("primitives.py", "shift.py", "jit.py")
+RUNTIME = ("primitives.py", "shift.py", "stream.py", "jit.py")
 #: The same for the CUDA kernels (no on-disk cache there: the hash records what they call).
 CUDA_RUNTIME = ("cuda/runtime.py",)
 
