@@ -3,7 +3,8 @@
 Shape of every row kernel: ``prange`` over rows; per row, one pass over chunks of the class
 axis computes the max and the sums (shifted sums merged chunk by chunk with D11, so each row is
 read once for its reductions), then one pass writes the elementwise outputs, a chunk at a time
-through ``softce.stream.put``. Scratch buffers are allocated once per thread, before the loop.
+through ``softce.stream.put``. A kernel that needs scratch buffers loops ``prange`` over blocks
+of rows (``BLOCK`` elements each) and allocates them once per block.
 """
 
 from __future__ import annotations
@@ -227,9 +228,9 @@ def _round_shift(expr: sp.Expr, x_i: sp.Indexed, rounded: sp.Expr) -> sp.Expr:
 
 
 def _chunked_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, shift: bool) -> None:
-    """The output pass, chunk by chunk: each output chunk is computed into the thread's buffer
-    ``<out>_buf`` and handed to ``put``, which stores it around the caches when the output is
-    large (``softce.stream``). With ``shift``, every sum x[i] - m + t reads x[i] - m from
+    """The output pass, chunk by chunk: each output chunk is computed into the block's buffer
+    ``<out>_buf`` and handed to ``put``, which stores it around the caches when the first
+    output is large (``softce.stream``). With ``shift``, every sum x[i] - m + t reads x[i] - m from
     ``shift_r``, filled by a loop of its own: its store rounds x[i] - m before t joins it,
     which ``reassoc`` would otherwise rewrite as x[i] + (t - m) (``softce.shift``'s fence
     forbids that too, but keeps the loop from vectorising)."""
