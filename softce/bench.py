@@ -2,7 +2,9 @@
 
 Every call is made as a user makes it: NumPy arrays in, fresh outputs allocated by the call.
 Each (shape, function, implementation) is warmed up once, then timed ``--repeats`` times
-(``--ref-repeats`` for the references); the median is reported. The machine's copy bandwidth
+(``--ref-repeats`` for the references) in ``--rounds`` blocks: softce and the references take
+turns, so a stretch of slow machine meets them all alike. The median is reported. The
+machine's copy bandwidth
 is measured in the same run, and two subprocesses time the cold first call (an empty Numba
 cache) and the warm import.
 
@@ -44,6 +46,7 @@ DEFAULT_REPEATS = 15  # softce calls are cheap; more of them steady the median
 DEFAULT_REF_REPEATS = 7
 QUICK_REPEATS = 3
 COPY_BYTES = 512 << 20
+DEFAULT_ROUNDS = 3  # each implementation's calls are timed in this many blocks, taking turns
 SETTLE_S = 0.02  # pause before each block of timed calls
 LOAD_WARN = 0.05  # warn when other processes use more of the CPU than this
 
@@ -380,21 +383,33 @@ def check_tolerance(dtype: str) -> float:
     return 1e-4 if dtype == "float32" else 1e-9
 
 
+def split_repeats(repeats: int, rounds: int) -> list[int]:
+    """``repeats`` calls as ``rounds`` blocks of near-equal size (empty blocks dropped)."""
+    return [n for i in range(rounds) if (n := repeats // rounds + (i < repeats % rounds))]
+
+
 def bench_shape(shape: Shape, refs: list[str], repeats: int, ref_repeats: int,
-                log: Callable[[str], None]) -> list[Row]:
+                log: Callable[[str], None], rounds: int = DEFAULT_ROUNDS) -> list[Row]:
+    """Time every function of ``shape``: softce and each reference in turn, ``rounds``
+    times, so that each implementation's calls spread over the same stretch of time."""
     inp = make_inputs(shape)
     calls = {impl: CALLS[impl](inp) for impl in ("softce", *refs)}
+    blocks = {impl: split_repeats(ref_repeats if impl in refs else repeats, rounds)
+              for impl in calls}
     rows = []
     for function in shape.functions():
         row = Row(shape, function)
         expected = calls["softce"][function]()  # warm-up (and compile) call
-        row.timings["softce"] = Timing(time_calls(calls["softce"][function], repeats))
+        row.timings["softce"] = Timing([])
         for ref in refs:
             result = calls[ref][function]()  # warm-up
-            err = max_rel_error(result, expected)
+            row.timings[ref] = Timing([], max_rel_error(result, expected))
             del result
-            row.timings[ref] = Timing(time_calls(calls[ref][function], ref_repeats), err)
         del expected
+        for block in range(rounds):
+            for impl, timing in row.timings.items():
+                if block < len(blocks[impl]):
+                    timing.samples += time_calls(calls[impl][function], blocks[impl][block])
         parts = [f"{impl} {t.median * 1e3:.2f} ms" for impl, t in row.timings.items()]
         log(f"{shape.label:>22} {function:<20} " + ", ".join(parts))
         rows.append(row)
@@ -802,7 +817,9 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
     out.append("Every call is made as a user makes it: NumPy arrays in, fresh outputs allocated "
                "by the call (page faults included). Each case is warmed up once, then timed "
                f"{data['repeats']} times for softce and {data['ref_repeats']} times for each "
-               "reference; the tables show the median (`min-max`: softce's fastest and "
+               f"reference, in {data.get('rounds', 1)} rounds where softce and the references "
+               "take turns (so a slow stretch of the machine meets them alike); the tables "
+               "show the median (`min-max`: softce's fastest and "
                "slowest call). `vs X` is X's time / softce's time "
                "(above 1: softce is faster). GB/s counts the logits read once, every output "
                "written once and the labels or target read once (softmax and log_softmax: "
@@ -1110,6 +1127,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref-repeats", type=int, default=None,
                         help="timed reference calls per case (default "
                              f"{DEFAULT_REF_REPEATS}, never more than --repeats)")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help="time each case in this many blocks per implementation, softce "
+                             "and the references taking turns, so all of them meet the same "
+                             f"stretches of machine speed (default {DEFAULT_ROUNDS})")
     parser.add_argument("--references", default=",".join(REFERENCES),
                         help="comma-separated subset of NumPy,SciPy,PyTorch (default: all "
                              "that are installed)")
@@ -1143,8 +1164,9 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)
     ref_repeats = min(args.ref_repeats or (QUICK_REPEATS if args.quick else DEFAULT_REF_REPEATS),
                       repeats)
-    if repeats < 1 or ref_repeats < 1:
-        print("softce bench: --repeats and --ref-repeats must be at least 1", file=sys.stderr)
+    if repeats < 1 or ref_repeats < 1 or args.rounds < 1:
+        print("softce bench: --repeats, --ref-repeats and --rounds must be at least 1",
+              file=sys.stderr)
         return 2
     wanted = [r.strip() for r in args.references.split(",") if r.strip()]
     unknown = [r for r in wanted if r not in REFERENCES]
@@ -1192,7 +1214,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.wait_idle:
                 wait_for_idle(args.wait_idle, log)
             shape_monitor = CpuMonitor()
-            shape_rows = bench_shape(shape, refs, repeats, ref_repeats, log)
+            shape_rows = bench_shape(shape, refs, repeats, ref_repeats, log, args.rounds)
             shape_pre = (bench_preallocated(shape, refs, repeats, log)
                          if shape.key == BAR_SHAPE else None)
             load[shape.label] = shape_monitor.report()
@@ -1223,6 +1245,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "repeats": repeats,
         "ref_repeats": ref_repeats,
+        "rounds": args.rounds,
         "machine": machine_info(refs),
         "code": code,
         "code_changed": code_state()["sources_sha256"] != code["sources_sha256"],

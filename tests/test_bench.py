@@ -81,3 +81,41 @@ def test_missing_reference_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.__import__", no_torch)
     refs, skipped = bench.available_references(["NumPy", "PyTorch"])
     assert refs == ["NumPy"] and "PyTorch" in skipped
+
+
+def test_split_repeats():
+    assert bench.split_repeats(15, 3) == [5, 5, 5]
+    assert bench.split_repeats(7, 3) == [3, 2, 2]
+    assert bench.split_repeats(2, 3) == [1, 1]
+    assert bench.split_repeats(4, 1) == [4]
+
+
+def test_rounds_take_turns(monkeypatch):
+    """Each implementation gets its repeats in `rounds` blocks, softce and the references
+    alternating block by block."""
+    order = []
+
+    def fake_time_calls(fn, repeats):
+        order.append((fn.__name__, repeats))
+        return [1e-3] * repeats
+
+    def calls(impl):
+        def make(inp):
+            out = {}
+            for f in bench.FUNCTIONS + (bench.PROB_CE,):
+                def call(f=f):
+                    return bench.softce_calls(inp)[f]()
+                call.__name__ = impl
+                out[f] = call
+            return out
+        return make
+
+    monkeypatch.setattr(bench, "time_calls", fake_time_calls)
+    monkeypatch.setattr(bench, "CALLS", {"softce": calls("softce"), "NumPy": calls("NumPy")})
+    rows = bench.bench_shape(bench.Shape(8, 30), ["NumPy"], 5, 3, lambda msg: None, rounds=3)
+    for row in rows:
+        assert len(row.timings["softce"].samples) == 5
+        assert len(row.timings["NumPy"].samples) == 3
+    per_function = order[:6]
+    assert per_function == [("softce", 2), ("NumPy", 1), ("softce", 2), ("NumPy", 1),
+                            ("softce", 1), ("NumPy", 1)]
