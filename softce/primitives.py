@@ -7,7 +7,8 @@ loop calling them (8-wide float32 on AVX2).
 
 ``exp_nonpos_f32``/``exp_nonpos_f64`` return the same bits as ``exp_f32``/``exp_f64`` for every
 x <= 0 (and -inf, NaN); they skip the overflow clamp and build 2^n from one offset factor instead
-of two halves, about a third fewer vector instructions. D2 proves the argument of every shifted
+of two halves (float32: straight from the bits of the rounded n, with no final NaN select),
+a third to 40% fewer vector instructions. D2 proves the argument of every shifted
 exp, x_k - max_j x_j, non-positive; the printer calls them only for such differences.
 
 The exp functions are compiled as their own ``njit`` functions with only
@@ -89,6 +90,33 @@ def _scale_down_codegen(bits: int, mantissa: int, bias: int):
     return codegen
 
 
+def _scale_down_rounded(p: float, t: float) -> float:
+    """``p * 2**n`` for float32 ``t = n + _ROUND_32``, an integral ``n <= 0`` (pure-Python path of
+    the intrinsic); NaN for a NaN ``t``."""
+    if t != t:
+        return np.float32(p) * np.float32(t)
+    return _scale(np.float32(p), np.float32(t) - _ROUND_32)
+
+
+def _scale_down_rounded_codegen(bits: int, mantissa: int, bias: int):
+    """LLVM body of ``(p * 2**(n + offset)) * 2**-offset`` with the exponent field of the first
+    factor taken from the bits of ``t = n + 1.5 * 2**mantissa``: shifting them left by
+    ``mantissa`` leaves ``n << mantissa`` (the constant's bits shift out), then the bias is added.
+    A NaN ``t`` comes from a NaN argument, whose ``p`` is NaN too."""
+    ity = ir.IntType(bits)
+    fty = ir.FloatType() if bits == 32 else ir.DoubleType()
+    offset = _OFFSET[bits]
+
+    def codegen(context, builder, signature, args):
+        p, t = args
+        shifted = builder.shl(builder.bitcast(t, ity), ir.Constant(ity, mantissa))
+        biased = builder.add(shifted, ir.Constant(ity, (bias + offset) << mantissa))
+        factor = builder.bitcast(biased, fty)
+        return builder.fmul(builder.fmul(p, factor), ir.Constant(fty, 2.0 ** -offset))
+
+    return codegen
+
+
 def _compile_scaling(python_impl, make_codegen) -> None:
     """Compile ``python_impl(p, n)`` as an intrinsic for two float32 or two float64 arguments."""
 
@@ -104,6 +132,7 @@ def _compile_scaling(python_impl, make_codegen) -> None:
 
 _compile_scaling(_scale, _scale_codegen)
 _compile_scaling(_scale_down, _scale_down_codegen)
+_compile_scaling(_scale_down_rounded, _scale_down_rounded_codegen)
 
 
 # --- exp ---------------------------------------------------------------------------------------
@@ -116,6 +145,7 @@ _HALF_32 = _F32(0.5)
 _ONE_32 = _F32(1.0)
 _HI_32 = _F32(89.0)  # > log(FLT_MAX) = 88.72: clamped inputs still overflow to inf
 _LO_32 = _F32(-104.0)  # < log(2**-150) = -103.97: clamped inputs still round to 0
+_ROUND_32 = _F32(12582912.0)  # 1.5 * 2**23: t + _ROUND_32 rounds t to an integer for |t| < 2**22
 # Cephes expf: exp(r) ~ 1 + r + r^2 * P(r) on |r| <= ln2/2.
 _P0_32 = _F32(1.9875691500e-4)
 _P1_32 = _F32(1.3981999507e-3)
@@ -126,10 +156,12 @@ _P5_32 = _F32(5.0000001201e-1)
 
 
 @nb.njit(**_EXP_OPTIONS)
-def _reduce_f32(xs: float) -> tuple[np.float32, np.float32]:
-    """(e^r, n) with xs = n ln2 + r: n = floor(xs log2(e) + 1/2), r = xs - n ln2 with ln2 split
-    Cody-Waite style (|r| <= ln2/2), e^r = 1 + r + r^2 P(r) with Cephes' degree-5 P."""
-    n = np.floor(xs * _LOG2E_32 + _HALF_32)
+def _reduce_f32(xs: float) -> tuple[np.float32, np.float32, np.float32]:
+    """(e^r, n, t) with xs = n ln2 + r: t = xs log2(e) + 1.5 * 2^23 rounds xs log2(e) to the
+    nearest integer n = t - 1.5 * 2^23 (the low bits of t hold it), r = xs - n ln2 with ln2
+    split Cody-Waite style (|r| <= ln2/2), e^r = 1 + r + r^2 P(r) with Cephes' degree-5 P."""
+    t = xs * _LOG2E_32 + _ROUND_32
+    n = t - _ROUND_32
     r = xs - n * _LN2_HI_32
     r = r - n * _LN2_LO_32
     p = _P0_32 * r + _P1_32
@@ -137,7 +169,7 @@ def _reduce_f32(xs: float) -> tuple[np.float32, np.float32]:
     p = p * r + _P3_32
     p = p * r + _P4_32
     p = p * r + _P5_32
-    return (p * (r * r) + r) + _ONE_32, n
+    return (p * (r * r) + r) + _ONE_32, n, t
 
 
 @nb.njit(**_EXP_OPTIONS)
@@ -152,24 +184,24 @@ def exp_f32(x: float) -> np.float32:
     x = np.float32(x)
     xs = x if x < _HI_32 else _HI_32
     xs = xs if xs > _LO_32 else _LO_32
-    p, n = _reduce_f32(xs)
+    p, n, _ = _reduce_f32(xs)
     y = _scale(np.float32(p), n)
     return y if x == x else x
 
 
 @nb.njit(**_EXP_OPTIONS)
 def exp_nonpos_f32(x: float) -> np.float32:
-    """float32 e^x for x <= 0, -inf or NaN: the bits of ``exp_f32(x)``, about a third cheaper.
+    """float32 e^x for x <= 0, -inf or NaN: the bits of ``exp_f32(x)``, about 40% cheaper.
 
-    x is clamped below at -104 (NaN taken there and restored at the end) and e^x = e^r 2^n with
-    2^n = 2^(n + 26) 2^-26, rounded once. A positive x above ~70 gives garbage: callers pass
-    x_k - m with m >= x_k (D2).
+    x is clamped below at -104 (a NaN passes the clamp and makes every step NaN) and
+    e^x = e^r 2^n with 2^n = 2^(n + 26) 2^-26, rounded once, its exponent field taken from the
+    bits of ``_reduce_f32``'s t. A positive x above ~70 gives garbage: callers pass x_k - m with
+    m >= x_k (D2).
     """
     x = np.float32(x)
-    xs = x if x > _LO_32 else _LO_32
-    p, n = _reduce_f32(xs)
-    y = _scale_down(np.float32(p), n)
-    return y if x == x else x
+    xs = _LO_32 if x < _LO_32 else x
+    p, _, t = _reduce_f32(xs)
+    return _scale_down_rounded(np.float32(p), t)
 
 
 _F64 = np.float64

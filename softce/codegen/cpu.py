@@ -3,8 +3,11 @@
 Shape of every row kernel: ``prange`` over rows; per row, one pass over chunks of the class
 axis computes the max and the sums (shifted sums merged chunk by chunk with D11, so each row is
 read once for its reductions), then one pass writes the elementwise outputs, a chunk at a time
-through ``softce.stream.put``. A kernel that needs scratch buffers loops ``prange`` over blocks
-of rows (``BLOCK`` elements each) and allocates them once per block.
+through ``softce.stream.put``. Where the outputs need exp(x[i] - m) (softmax, the label
+gradients), rows up to ``LONG_ROW`` keep each chunk's exps in the output row and rescale them
+there instead: one exp per element. A KroneckerDelta(i, c) in an output is taken out of its
+loop. A kernel that needs scratch buffers loops ``prange`` over blocks of rows (``BLOCK``
+elements each) and allocates them once per block.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ from .printer import DTYPES, NumbaPrinter
 
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
+
+#: Rows longer than this take the stored-exp kernels' long-row path: exp(x[i] - m) computed
+#: again in the output pass and each chunk stored through ``put`` (around the caches for a large
+#: output), not kept in the output row and rescaled there. Two exps per element instead of one,
+#: but each output line is written once, never read: on long rows that is both faster and far
+#: steadier than reading the row back out of L2. The choice depends on the row length only, so
+#: a row's result does not depend on how many rows come with it.
+LONG_ROW = 8 * CHUNK
 
 #: Elements per task of a kernel with scratch buffers: each task (a block of rows) allocates its
 #: buffers once, so short rows do not pay an allocation each.
@@ -204,13 +215,57 @@ def _stored_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, stored: sp
         out.add(3, f"{name}_chunk_r = {name}_r[start:stop]")
     for v in kernel.class_rows:
         out.add(3, f"{v}_chunk_r = {v}_r[start:stop]")
+    assigns = [(a.symbol, in_chunk(a.expr)) for a in kernel.element_level]
+    values = [(f"{name}_chunk_r", in_chunk(value)) for name, value in kernel.outputs]
+    _element_loop(out, pr, assigns, values, f"e_x = {names[0]}_chunk_r[k]*f_c  # {stored}")
+
+
+def _delta_index(exprs: list[sp.Expr]) -> sp.Expr | None:
+    """The one index c of every KroneckerDelta(i, c) in ``exprs`` (None if there is none, or
+    more than one c). The output pass then runs its loop with the delta at 0, and computes the
+    element i = c again with the delta at 1: no compare and select per element."""
+    others = {next(a for a in delta.args if a != i) for e in exprs
+              for delta in e.atoms(sp.KroneckerDelta) if i in delta.args}
+    return others.pop() if len(others) == 1 else None
+
+
+def _with_delta(expr: sp.Expr, value: int) -> sp.Expr:
+    return expr.replace(lambda e: isinstance(e, sp.KroneckerDelta) and i in e.args,
+                        lambda e: sp.Integer(value))
+
+
+def _element_loop(out: _Lines, pr: NumbaPrinter, assigns: list[tuple[sp.Symbol, sp.Expr]],
+                  values: list[tuple[str, sp.Expr]], first: str | None = None) -> None:
+    """``for k`` over the chunk (depth 3): the line ``first``, the element values, then
+    ``target[k] = value`` for each (target, value). A KroneckerDelta(i, c) is taken out of the
+    loop (``_delta_index``): the element i = c is computed before the loop, which may overwrite
+    what it reads, and stored after it."""
+    exprs = [e for _, e in assigns + values]
+    c = _delta_index(exprs)
+
+    def element(delta: int, store: str) -> None:
+        if first:
+            out.add(4, first)
+        if any(_with_delta(e, delta).has(i) for e in exprs):
+            out.add(4, "i = start + k")
+        for symbol, expr in assigns:
+            out.add(4, f"{symbol} = {pr.doprint(_with_delta(expr, delta))}")
+        for target, value in values:
+            out.add(4, store.format(target) + pr.doprint(_with_delta(value, delta)))
+
+    if c is not None:
+        out.add(3, f"at_c = start <= {pr.doprint(c)} < stop  # the chunk holds i = c")
+        for target, _ in values:
+            out.add(3, f"{target}_at_c = {pr.const('0')}")
+        out.add(3, "if at_c:")
+        out.add(4, f"k = {pr.doprint(c)} - start")
+        element(1, "{}_at_c = ")
     out.add(3, "for k in range(stop - start):")
-    out.add(4, "i = start + k")
-    out.add(4, f"e_x = {names[0]}_chunk_r[k]*f_c  # {stored}")
-    for a in kernel.element_level:
-        out.add(4, f"{a.symbol} = {pr.doprint(in_chunk(a.expr))}")
-    for name, value in kernel.outputs:
-        out.add(4, f"{name}_chunk_r[k] = {pr.doprint(in_chunk(value))}")
+    element(0, "{}[k] = ")
+    if c is not None:
+        out.add(3, "if at_c:")
+        for target, _ in values:
+            out.add(4, f"{target}[{pr.doprint(c)} - start] = {target}_at_c")
 
 
 def _round_shift(expr: sp.Expr, x_i: sp.Indexed, rounded: sp.Expr) -> sp.Expr:
@@ -257,13 +312,7 @@ def _chunked_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, shift: bo
     if shift:
         out.add(3, "for k in range(stop - start):")
         out.add(4, f"shift_r[k] = {x}_chunk_r[k] - m  # D2's shift, rounded by this store")
-    out.add(3, "for k in range(stop - start):")
-    if any(e.has(i) for e in exprs):
-        out.add(4, "i = start + k")
-    for symbol, expr in assigns:
-        out.add(4, f"{symbol} = {pr.doprint(expr)}")
-    for name, value in values:
-        out.add(4, f"{name}_buf[k] = {pr.doprint(value)}")
+    _element_loop(out, pr, assigns, [(f"{name}_buf", v) for name, v in values])
     for name, _ in kernel.outputs:
         out.add(3, f"put({name}_r[start:stop], {name}_buf, stream)")
     out.add(2, "stream_fence(stream)")
@@ -282,12 +331,30 @@ def _buffers(kernel: RowKernel, stored: sp.Expr | None, shift: bool) -> list[tup
     buffers = []
     if stored is not None:
         buffers += [("m_chunks", "(n + CHUNK - 1) // CHUNK"), ("e_chunk", "CHUNK")]
-    elif kernel.outputs:
+    if kernel.outputs:
         buffers += [(f"{name}_buf", "CHUNK") for name, _ in kernel.outputs]
         if shift:
             buffers.append(("shift_r", "CHUNK"))
     buffers += [(f"{base}_r", "n") for base, _, _ in kernel.scratch]
     return buffers
+
+
+def _row_passes(out: _Lines, pr: NumbaPrinter, row_pr: NumbaPrinter, kernel: RowKernel,
+                stored: sp.Expr | None, shift: bool) -> None:
+    """One row's reduction pass, row values and row outputs, then its output pass: reading
+    the stored exp back (``stored``) or chunk by chunk through ``put``."""
+    _reductions(out, pr, kernel, stored)
+    _assign(out, 2, row_pr, kernel.row_level)
+    for base, assigns, value in kernel.scratch:
+        out.add(2, "for i in range(n):")
+        _assign(out, 3, pr, assigns)
+        out.add(3, f"{base}_r[i] = {pr.doprint(value)}")
+    for name, value in kernel.row_outputs:  # before the outputs: out may alias an input
+        out.add(2, f"{name}[r] = {row_pr.doprint(value)}")
+    if stored is not None:
+        _stored_outputs(out, pr, kernel, stored)
+    elif kernel.outputs:
+        _chunked_outputs(out, pr, kernel, shift)
 
 
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
@@ -301,7 +368,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     first = kernel.rows[0]
     out.add(1, f"rows, n = {first}.shape")
     stored = _stored_exp(kernel)
-    chunked = stored is None and bool(kernel.outputs)
+    chunked = bool(kernel.outputs)
     shift = chunked and _uses_shift(kernel)
     buffers = _buffers(kernel, stored, shift)
     if chunked:
@@ -329,18 +396,15 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         for load, local in held.items():
             out.add(2, f"{local} = {pr.doprint(load)}  # read before the row is overwritten")
         row_pr = _HeldPrinter(dtype, held, kernel.max_of)
-    _reductions(out, pr, kernel, stored)
-    _assign(out, 2, row_pr, kernel.row_level)
-    for base, assigns, value in kernel.scratch:
-        out.add(2, "for i in range(n):")
-        _assign(out, 3, pr, assigns)
-        out.add(3, f"{base}_r[i] = {pr.doprint(value)}")
-    for name, value in kernel.row_outputs:  # before the outputs: out may alias an input
-        out.add(2, f"{name}[r] = {row_pr.doprint(value)}")
+        out.add(2, "if n > LONG_ROW:  # exp again in the output pass, each line written once")
+        out.indent += 1
+        _row_passes(out, pr, row_pr, kernel, None, shift)
+        out.indent -= 1
+        out.add(2, "else:  # exp once, kept in the output row and rescaled there")
+        out.indent += 1
+    _row_passes(out, pr, row_pr, kernel, stored, shift)
     if stored is not None:
-        _stored_outputs(out, pr, kernel, stored)
-    elif chunked:
-        _chunked_outputs(out, pr, kernel, shift)
+        out.indent -= 1
     if kernel.pair_outputs:
         out.add(2, "for i in range(n):")
         out.add(3, "for j in range(n):")
@@ -398,6 +462,8 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
         lines.append(f"from softce.stream import {', '.join(streams)}")
     if "CHUNK" in text:
         lines += ["", f"CHUNK = {CHUNK}"]
+    if "LONG_ROW" in text:
+        lines.append(f"LONG_ROW = {LONG_ROW}")
     if "BLOCK" in text:
         lines.append(f"BLOCK = {BLOCK}")
     return "\n".join(lines + body) + "\n"
