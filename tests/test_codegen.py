@@ -101,27 +101,18 @@ def _emitted(outputs: dict[str, sp.Expr], **spec: object) -> str:
                                              merge=MERGE, **spec)))
 
 
-def test_a_stored_exp_kernel_has_a_long_row_path() -> None:
-    """softmax keeps exp(x - m_c) in its output row for short rows, and computes exp again
-    in a streamed output pass for rows longer than LONG_ROW."""
-    text = _emitted({"out": sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))})
-    long_row, short_row = text.split("if n > LONG_ROW:")[1].split("else:  # exp once")
-    assert "put(out_r[start:stop], out_buf, stream)" in long_row and "m_chunks" not in long_row
-    assert "e_x = out_chunk_r[k]*f_c" in short_row and "put(" not in short_row
-    assert "LONG_ROW = " in text
-
-
 def test_kronecker_delta_is_taken_out_of_the_element_loop() -> None:
     """d/dx_i of CE: softmax - [i = c]. The loop runs with the delta at 0; the element i = c is
-    computed before the loop with the delta at 1, and stored after it."""
+    computed before the loop (which overwrites the stored exp it reads) with the delta at 1, and
+    stored after it."""
     grad = sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m)) - sp.KroneckerDelta(i, c)
     text = _emitted({"grad": grad}, row_scalars=(("labels", c),))
     assert " if c == i else " not in text
     f32 = text.split("def s_f64")[0]
-    for path in f32.split("if n > LONG_ROW:")[1].split("else:  # exp once"):
-        heads = r"\n\s*if at_c:\n|\n\s*for k in range\(stop - start\):\n(?=(?:(?!for k).)*if at_c)"
-        before, fixed, loop, after = re.split(heads, path, flags=re.S)[-4:]
-        assert "at_c = start <= c < stop" in before
-        assert "k = c - start" in fixed and re.search(r"np\.float32\(-?1\)", fixed)
-        assert not re.search(r"np\.float32\(-?1\)", loop)
-        assert "[c - start] = " in after
+    heads = r"\n\s*if at_c:\n|\n\s*for k in range\(stop - start\):\n(?=(?:(?!for k).)*if at_c)"
+    before, fixed, loop, after = re.split(heads, f32, flags=re.S)[-4:]
+    assert "at_c = start <= c < stop" in before
+    assert "k = c - start" in fixed and re.search(r"np\.float32\(-?1\)", fixed)
+    assert "e_x = grad_chunk_r[k]*f_c" in fixed  # read before the loop overwrites it
+    assert not re.search(r"np\.float32\(-?1\)", loop)
+    assert "grad_chunk_r[c - start] = grad_chunk_r_at_c" in after

@@ -1,7 +1,7 @@
-"""Rows longer than LONG_ROW take the stored-exp kernels' other path (exp computed again in the
-output pass, each chunk written once through ``put``): softmax, logsumexp_vjp and the label
-cross-entropy gradients (plain, weighted, smoothed), held against float64 references around
-the threshold, with -inf masks, NaN, labels at chunk edges and in-place gradients."""
+"""Rows of many chunks through the kernels that keep each chunk's exps in the output row:
+softmax, logsumexp_vjp and the label cross-entropy gradients (plain, weighted, smoothed, with
+the label's element computed outside the loop), held against float64 references, with -inf
+masks, whole -inf chunks, NaN, labels at chunk edges and in-place gradients."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import softce
-from softce.codegen.cpu import CHUNK, LONG_ROW
+from softce.codegen.cpu import CHUNK
+from softce.stream import STREAM_BYTES
 from tests import reference as ref
 
-LENGTHS = [LONG_ROW, LONG_ROW + 1, 2 * LONG_ROW + 37]
+LENGTHS = [8 * CHUNK, 8 * CHUNK + 1, 16 * CHUNK + 37]
 DTYPES = [np.float32, np.float64]
 
 
@@ -106,10 +107,9 @@ def test_weighted_and_smoothed(n, dtype) -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_long_row_does_not_depend_on_its_batch(dtype) -> None:
-    """The path is chosen by the row length alone, and a batch large enough to stream its
-    output gives each row the bits it gets alone."""
-    n = LONG_ROW + 1
-    rows = softce.stream.STREAM_BYTES // (n * np.dtype(dtype).itemsize) + 2
+    """A batch large enough to stream its output gives each row the bits it gets alone."""
+    n = 8 * CHUNK + 1
+    rows = STREAM_BYTES // (n * np.dtype(dtype).itemsize) + 2
     x = (np.random.default_rng(3).standard_normal((rows, n)) * 4).astype(dtype)
     y = np.arange(rows) * 37 % n
     whole = softce.softmax(x)

@@ -21,10 +21,8 @@ import numpy as np
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 from softce.shift import shift_f32, shift_f64
-from softce.stream import STREAM_BYTES, put, stream_fence
 
 CHUNK = 1024
-LONG_ROW = 8192
 BLOCK = 16384
 
 
@@ -32,183 +30,113 @@ BLOCK = 16384
 def cross_entropy_grad_label_f32(x, labels, grad_output, grad, loss):
     """loss[r] = LSE(x) - x[c]; grad[i] = w * (softmax(x)[i] - [i = c]) [D9, D2, D11] (float32)"""
     rows, n = x.shape
-    stream = grad.nbytes >= STREAM_BYTES  # softce.stream
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
         e_chunk = np.empty(CHUNK, np.float32)
-        grad_buf = np.empty(CHUNK, np.float32)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             c = labels[r]
             w = grad_output[r]
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
-            if n > LONG_ROW:  # exp again in the output pass, each line written once
-                d = np.float32(0)
-                m = np.float32(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    m_c = np.float32(-np.inf)
+            d = np.float32(0)
+            m = np.float32(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                grad_chunk_r = grad_r[start:stop]
+                m_c = np.float32(-np.inf)
+                for k in range(stop - start):
+                    m_c = fmax(m_c, x_chunk_r[k])
+                m_chunks[start // CHUNK] = m_c
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float32(0)
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float32(0)
-                        for k in range(stop - start):
-                            d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                t0 = np.float32(1) / d
-                loss[r] = -shift_f32(held0, m) + math.log(d)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    at_c = start <= c < stop  # the chunk holds i = c
-                    grad_buf_at_c = np.float32(0)
-                    if at_c:
-                        k = c - start
-                        grad_buf_at_c = w*(t0*exp_nonpos_f32(x_chunk_r[k] - m) - np.float32(1))
+                        e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
+                        e_chunk[k] = e_k
+                        d_c += e_k
                     for k in range(stop - start):
-                        grad_buf[k] = t0*w*exp_nonpos_f32(x_chunk_r[k] - m)
-                    if at_c:
-                        grad_buf[c - start] = grad_buf_at_c
-                    put(grad_r[start:stop], grad_buf, stream)
-                stream_fence(stream)
-            else:  # exp once, kept in the output row and rescaled there
-                d = np.float32(0)
-                m = np.float32(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    grad_chunk_r = grad_r[start:stop]
-                    m_c = np.float32(-np.inf)
+                        grad_chunk_r[k] = e_chunk[k]
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                    m_chunks[start // CHUNK] = m_c
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float32(0)
-                        for k in range(stop - start):
-                            e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
-                            e_chunk[k] = e_k
-                            d_c += e_k
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = e_chunk[k]
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                    else:  # exp(x[k] - m) is 0 there
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = np.float32(0)
-                t0 = np.float32(1) / d
-                loss[r] = -shift_f32(held0, m) + math.log(d)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    m_c = m_chunks[start // CHUNK]
-                    f_c = exp_nonpos_f32(-m + m_c)  # D11 merge_d's factor for d_c
-                    grad_chunk_r = grad_r[start:stop]
-                    at_c = start <= c < stop  # the chunk holds i = c
-                    grad_chunk_r_at_c = np.float32(0)
-                    if at_c:
-                        k = c - start
-                        e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
-                        grad_chunk_r_at_c = w*(np.float32(-1) + e_x*t0)
-                    for k in range(stop - start):
-                        e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
-                        grad_chunk_r[k] = e_x*t0*w
-                    if at_c:
-                        grad_chunk_r[c - start] = grad_chunk_r_at_c
+                        grad_chunk_r[k] = np.float32(0)
+            t0 = np.float32(1) / d
+            loss[r] = -shift_f32(held0, m) + math.log(d)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = exp_nonpos_f32(-m + m_c)  # D11 merge_d's factor for d_c
+                grad_chunk_r = grad_r[start:stop]
+                at_c = start <= c < stop  # the chunk holds i = c
+                grad_chunk_r_at_c = np.float32(0)
+                if at_c:
+                    k = c - start
+                    e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                    grad_chunk_r_at_c = w*(np.float32(-1) + e_x*t0)
+                for k in range(stop - start):
+                    e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                    grad_chunk_r[k] = e_x*t0*w
+                if at_c:
+                    grad_chunk_r[c - start] = grad_chunk_r_at_c
 
 
 @nb.njit(["void(float64[:, ::1], int32[::1], float64[::1], float64[:, ::1], float64[::1])", "void(float64[:, ::1], int64[::1], float64[::1], float64[:, ::1], float64[::1])"], **CPU_OPTIONS)
 def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
     """loss[r] = LSE(x) - x[c]; grad[i] = w * (softmax(x)[i] - [i = c]) [D9, D2, D11] (float64)"""
     rows, n = x.shape
-    stream = grad.nbytes >= STREAM_BYTES  # softce.stream
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
         e_chunk = np.empty(CHUNK, np.float64)
-        grad_buf = np.empty(CHUNK, np.float64)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             c = labels[r]
             w = grad_output[r]
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
-            if n > LONG_ROW:  # exp again in the output pass, each line written once
-                d = np.float64(0)
-                m = np.float64(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    m_c = np.float64(-np.inf)
+            d = np.float64(0)
+            m = np.float64(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                grad_chunk_r = grad_r[start:stop]
+                m_c = np.float64(-np.inf)
+                for k in range(stop - start):
+                    m_c = fmax(m_c, x_chunk_r[k])
+                m_chunks[start // CHUNK] = m_c
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float64(0)
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float64(0)
-                        for k in range(stop - start):
-                            d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                t0 = np.float64(1) / d
-                loss[r] = -shift_f64(held0, m) + math.log(d)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    at_c = start <= c < stop  # the chunk holds i = c
-                    grad_buf_at_c = np.float64(0)
-                    if at_c:
-                        k = c - start
-                        grad_buf_at_c = w*(t0*exp_nonpos_f64(x_chunk_r[k] - m) - np.float64(1))
+                        e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
+                        e_chunk[k] = e_k
+                        d_c += e_k
                     for k in range(stop - start):
-                        grad_buf[k] = t0*w*exp_nonpos_f64(x_chunk_r[k] - m)
-                    if at_c:
-                        grad_buf[c - start] = grad_buf_at_c
-                    put(grad_r[start:stop], grad_buf, stream)
-                stream_fence(stream)
-            else:  # exp once, kept in the output row and rescaled there
-                d = np.float64(0)
-                m = np.float64(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    grad_chunk_r = grad_r[start:stop]
-                    m_c = np.float64(-np.inf)
+                        grad_chunk_r[k] = e_chunk[k]
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                    m_chunks[start // CHUNK] = m_c
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float64(0)
-                        for k in range(stop - start):
-                            e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
-                            e_chunk[k] = e_k
-                            d_c += e_k
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = e_chunk[k]
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                    else:  # exp(x[k] - m) is 0 there
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = np.float64(0)
-                t0 = np.float64(1) / d
-                loss[r] = -shift_f64(held0, m) + math.log(d)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    m_c = m_chunks[start // CHUNK]
-                    f_c = exp_nonpos_f64(-m + m_c)  # D11 merge_d's factor for d_c
-                    grad_chunk_r = grad_r[start:stop]
-                    at_c = start <= c < stop  # the chunk holds i = c
-                    grad_chunk_r_at_c = np.float64(0)
-                    if at_c:
-                        k = c - start
-                        e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
-                        grad_chunk_r_at_c = w*(np.float64(-1) + e_x*t0)
-                    for k in range(stop - start):
-                        e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
-                        grad_chunk_r[k] = e_x*t0*w
-                    if at_c:
-                        grad_chunk_r[c - start] = grad_chunk_r_at_c
+                        grad_chunk_r[k] = np.float64(0)
+            t0 = np.float64(1) / d
+            loss[r] = -shift_f64(held0, m) + math.log(d)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = exp_nonpos_f64(-m + m_c)  # D11 merge_d's factor for d_c
+                grad_chunk_r = grad_r[start:stop]
+                at_c = start <= c < stop  # the chunk holds i = c
+                grad_chunk_r_at_c = np.float64(0)
+                if at_c:
+                    k = c - start
+                    e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                    grad_chunk_r_at_c = w*(np.float64(-1) + e_x*t0)
+                for k in range(stop - start):
+                    e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                    grad_chunk_r[k] = e_x*t0*w
+                if at_c:
+                    grad_chunk_r[c - start] = grad_chunk_r_at_c

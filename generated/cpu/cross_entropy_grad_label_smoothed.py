@@ -21,10 +21,8 @@ import numpy as np
 
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
-from softce.stream import STREAM_BYTES, put, stream_fence
 
 CHUNK = 1024
-LONG_ROW = 8192
 BLOCK = 16384
 
 
@@ -32,12 +30,10 @@ BLOCK = 16384
 def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, eps, z, grad, loss, lse):
     """loss[r], lse[r] as cross_entropy_label_smoothed; grad[i] = w * d loss / d x[i] [D13, D2, D11] (float32)"""
     rows, n = x.shape
-    stream = grad.nbytes >= STREAM_BYTES  # softce.stream
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
         e_chunk = np.empty(CHUNK, np.float32)
-        grad_buf = np.empty(CHUNK, np.float32)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             cw_r = cw  # shared by every row
@@ -46,129 +42,76 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
             w = grad_output[r]
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
-            if n > LONG_ROW:  # exp again in the output pass, each line written once
-                sum_cw_x = np.float32(0)
-                d = np.float32(0)
-                sum_cw = np.float32(0)
-                m = np.float32(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
-                    m_c = np.float32(-np.inf)
+            sum_cw_x = np.float32(0)
+            d = np.float32(0)
+            sum_cw = np.float32(0)
+            m = np.float32(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                cw_chunk_r = cw_r[start:stop]
+                grad_chunk_r = grad_r[start:stop]
+                m_c = np.float32(-np.inf)
+                for k in range(stop - start):
+                    m_c = fmax(m_c, x_chunk_r[k])
+                    sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
+                    sum_cw += cw_chunk_r[k]
+                m_chunks[start // CHUNK] = m_c
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float32(0)
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                        sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
-                        sum_cw += cw_chunk_r[k]
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float32(0)
-                        for k in range(stop - start):
-                            d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                u0 = np.float32(1) / d
-                u1 = np.float32(1) / np.float32(n)
-                u2 = np.float32(1) - eps
-                u3 = m + math.log(d)
-                t0 = u0
-                t1 = u1
-                t2 = u2
-                t3 = u0*u3
-                loss[r] = v*(u2*(-held0 + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
-                lse[r] = u3
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
-                    at_c = start <= c < stop  # the chunk holds i = c
-                    grad_buf_at_c = np.float32(0)
-                    if at_c:
-                        k = c - start
-                        e0 = exp_nonpos_f32(x_chunk_r[k] - m)
-                        e1 = e0*t0
-                        grad_buf_at_c = v*w*(eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + t2*(np.float32(-1) + e1)*cw_r[c] + np.float32(2)*e0*t3*z)
+                        e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
+                        e_chunk[k] = e_k
+                        d_c += e_k
                     for k in range(stop - start):
-                        e0 = exp_nonpos_f32(x_chunk_r[k] - m)
-                        e1 = e0*t0
-                        grad_buf[k] = v*w*(e1*t2*cw_r[c] + eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + np.float32(2)*e0*t3*z)
-                    if at_c:
-                        grad_buf[c - start] = grad_buf_at_c
-                    put(grad_r[start:stop], grad_buf, stream)
-                stream_fence(stream)
-            else:  # exp once, kept in the output row and rescaled there
-                sum_cw_x = np.float32(0)
-                d = np.float32(0)
-                sum_cw = np.float32(0)
-                m = np.float32(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
-                    grad_chunk_r = grad_r[start:stop]
-                    m_c = np.float32(-np.inf)
+                        grad_chunk_r[k] = e_chunk[k]
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                        sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
-                        sum_cw += cw_chunk_r[k]
-                    m_chunks[start // CHUNK] = m_c
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float32(0)
-                        for k in range(stop - start):
-                            e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
-                            e_chunk[k] = e_k
-                            d_c += e_k
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = e_chunk[k]
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                    else:  # exp(x[k] - m) is 0 there
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = np.float32(0)
-                u0 = np.float32(1) / d
-                u1 = np.float32(1) / np.float32(n)
-                u2 = np.float32(1) - eps
-                u3 = m + math.log(d)
-                t0 = u0
-                t1 = u1
-                t2 = u2
-                t3 = u0*u3
-                loss[r] = v*(u2*(-held0 + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
-                lse[r] = u3
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    m_c = m_chunks[start // CHUNK]
-                    f_c = exp_nonpos_f32(-m + m_c)  # D11 merge_d's factor for d_c
-                    grad_chunk_r = grad_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
-                    at_c = start <= c < stop  # the chunk holds i = c
-                    grad_chunk_r_at_c = np.float32(0)
-                    if at_c:
-                        k = c - start
-                        e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
-                        e0 = e_x
-                        e1 = e0*t0
-                        grad_chunk_r_at_c = v*w*(eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + t2*(np.float32(-1) + e1)*cw_r[c] + np.float32(2)*e0*t3*z)
-                    for k in range(stop - start):
-                        e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
-                        e0 = e_x
-                        e1 = e0*t0
-                        grad_chunk_r[k] = v*w*(e1*t2*cw_r[c] + eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + np.float32(2)*e0*t3*z)
-                    if at_c:
-                        grad_chunk_r[c - start] = grad_chunk_r_at_c
+                        grad_chunk_r[k] = np.float32(0)
+            u0 = np.float32(1) / d
+            u1 = np.float32(1) / np.float32(n)
+            u2 = np.float32(1) - eps
+            u3 = m + math.log(d)
+            t0 = u0
+            t1 = u1
+            t2 = u2
+            t3 = u0*u3
+            loss[r] = v*(u2*(-held0 + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
+            lse[r] = u3
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = exp_nonpos_f32(-m + m_c)  # D11 merge_d's factor for d_c
+                grad_chunk_r = grad_r[start:stop]
+                cw_chunk_r = cw_r[start:stop]
+                at_c = start <= c < stop  # the chunk holds i = c
+                grad_chunk_r_at_c = np.float32(0)
+                if at_c:
+                    k = c - start
+                    e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                    e0 = e_x
+                    e1 = e0*t0
+                    grad_chunk_r_at_c = v*w*(eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + t2*(np.float32(-1) + e1)*cw_r[c] + np.float32(2)*e0*t3*z)
+                for k in range(stop - start):
+                    e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                    e0 = e_x
+                    e1 = e0*t0
+                    grad_chunk_r[k] = v*w*(e1*t2*cw_r[c] + eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + np.float32(2)*e0*t3*z)
+                if at_c:
+                    grad_chunk_r[c - start] = grad_chunk_r_at_c
 
 
 @nb.njit(["void(float64[:, ::1], float64[::1], int32[::1], float64[::1], float64[::1], float64, float64, float64[:, ::1], float64[::1], float64[::1])", "void(float64[:, ::1], float64[::1], int64[::1], float64[::1], float64[::1], float64, float64, float64[:, ::1], float64[::1], float64[::1])"], **CPU_OPTIONS)
 def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, eps, z, grad, loss, lse):
     """loss[r], lse[r] as cross_entropy_label_smoothed; grad[i] = w * d loss / d x[i] [D13, D2, D11] (float64)"""
     rows, n = x.shape
-    stream = grad.nbytes >= STREAM_BYTES  # softce.stream
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
         e_chunk = np.empty(CHUNK, np.float64)
-        grad_buf = np.empty(CHUNK, np.float64)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             cw_r = cw  # shared by every row
@@ -177,114 +120,63 @@ def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, e
             w = grad_output[r]
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
-            if n > LONG_ROW:  # exp again in the output pass, each line written once
-                sum_cw_x = np.float64(0)
-                d = np.float64(0)
-                sum_cw = np.float64(0)
-                m = np.float64(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
-                    m_c = np.float64(-np.inf)
+            sum_cw_x = np.float64(0)
+            d = np.float64(0)
+            sum_cw = np.float64(0)
+            m = np.float64(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                cw_chunk_r = cw_r[start:stop]
+                grad_chunk_r = grad_r[start:stop]
+                m_c = np.float64(-np.inf)
+                for k in range(stop - start):
+                    m_c = fmax(m_c, x_chunk_r[k])
+                    sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
+                    sum_cw += cw_chunk_r[k]
+                m_chunks[start // CHUNK] = m_c
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float64(0)
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                        sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
-                        sum_cw += cw_chunk_r[k]
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float64(0)
-                        for k in range(stop - start):
-                            d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                u0 = np.float64(1) / d
-                u1 = np.float64(1) / np.float64(n)
-                u2 = np.float64(1) - eps
-                u3 = m + math.log(d)
-                t0 = u0
-                t1 = u1
-                t2 = u2
-                t3 = u0*u3
-                loss[r] = v*(u2*(-held0 + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
-                lse[r] = u3
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
-                    at_c = start <= c < stop  # the chunk holds i = c
-                    grad_buf_at_c = np.float64(0)
-                    if at_c:
-                        k = c - start
-                        e0 = exp_nonpos_f64(x_chunk_r[k] - m)
-                        e1 = e0*t0
-                        grad_buf_at_c = v*w*(eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + t2*(np.float64(-1) + e1)*cw_r[c] + np.float64(2)*e0*t3*z)
+                        e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
+                        e_chunk[k] = e_k
+                        d_c += e_k
                     for k in range(stop - start):
-                        e0 = exp_nonpos_f64(x_chunk_r[k] - m)
-                        e1 = e0*t0
-                        grad_buf[k] = v*w*(e1*t2*cw_r[c] + eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + np.float64(2)*e0*t3*z)
-                    if at_c:
-                        grad_buf[c - start] = grad_buf_at_c
-                    put(grad_r[start:stop], grad_buf, stream)
-                stream_fence(stream)
-            else:  # exp once, kept in the output row and rescaled there
-                sum_cw_x = np.float64(0)
-                d = np.float64(0)
-                sum_cw = np.float64(0)
-                m = np.float64(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
-                    grad_chunk_r = grad_r[start:stop]
-                    m_c = np.float64(-np.inf)
+                        grad_chunk_r[k] = e_chunk[k]
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                        sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
-                        sum_cw += cw_chunk_r[k]
-                    m_chunks[start // CHUNK] = m_c
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float64(0)
-                        for k in range(stop - start):
-                            e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
-                            e_chunk[k] = e_k
-                            d_c += e_k
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = e_chunk[k]
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                    else:  # exp(x[k] - m) is 0 there
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = np.float64(0)
-                u0 = np.float64(1) / d
-                u1 = np.float64(1) / np.float64(n)
-                u2 = np.float64(1) - eps
-                u3 = m + math.log(d)
-                t0 = u0
-                t1 = u1
-                t2 = u2
-                t3 = u0*u3
-                loss[r] = v*(u2*(-held0 + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
-                lse[r] = u3
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    m_c = m_chunks[start // CHUNK]
-                    f_c = exp_nonpos_f64(-m + m_c)  # D11 merge_d's factor for d_c
-                    grad_chunk_r = grad_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
-                    at_c = start <= c < stop  # the chunk holds i = c
-                    grad_chunk_r_at_c = np.float64(0)
-                    if at_c:
-                        k = c - start
-                        e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
-                        e0 = e_x
-                        e1 = e0*t0
-                        grad_chunk_r_at_c = v*w*(eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + t2*(np.float64(-1) + e1)*cw_r[c] + np.float64(2)*e0*t3*z)
-                    for k in range(stop - start):
-                        e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
-                        e0 = e_x
-                        e1 = e0*t0
-                        grad_chunk_r[k] = v*w*(e1*t2*cw_r[c] + eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + np.float64(2)*e0*t3*z)
-                    if at_c:
-                        grad_chunk_r[c - start] = grad_chunk_r_at_c
+                        grad_chunk_r[k] = np.float64(0)
+            u0 = np.float64(1) / d
+            u1 = np.float64(1) / np.float64(n)
+            u2 = np.float64(1) - eps
+            u3 = m + math.log(d)
+            t0 = u0
+            t1 = u1
+            t2 = u2
+            t3 = u0*u3
+            loss[r] = v*(u2*(-held0 + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
+            lse[r] = u3
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = exp_nonpos_f64(-m + m_c)  # D11 merge_d's factor for d_c
+                grad_chunk_r = grad_r[start:stop]
+                cw_chunk_r = cw_r[start:stop]
+                at_c = start <= c < stop  # the chunk holds i = c
+                grad_chunk_r_at_c = np.float64(0)
+                if at_c:
+                    k = c - start
+                    e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                    e0 = e_x
+                    e1 = e0*t0
+                    grad_chunk_r_at_c = v*w*(eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + t2*(np.float64(-1) + e1)*cw_r[c] + np.float64(2)*e0*t3*z)
+                for k in range(stop - start):
+                    e_x = grad_chunk_r[k]*f_c  # exp(-m + x[i])
+                    e0 = e_x
+                    e1 = e0*t0
+                    grad_chunk_r[k] = v*w*(e1*t2*cw_r[c] + eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + np.float64(2)*e0*t3*z)
+                if at_c:
+                    grad_chunk_r[c - start] = grad_chunk_r_at_c

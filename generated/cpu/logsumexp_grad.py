@@ -18,10 +18,8 @@ import numpy as np
 
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
-from softce.stream import STREAM_BYTES, put, stream_fence
 
 CHUNK = 1024
-LONG_ROW = 8192
 BLOCK = 16384
 
 
@@ -29,145 +27,91 @@ BLOCK = 16384
 def logsumexp_grad_f32(x, grad_output, out):
     """out[i] = w * dLSE/dx[i] = w * softmax(x)[i] [D7, D2, D11] (float32)"""
     rows, n = x.shape
-    stream = out.nbytes >= STREAM_BYTES  # softce.stream
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
         e_chunk = np.empty(CHUNK, np.float32)
-        out_buf = np.empty(CHUNK, np.float32)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             w = grad_output[r]
             out_r = out[r]
-            if n > LONG_ROW:  # exp again in the output pass, each line written once
-                d = np.float32(0)
-                m = np.float32(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    m_c = np.float32(-np.inf)
+            d = np.float32(0)
+            m = np.float32(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                out_chunk_r = out_r[start:stop]
+                m_c = np.float32(-np.inf)
+                for k in range(stop - start):
+                    m_c = fmax(m_c, x_chunk_r[k])
+                m_chunks[start // CHUNK] = m_c
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float32(0)
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float32(0)
-                        for k in range(stop - start):
-                            d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                t0 = np.float32(1) / d
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
+                        e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
+                        e_chunk[k] = e_k
+                        d_c += e_k
                     for k in range(stop - start):
-                        out_buf[k] = t0*w*exp_nonpos_f32(x_chunk_r[k] - m)
-                    put(out_r[start:stop], out_buf, stream)
-                stream_fence(stream)
-            else:  # exp once, kept in the output row and rescaled there
-                d = np.float32(0)
-                m = np.float32(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    out_chunk_r = out_r[start:stop]
-                    m_c = np.float32(-np.inf)
+                        out_chunk_r[k] = e_chunk[k]
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                    m_chunks[start // CHUNK] = m_c
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float32(0)
-                        for k in range(stop - start):
-                            e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
-                            e_chunk[k] = e_k
-                            d_c += e_k
-                        for k in range(stop - start):
-                            out_chunk_r[k] = e_chunk[k]
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                    else:  # exp(x[k] - m) is 0 there
-                        for k in range(stop - start):
-                            out_chunk_r[k] = np.float32(0)
-                t0 = np.float32(1) / d
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    m_c = m_chunks[start // CHUNK]
-                    f_c = exp_nonpos_f32(-m + m_c)  # D11 merge_d's factor for d_c
-                    out_chunk_r = out_r[start:stop]
-                    for k in range(stop - start):
-                        e_x = out_chunk_r[k]*f_c  # exp(-m + x[i])
-                        out_chunk_r[k] = e_x*t0*w
+                        out_chunk_r[k] = np.float32(0)
+            t0 = np.float32(1) / d
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = exp_nonpos_f32(-m + m_c)  # D11 merge_d's factor for d_c
+                out_chunk_r = out_r[start:stop]
+                for k in range(stop - start):
+                    e_x = out_chunk_r[k]*f_c  # exp(-m + x[i])
+                    out_chunk_r[k] = e_x*t0*w
 
 
 @nb.njit(["void(float64[:, ::1], float64[::1], float64[:, ::1])"], **CPU_OPTIONS)
 def logsumexp_grad_f64(x, grad_output, out):
     """out[i] = w * dLSE/dx[i] = w * softmax(x)[i] [D7, D2, D11] (float64)"""
     rows, n = x.shape
-    stream = out.nbytes >= STREAM_BYTES  # softce.stream
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
         e_chunk = np.empty(CHUNK, np.float64)
-        out_buf = np.empty(CHUNK, np.float64)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             w = grad_output[r]
             out_r = out[r]
-            if n > LONG_ROW:  # exp again in the output pass, each line written once
-                d = np.float64(0)
-                m = np.float64(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    m_c = np.float64(-np.inf)
+            d = np.float64(0)
+            m = np.float64(-np.inf)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                x_chunk_r = x_r[start:stop]
+                out_chunk_r = out_r[start:stop]
+                m_c = np.float64(-np.inf)
+                for k in range(stop - start):
+                    m_c = fmax(m_c, x_chunk_r[k])
+                m_chunks[start // CHUNK] = m_c
+                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    d_c = np.float64(0)
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float64(0)
-                        for k in range(stop - start):
-                            d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                t0 = np.float64(1) / d
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
+                        e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
+                        e_chunk[k] = e_k
+                        d_c += e_k
                     for k in range(stop - start):
-                        out_buf[k] = t0*w*exp_nonpos_f64(x_chunk_r[k] - m)
-                    put(out_r[start:stop], out_buf, stream)
-                stream_fence(stream)
-            else:  # exp once, kept in the output row and rescaled there
-                d = np.float64(0)
-                m = np.float64(-np.inf)
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    x_chunk_r = x_r[start:stop]
-                    out_chunk_r = out_r[start:stop]
-                    m_c = np.float64(-np.inf)
+                        out_chunk_r[k] = e_chunk[k]
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
-                        m_c = fmax(m_c, x_chunk_r[k])
-                    m_chunks[start // CHUNK] = m_c
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float64(0)
-                        for k in range(stop - start):
-                            e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
-                            e_chunk[k] = e_k
-                            d_c += e_k
-                        for k in range(stop - start):
-                            out_chunk_r[k] = e_chunk[k]
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                    else:  # exp(x[k] - m) is 0 there
-                        for k in range(stop - start):
-                            out_chunk_r[k] = np.float64(0)
-                t0 = np.float64(1) / d
-                for start in range(0, n, CHUNK):
-                    stop = min(start + CHUNK, n)
-                    m_c = m_chunks[start // CHUNK]
-                    f_c = exp_nonpos_f64(-m + m_c)  # D11 merge_d's factor for d_c
-                    out_chunk_r = out_r[start:stop]
-                    for k in range(stop - start):
-                        e_x = out_chunk_r[k]*f_c  # exp(-m + x[i])
-                        out_chunk_r[k] = e_x*t0*w
+                        out_chunk_r[k] = np.float64(0)
+            t0 = np.float64(1) / d
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = exp_nonpos_f64(-m + m_c)  # D11 merge_d's factor for d_c
+                out_chunk_r = out_r[start:stop]
+                for k in range(stop - start):
+                    e_x = out_chunk_r[k]*f_c  # exp(-m + x[i])
+                    out_chunk_r[k] = e_x*t0*w

@@ -4,9 +4,9 @@ Shape of every row kernel: ``prange`` over rows; per row, one pass over chunks o
 axis computes the max and the sums (shifted sums merged chunk by chunk with D11, so each row is
 read once for its reductions), then one pass writes the elementwise outputs, a chunk at a time
 through ``softce.stream.put``. Where the outputs need exp(x[i] - m) (softmax, the label
-gradients), rows up to ``LONG_ROW`` keep each chunk's exps in the output row and rescale them
-there instead: one exp per element. A KroneckerDelta(i, c) in an output is taken out of its
-loop. A kernel that needs scratch buffers loops ``prange`` over blocks of rows (``BLOCK``
+gradients), the reduction pass keeps each chunk's exps in the output row and the output pass
+rescales them there instead: one exp per element. A KroneckerDelta(i, c) in an output is taken
+out of its loop. A kernel that needs scratch buffers loops ``prange`` over blocks of rows (``BLOCK``
 elements each) and allocates them once per block.
 """
 
@@ -22,14 +22,6 @@ from .printer import DTYPES, NumbaPrinter
 
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
-
-#: Rows longer than this take the stored-exp kernels' long-row path: exp(x[i] - m) computed
-#: again in the output pass and each chunk stored through ``put`` (around the caches for a large
-#: output), not kept in the output row and rescaled there. Two exps per element instead of one,
-#: but each output line is written once, never read: on long rows that is both faster and far
-#: steadier than reading the row back out of L2. The choice depends on the row length only, so
-#: a row's result does not depend on how many rows come with it.
-LONG_ROW = 8 * CHUNK
 
 #: Elements per task of a kernel with scratch buffers: each task (a block of rows) allocates its
 #: buffers once, so short rows do not pay an allocation each.
@@ -331,30 +323,12 @@ def _buffers(kernel: RowKernel, stored: sp.Expr | None, shift: bool) -> list[tup
     buffers = []
     if stored is not None:
         buffers += [("m_chunks", "(n + CHUNK - 1) // CHUNK"), ("e_chunk", "CHUNK")]
-    if kernel.outputs:
+    elif kernel.outputs:
         buffers += [(f"{name}_buf", "CHUNK") for name, _ in kernel.outputs]
         if shift:
             buffers.append(("shift_r", "CHUNK"))
     buffers += [(f"{base}_r", "n") for base, _, _ in kernel.scratch]
     return buffers
-
-
-def _row_passes(out: _Lines, pr: NumbaPrinter, row_pr: NumbaPrinter, kernel: RowKernel,
-                stored: sp.Expr | None, shift: bool) -> None:
-    """One row's reduction pass, row values and row outputs, then its output pass: reading
-    the stored exp back (``stored``) or chunk by chunk through ``put``."""
-    _reductions(out, pr, kernel, stored)
-    _assign(out, 2, row_pr, kernel.row_level)
-    for base, assigns, value in kernel.scratch:
-        out.add(2, "for i in range(n):")
-        _assign(out, 3, pr, assigns)
-        out.add(3, f"{base}_r[i] = {pr.doprint(value)}")
-    for name, value in kernel.row_outputs:  # before the outputs: out may alias an input
-        out.add(2, f"{name}[r] = {row_pr.doprint(value)}")
-    if stored is not None:
-        _stored_outputs(out, pr, kernel, stored)
-    elif kernel.outputs:
-        _chunked_outputs(out, pr, kernel, shift)
 
 
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
@@ -368,7 +342,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     first = kernel.rows[0]
     out.add(1, f"rows, n = {first}.shape")
     stored = _stored_exp(kernel)
-    chunked = bool(kernel.outputs)
+    chunked = stored is None and bool(kernel.outputs)
     shift = chunked and _uses_shift(kernel)
     buffers = _buffers(kernel, stored, shift)
     if chunked:
@@ -396,15 +370,18 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         for load, local in held.items():
             out.add(2, f"{local} = {pr.doprint(load)}  # read before the row is overwritten")
         row_pr = _HeldPrinter(dtype, held, kernel.max_of)
-        out.add(2, "if n > LONG_ROW:  # exp again in the output pass, each line written once")
-        out.indent += 1
-        _row_passes(out, pr, row_pr, kernel, None, shift)
-        out.indent -= 1
-        out.add(2, "else:  # exp once, kept in the output row and rescaled there")
-        out.indent += 1
-    _row_passes(out, pr, row_pr, kernel, stored, shift)
+    _reductions(out, pr, kernel, stored)
+    _assign(out, 2, row_pr, kernel.row_level)
+    for base, assigns, value in kernel.scratch:
+        out.add(2, "for i in range(n):")
+        _assign(out, 3, pr, assigns)
+        out.add(3, f"{base}_r[i] = {pr.doprint(value)}")
+    for name, value in kernel.row_outputs:  # before the outputs: out may alias an input
+        out.add(2, f"{name}[r] = {row_pr.doprint(value)}")
     if stored is not None:
-        out.indent -= 1
+        _stored_outputs(out, pr, kernel, stored)
+    elif chunked:
+        _chunked_outputs(out, pr, kernel, shift)
     if kernel.pair_outputs:
         out.add(2, "for i in range(n):")
         out.add(3, "for j in range(n):")
@@ -462,8 +439,6 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
         lines.append(f"from softce.stream import {', '.join(streams)}")
     if "CHUNK" in text:
         lines += ["", f"CHUNK = {CHUNK}"]
-    if "LONG_ROW" in text:
-        lines.append(f"LONG_ROW = {LONG_ROW}")
     if "BLOCK" in text:
         lines.append(f"BLOCK = {BLOCK}")
     return "\n".join(lines + body) + "\n"
