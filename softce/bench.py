@@ -2,8 +2,9 @@
 
 Every call is made as a user makes it: NumPy arrays in, fresh outputs allocated by the call.
 Each (shape, function, implementation) is warmed up once, then timed ``--repeats`` times
-(``--ref-repeats`` for the references) in ``--rounds`` blocks: softce and the references take
-turns, so a stretch of slow machine meets them all alike. The median is reported. The
+(``--ref-repeats`` for the references) in ``--rounds`` blocks, each after one untimed call:
+softce and the references take turns, so a stretch of slow machine meets them all alike. The
+median is reported. The
 machine's copy bandwidth
 is measured in the same run, and two subprocesses time the cold first call (an empty Numba
 cache) and the warm import.
@@ -332,11 +333,14 @@ def max_rel_error(result: object, expected: object) -> float:
     return worst
 
 
-def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Seconds per call; the returned result is freed outside the timed region."""
+def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 0) -> list[float]:
+    """Seconds per call, after ``warmup`` untimed calls; the returned result is freed outside
+    the timed region."""
     samples = []
     gc.collect()
     time.sleep(SETTLE_S)  # let the previous implementation's OpenMP threads stop spinning
+    for _ in range(warmup):
+        fn()  # its result is freed at once
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -391,7 +395,9 @@ def split_repeats(repeats: int, rounds: int) -> list[int]:
 def bench_shape(shape: Shape, refs: list[str], repeats: int, ref_repeats: int,
                 log: Callable[[str], None], rounds: int = DEFAULT_ROUNDS) -> list[Row]:
     """Time every function of ``shape``: softce and each reference in turn, ``rounds``
-    times, so that each implementation's calls spread over the same stretch of time."""
+    times, so that each implementation's calls spread over the same stretch of time. Each block
+    starts with an untimed call: the first call after another library's pays for the memory
+    that library freed (fresh pages), whichever implementation it is."""
     inp = make_inputs(shape)
     calls = {impl: CALLS[impl](inp) for impl in ("softce", *refs)}
     blocks = {impl: split_repeats(ref_repeats if impl in refs else repeats, rounds)
@@ -409,7 +415,8 @@ def bench_shape(shape: Shape, refs: list[str], repeats: int, ref_repeats: int,
         for block in range(rounds):
             for impl, timing in row.timings.items():
                 if block < len(blocks[impl]):
-                    timing.samples += time_calls(calls[impl][function], blocks[impl][block])
+                    timing.samples += time_calls(calls[impl][function], blocks[impl][block],
+                                                 warmup=1)
         parts = [f"{impl} {t.median * 1e3:.2f} ms" for impl, t in row.timings.items()]
         log(f"{shape.label:>22} {function:<20} " + ", ".join(parts))
         rows.append(row)
@@ -818,7 +825,8 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
                "by the call (page faults included). Each case is warmed up once, then timed "
                f"{data['repeats']} times for softce and {data['ref_repeats']} times for each "
                f"reference, in {data.get('rounds', 1)} rounds where softce and the references "
-               "take turns (so a slow stretch of the machine meets them alike); the tables "
+               "take turns (so a slow stretch of the machine meets them alike), each block "
+               "after one untimed call; the tables "
                "show the median (`min-max`: softce's fastest and "
                "slowest call). `vs X` is X's time / softce's time "
                "(above 1: softce is faster). GB/s counts the logits read once, every output "

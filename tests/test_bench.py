@@ -95,7 +95,8 @@ def test_rounds_take_turns(monkeypatch):
     alternating block by block."""
     order = []
 
-    def fake_time_calls(fn, repeats):
+    def fake_time_calls(fn, repeats, warmup=0):
+        assert warmup == 1
         order.append((fn.__name__, repeats))
         return [1e-3] * repeats
 
