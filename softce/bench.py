@@ -4,10 +4,8 @@ Every call is made as a user makes it: NumPy arrays in, fresh outputs allocated 
 Each (shape, function, implementation) is warmed up once, then timed ``--repeats`` times
 (``--ref-repeats`` for the references) in ``--rounds`` blocks, each after one untimed call:
 softce and the references take turns, so a stretch of slow machine meets them all alike. The
-median is reported. The
-machine's copy bandwidth
-is measured in the same run, and two subprocesses time the cold first call (an empty Numba
-cache) and the warm import.
+median is reported. The machine's copy bandwidth is measured in the same run, and two
+subprocesses time the cold first call (an empty Numba cache) and the warm import.
 
 Bytes moved (for GB/s): logits read once + every output written once + labels or target
 probabilities read once. softmax/log_softmax: 2 x logits; logsumexp: logits + one value per
@@ -826,9 +824,8 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
                f"{data['repeats']} times for softce and {data['ref_repeats']} times for each "
                f"reference, in {data.get('rounds', 1)} rounds where softce and the references "
                "take turns (so a slow stretch of the machine meets them alike), each block "
-               "after one untimed call; the tables "
-               "show the median (`min-max`: softce's fastest and "
-               "slowest call). `vs X` is X's time / softce's time "
+               "after one untimed call; the tables show the median (`min-max`: softce's "
+               "fastest and slowest call). `vs X` is X's time / softce's time "
                "(above 1: softce is faster). GB/s counts the logits read once, every output "
                "written once and the labels or target read once (softmax and log_softmax: "
                "2 x logits; logsumexp and cross_entropy: logits + one value per row; "
