@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D16  kl_term          5e62038359b5b077
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  308926539d163db3
+#   softce/primitives.py  b244b71ac3d7aeba
 #   softce/shift.py       d118cbb83b842b28
 #   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
