@@ -3,8 +3,9 @@
 Every call is made as a user makes it: NumPy arrays in, fresh outputs allocated by the call.
 Each (shape, function, implementation) is warmed up once, then timed ``--repeats`` times
 (``--ref-repeats`` for the references) in ``--rounds`` blocks, each after one untimed call:
-softce and the references take turns, so a stretch of slow machine meets them all alike. The
-median is reported. The machine's copy bandwidth is measured in the same run, and two
+softce and the references take turns, by default one softce call per round with the
+references' calls spread evenly among the rounds, so a stretch of slow machine meets them all
+alike. The median is reported. The machine's copy bandwidth is measured in the same run, and two
 subprocesses time the cold first call (an empty Numba cache) and the warm import.
 
 Bytes moved (for GB/s): logits read once + every output written once + labels or target
@@ -45,7 +46,6 @@ DEFAULT_REPEATS = 15  # softce calls are cheap; more of them steady the median
 DEFAULT_REF_REPEATS = 7
 QUICK_REPEATS = 3
 COPY_BYTES = 512 << 20
-DEFAULT_ROUNDS = 3  # each implementation's calls are timed in this many blocks, taking turns
 SETTLE_S = 0.02  # pause before each block of timed calls
 LOAD_WARN = 0.05  # warn when other processes use more of the CPU than this
 
@@ -386,16 +386,21 @@ def check_tolerance(dtype: str) -> float:
 
 
 def split_repeats(repeats: int, rounds: int) -> list[int]:
-    """``repeats`` calls as ``rounds`` blocks of near-equal size (empty blocks dropped)."""
-    return [n for i in range(rounds) if (n := repeats // rounds + (i < repeats % rounds))]
+    """``repeats`` calls spread evenly over ``rounds`` blocks: block i holds
+    floor((i + 1) r / R) - floor(i r / R) calls, so fewer calls than rounds land in rounds
+    spread over the whole run (some blocks then hold none)."""
+    return [(i + 1) * repeats // rounds - i * repeats // rounds for i in range(rounds)]
 
 
 def bench_shape(shape: Shape, refs: list[str], repeats: int, ref_repeats: int,
-                log: Callable[[str], None], rounds: int = DEFAULT_ROUNDS) -> list[Row]:
+                log: Callable[[str], None], rounds: int | None = None) -> list[Row]:
     """Time every function of ``shape``: softce and each reference in turn, ``rounds``
-    times, so that each implementation's calls spread over the same stretch of time. Each block
-    starts with an untimed call: the first call after another library's pays for the memory
-    that library freed (fresh pages), whichever implementation it is."""
+    times (default and at most ``repeats``: one softce call per round), so that each
+    implementation's calls spread over the same stretch of time and a slow stretch of the
+    machine meets them alike. Each block starts with an untimed call: the first call after
+    another library's pays for the memory that library freed (fresh pages), whichever
+    implementation it is."""
+    rounds = min(rounds or repeats, repeats)
     inp = make_inputs(shape)
     calls = {impl: CALLS[impl](inp) for impl in ("softce", *refs)}
     blocks = {impl: split_repeats(ref_repeats if impl in refs else repeats, rounds)
@@ -412,7 +417,7 @@ def bench_shape(shape: Shape, refs: list[str], repeats: int, ref_repeats: int,
         del expected
         for block in range(rounds):
             for impl, timing in row.timings.items():
-                if block < len(blocks[impl]):
+                if blocks[impl][block]:
                     timing.samples += time_calls(calls[impl][function], blocks[impl][block],
                                                  warmup=1)
         parts = [f"{impl} {t.median * 1e3:.2f} ms" for impl, t in row.timings.items()]
@@ -823,8 +828,9 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
                "by the call (page faults included). Each case is warmed up once, then timed "
                f"{data['repeats']} times for softce and {data['ref_repeats']} times for each "
                f"reference, in {data.get('rounds', 1)} rounds where softce and the references "
-               "take turns (so a slow stretch of the machine meets them alike), each block "
-               "after one untimed call; the tables show the median (`min-max`: softce's "
+               "take turns, the references' calls spread evenly among the rounds (so a slow "
+               "stretch of the machine meets them alike), each block after one untimed call of "
+               "the same implementation; the tables show the median (`min-max`: softce's "
                "fastest and slowest call). `vs X` is X's time / softce's time "
                "(above 1: softce is faster). GB/s counts the logits read once, every output "
                "written once and the labels or target read once (softmax and log_softmax: "
@@ -1132,10 +1138,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref-repeats", type=int, default=None,
                         help="timed reference calls per case (default "
                              f"{DEFAULT_REF_REPEATS}, never more than --repeats)")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+    parser.add_argument("--rounds", type=int, default=None,
                         help="time each case in this many blocks per implementation, softce "
                              "and the references taking turns, so all of them meet the same "
-                             f"stretches of machine speed (default {DEFAULT_ROUNDS})")
+                             "stretches of machine speed (default and at most --repeats: "
+                             "one softce call per round)")
     parser.add_argument("--references", default=",".join(REFERENCES),
                         help="comma-separated subset of NumPy,SciPy,PyTorch (default: all "
                              "that are installed)")
@@ -1169,7 +1176,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)
     ref_repeats = min(args.ref_repeats or (QUICK_REPEATS if args.quick else DEFAULT_REF_REPEATS),
                       repeats)
-    if repeats < 1 or ref_repeats < 1 or args.rounds < 1:
+    rounds = repeats if args.rounds is None else min(args.rounds, repeats)
+    if repeats < 1 or ref_repeats < 1 or rounds < 1:
         print("softce bench: --repeats, --ref-repeats and --rounds must be at least 1",
               file=sys.stderr)
         return 2
@@ -1219,7 +1227,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.wait_idle:
                 wait_for_idle(args.wait_idle, log)
             shape_monitor = CpuMonitor()
-            shape_rows = bench_shape(shape, refs, repeats, ref_repeats, log, args.rounds)
+            shape_rows = bench_shape(shape, refs, repeats, ref_repeats, log, rounds)
             shape_pre = (bench_preallocated(shape, refs, repeats, log)
                          if shape.key == BAR_SHAPE else None)
             load[shape.label] = shape_monitor.report()
@@ -1250,7 +1258,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "repeats": repeats,
         "ref_repeats": ref_repeats,
-        "rounds": args.rounds,
+        "rounds": rounds,
         "machine": machine_info(refs),
         "code": code,
         "code_changed": code_state()["sources_sha256"] != code["sources_sha256"],

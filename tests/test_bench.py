@@ -85,14 +85,19 @@ def test_missing_reference_is_skipped(tmp_path, monkeypatch):
 
 def test_split_repeats():
     assert bench.split_repeats(15, 3) == [5, 5, 5]
-    assert bench.split_repeats(7, 3) == [3, 2, 2]
-    assert bench.split_repeats(2, 3) == [1, 1]
+    assert bench.split_repeats(7, 3) == [2, 2, 3]
+    assert bench.split_repeats(2, 3) == [0, 1, 1]
     assert bench.split_repeats(4, 1) == [4]
+    spread = bench.split_repeats(7, 15)
+    assert sum(spread) == 7 and set(spread) == {0, 1}
+    calls = [i for i, n in enumerate(spread) if n]
+    assert max(b - a for a, b in zip(calls, calls[1:])) <= 3  # spread over the whole run
+    assert calls[0] <= 2 and calls[-1] == 14
 
 
-def test_rounds_take_turns(monkeypatch):
-    """Each implementation gets its repeats in `rounds` blocks, softce and the references
-    alternating block by block."""
+def _record_turns(monkeypatch) -> list[tuple[str, int]]:
+    """Make bench_shape's calls fake softce calls named after their implementation and
+    record each timed block as (implementation, calls)."""
     order = []
 
     def fake_time_calls(fn, repeats, warmup=0):
@@ -113,10 +118,31 @@ def test_rounds_take_turns(monkeypatch):
 
     monkeypatch.setattr(bench, "time_calls", fake_time_calls)
     monkeypatch.setattr(bench, "CALLS", {"softce": calls("softce"), "NumPy": calls("NumPy")})
+    return order
+
+
+def test_rounds_take_turns(monkeypatch):
+    """Each implementation gets its repeats in `rounds` blocks, softce and the references
+    alternating block by block."""
+    order = _record_turns(monkeypatch)
     rows = bench.bench_shape(bench.Shape(8, 30), ["NumPy"], 5, 3, lambda msg: None, rounds=3)
     for row in rows:
         assert len(row.timings["softce"].samples) == 5
         assert len(row.timings["NumPy"].samples) == 3
     per_function = order[:6]
-    assert per_function == [("softce", 2), ("NumPy", 1), ("softce", 2), ("NumPy", 1),
-                            ("softce", 1), ("NumPy", 1)]
+    assert per_function == [("softce", 1), ("NumPy", 1), ("softce", 2), ("NumPy", 1),
+                            ("softce", 2), ("NumPy", 1)]
+
+
+def test_default_rounds_are_one_softce_call_each(monkeypatch):
+    """By default each round holds one softce call; the references' fewer calls fall in
+    rounds spread over the whole case, never two NumPy blocks in a row."""
+    order = _record_turns(monkeypatch)
+    rows = bench.bench_shape(bench.Shape(8, 30), ["NumPy"], 9, 4, lambda msg: None)
+    assert all(len(row.timings["softce"].samples) == 9 for row in rows)
+    assert all(len(row.timings["NumPy"].samples) == 4 for row in rows)
+    first = order[:13]
+    assert all(n == 1 for _, n in first)
+    assert [impl for impl, _ in first].count("softce") == 9
+    assert all(a != b or a == "softce" for (a, _), (b, _) in zip(first, first[1:]))
+    assert first[-1] == ("NumPy", 1)  # the references' calls reach the last round
