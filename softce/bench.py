@@ -899,7 +899,7 @@ def write_markdown(path: Path, data: dict[str, object], rows: list[Row],
             measured += [f"PyTorch CE forward+backward "
                          f"{found[('cross_entropy_grad', 'PyTorch')]:.0f} ms",
                          f"PyTorch log_softmax {found[('log_softmax', 'PyTorch')]:.0f} ms"]
-        out += ["", "The issue's figures for the machine the bar was set on: a 500 MiB copy with "
+        out += ["", "The figures given for the machine the bar was set on: a 500 MiB copy with "
                 "two threads ~30-40 ms, PyTorch CE forward+backward ~1.3-1.5 s, PyTorch "
                 "log_softmax ~0.33 s. Measured here in this run: " + ", ".join(measured) + "."]
     out += ["", "## Results", ""]
