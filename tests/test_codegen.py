@@ -4,7 +4,6 @@ import re
 
 import sympy as sp
 
-from softce.codegen.cpu import CHUNK, STORED_CHUNK
 from softce.codegen.lower import KernelSpec, extract_reductions, lower, m
 from softce.codegen.printer import NumbaPrinter
 from softce.codegen.rewrite import shift_to_min
@@ -117,13 +116,3 @@ def test_kronecker_delta_is_taken_out_of_the_element_loop() -> None:
     assert "e_x = grad_chunk_r[k]*f_c" in fixed  # read before the loop overwrites it
     assert not re.search(r"np\.float32\(-?1\)", loop)
     assert "grad_chunk_r[c - start] = grad_chunk_r_at_c" in after
-
-
-def test_kernels_that_store_their_exps_take_the_shorter_chunk() -> None:
-    """softmax stores exp(x - m_c) in its output row (STORED_CHUNK); log_softmax computes its
-    output from x again (CHUNK)."""
-    softmax = sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))
-    log_softmax = x[i] - m - sp.log(row_sum(sp.exp(x[k] - m)))
-    assert f"\nCHUNK = {STORED_CHUNK}\n" in _emitted({"out": softmax})
-    assert f"\nCHUNK = {CHUNK}\n" in _emitted({"out": log_softmax})
-    assert STORED_CHUNK != CHUNK

@@ -22,7 +22,7 @@ from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 from softce.shift import shift_f32, shift_f64
 
-CHUNK = 256
+CHUNK = 1024
 BLOCK = 16384
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
-CHUNK = 256
+CHUNK = 1024
 BLOCK = 16384
 
 

@@ -23,14 +23,6 @@ from .printer import DTYPES, NumbaPrinter
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
 
-#: The chunk of kernels whose sum pass stores exp(x - m_c) in the output row (``_stored_exp``).
-#: Their pass reads x, computes exp and writes the output line by line; in shorter chunks the
-#: memory traffic and the exps interleave more finely. Measured on 4096 x 32000 float32, two
-#: threads, medians of interleaved calls: softmax 39.1 -> 37.2 ms (1935 calls each; 55.2 ->
-#: 50.7 ms in the machine's slow stretches), the label gradient 58.9 -> 55.7 ms (1083 calls,
-#: most in slow stretches). logsumexp, with no output, is slower so (19.8 -> 24.7 ms).
-STORED_CHUNK = 256
-
 #: Elements per task of a kernel with scratch buffers: each task (a block of rows) allocates its
 #: buffers once, so short rows do not pay an allocation each.
 BLOCK = 16384
@@ -425,12 +417,6 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     return out.lines
 
 
-def chunk_length(kernel: RowKernel | ElementwiseKernel) -> int:
-    """Elements per chunk of the kernel's row passes (``CHUNK`` or ``STORED_CHUNK``)."""
-    stored = isinstance(kernel, RowKernel) and _stored_exp(kernel) is not None
-    return STORED_CHUNK if stored else CHUNK
-
-
 def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     """Imports and both dtype variants of one kernel (the header is added by the writer)."""
     emit = emit_row_kernel if isinstance(kernel, RowKernel) else emit_elementwise_kernel
@@ -452,7 +438,7 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     if streams:
         lines.append(f"from softce.stream import {', '.join(streams)}")
     if "CHUNK" in text:
-        lines += ["", f"CHUNK = {chunk_length(kernel)}"]
+        lines += ["", f"CHUNK = {CHUNK}"]
     if "BLOCK" in text:
         lines.append(f"BLOCK = {BLOCK}")
     return "\n".join(lines + body) + "\n"
