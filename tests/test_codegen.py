@@ -4,6 +4,7 @@ import re
 
 import sympy as sp
 
+from softce.codegen.cpu import CHUNK, STORED_CHUNK
 from softce.codegen.lower import KernelSpec, extract_reductions, lower, m
 from softce.codegen.printer import NumbaPrinter
 from softce.codegen.rewrite import shift_to_min
@@ -116,3 +117,24 @@ def test_kronecker_delta_is_taken_out_of_the_element_loop() -> None:
     assert "e_x = grad_chunk_r[k]*f_c" in fixed  # read before the loop overwrites it
     assert not re.search(r"np\.float32\(-?1\)", loop)
     assert "grad_chunk_r[c - start] = grad_chunk_r_at_c" in after
+
+
+def test_kernels_that_store_their_exps_take_the_shorter_chunk() -> None:
+    """softmax stores exp(x - m_c) in its output row (STORED_CHUNK); log_softmax computes its
+    output from x again (CHUNK)."""
+    softmax = sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))
+    log_softmax = x[i] - m - sp.log(row_sum(sp.exp(x[k] - m)))
+    assert f"\nCHUNK = {STORED_CHUNK}\n" in _emitted({"out": softmax})
+    assert f"\nCHUNK = {CHUNK}\n" in _emitted({"out": log_softmax})
+    assert STORED_CHUNK != CHUNK
+
+
+def test_float32_kernels_merge_the_row_sum_in_float64_only() -> None:
+    """The D11 merges of a float32 row accumulate in float64 (``MERGED_SUM_DTYPE``); the sum is
+    narrowed once, so the element loops stay float32 and vectorise as wide."""
+    softmax = sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))
+    f32 = _emitted({"out": softmax}).split('@nb.njit(["void(float64')[0]
+    wide = [line.strip() for line in f32.splitlines() if "float64" in line]
+    assert wide == ["d_row = np.float64(0)  # merged in float64"], wide
+    assert "d = np.float32(d_row)" in f32
+    assert re.search(r"d_row = d_row\*exp_nonpos_f32\(.*\) \+ d_c\*exp_nonpos_f32", f32)

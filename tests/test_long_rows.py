@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import softce
-from softce.codegen.cpu import CHUNK
+from softce.codegen.cpu import STORED_CHUNK as CHUNK
 from softce.stream import STREAM_BYTES
 from tests import reference as ref
 
-LENGTHS = [8 * CHUNK, 8 * CHUNK + 1, 16 * CHUNK + 37]
+LENGTHS = [8 * CHUNK, 8 * CHUNK + 1, 64 * CHUNK + 37]
 DTYPES = [np.float32, np.float64]
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
-CHUNK = 1024
+CHUNK = 256
 BLOCK = 16384
 
 
@@ -43,8 +43,8 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
             sum_cw_x = np.float32(0)
-            d = np.float32(0)
             sum_cw = np.float32(0)
+            d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -66,11 +66,12 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
                     for k in range(stop - start):
                         grad_chunk_r[k] = e_chunk[k]
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                     m = m_new
                 else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
                         grad_chunk_r[k] = np.float32(0)
+            d = np.float32(d_row)
             u0 = np.float32(1) / d
             u1 = np.float32(1) / np.float32(n)
             u2 = np.float32(1) - eps
@@ -121,8 +122,8 @@ def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, e
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
             sum_cw_x = np.float64(0)
-            d = np.float64(0)
             sum_cw = np.float64(0)
+            d = np.float64(0)
             m = np.float64(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)

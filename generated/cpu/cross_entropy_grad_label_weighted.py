@@ -22,7 +22,7 @@ import numpy as np
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
-CHUNK = 1024
+CHUNK = 256
 BLOCK = 16384
 
 
@@ -42,7 +42,7 @@ def cross_entropy_grad_label_weighted_f32(x, cw, labels, counted, grad_output, z
             w = grad_output[r]
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
-            d = np.float32(0)
+            d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -62,11 +62,12 @@ def cross_entropy_grad_label_weighted_f32(x, cw, labels, counted, grad_output, z
                     for k in range(stop - start):
                         grad_chunk_r[k] = e_chunk[k]
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                     m = m_new
                 else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
                         grad_chunk_r[k] = np.float32(0)
+            d = np.float32(d_row)
             u0 = np.float32(1) / d
             u1 = m + math.log(d)
             t0 = u0

@@ -40,8 +40,8 @@ def cross_entropy_grad_prob_f32(x, y, grad_output, grad, loss):
             w = grad_output[r]
             grad_r = grad[r]
             sum_x_y = np.float32(0)
-            d = np.float32(0)
             sum_y = np.float32(0)
+            d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -57,8 +57,9 @@ def cross_entropy_grad_prob_f32(x, y, grad_output, grad, loss):
                     for k in range(stop - start):
                         d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                     m = m_new
+            d = np.float32(d_row)
             t0 = np.float32(1) / d
             loss[r] = sum_y*(m + math.log(d)) - sum_x_y
             for start in range(0, n, CHUNK):
@@ -85,8 +86,8 @@ def cross_entropy_grad_prob_f64(x, y, grad_output, grad, loss):
             w = grad_output[r]
             grad_r = grad[r]
             sum_x_y = np.float64(0)
-            d = np.float64(0)
             sum_y = np.float64(0)
+            d = np.float64(0)
             m = np.float64(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)

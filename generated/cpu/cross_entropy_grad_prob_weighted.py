@@ -43,7 +43,7 @@ def cross_entropy_grad_prob_weighted_f32(x, y, cw, grad_output, z, grad, loss, l
             grad_r = grad[r]
             sum_cw_y = np.float32(0)
             sum_cw_x_y = np.float32(0)
-            d = np.float32(0)
+            d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -60,8 +60,9 @@ def cross_entropy_grad_prob_weighted_f32(x, y, cw, grad_output, z, grad, loss, l
                     for k in range(stop - start):
                         d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                     m = m_new
+            d = np.float32(d_row)
             u0 = np.float32(1) / d
             u1 = m + math.log(d)
             t0 = u0

@@ -32,7 +32,7 @@ def cross_entropy_label_f32(x, labels, loss):
     for r in nb.prange(rows):
         x_r = x[r]
         c = labels[r]
-        d = np.float32(0)
+        d_row = np.float64(0)  # merged in float64
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
@@ -45,8 +45,9 @@ def cross_entropy_label_f32(x, labels, loss):
                 for k in range(stop - start):
                     d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
+        d = np.float32(d_row)
         loss[r] = -shift_f32(x_r[c], m) + math.log(d)
 
 

@@ -34,8 +34,8 @@ def cross_entropy_label_smoothed_f32(x, cw, labels, counted, eps, z, loss, lse):
         c = labels[r]
         v = counted[r]
         sum_cw_x = np.float32(0)
-        d = np.float32(0)
         sum_cw = np.float32(0)
+        d_row = np.float64(0)  # merged in float64
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
@@ -51,8 +51,9 @@ def cross_entropy_label_smoothed_f32(x, cw, labels, counted, eps, z, loss, lse):
                 for k in range(stop - start):
                     d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
+        d = np.float32(d_row)
         u0 = m + math.log(d)
         loss[r] = v*((np.float32(1) - eps)*(-x_r[c] + u0)*cw_r[c] + u0 * u0*z + eps*(-sum_cw_x + sum_cw*u0)/np.float32(n))
         lse[r] = u0
@@ -68,8 +69,8 @@ def cross_entropy_label_smoothed_f64(x, cw, labels, counted, eps, z, loss, lse):
         c = labels[r]
         v = counted[r]
         sum_cw_x = np.float64(0)
-        d = np.float64(0)
         sum_cw = np.float64(0)
+        d = np.float64(0)
         m = np.float64(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)

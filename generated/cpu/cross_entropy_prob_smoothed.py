@@ -35,8 +35,8 @@ def cross_entropy_prob_smoothed_f32(x, y, cw, eps, z, loss, lse):
         sum_cw_x = np.float32(0)
         sum_cw_y = np.float32(0)
         sum_cw_x_y = np.float32(0)
-        d = np.float32(0)
         sum_cw = np.float32(0)
+        d_row = np.float64(0)  # merged in float64
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
@@ -55,8 +55,9 @@ def cross_entropy_prob_smoothed_f32(x, y, cw, eps, z, loss, lse):
                 for k in range(stop - start):
                     d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
+        d = np.float32(d_row)
         u0 = eps/np.float32(n)
         u1 = m + math.log(d)
         loss[r] = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u0 + u1*(sum_cw_y - eps*sum_cw_y + sum_cw*u0) + u1 * u1*z
@@ -74,8 +75,8 @@ def cross_entropy_prob_smoothed_f64(x, y, cw, eps, z, loss, lse):
         sum_cw_x = np.float64(0)
         sum_cw_y = np.float64(0)
         sum_cw_x_y = np.float64(0)
-        d = np.float64(0)
         sum_cw = np.float64(0)
+        d = np.float64(0)
         m = np.float64(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)

@@ -34,7 +34,7 @@ def cross_entropy_prob_weighted_f32(x, y, cw, z, loss, lse):
         cw_r = cw  # shared by every row
         sum_cw_y = np.float32(0)
         sum_cw_x_y = np.float32(0)
-        d = np.float32(0)
+        d_row = np.float64(0)  # merged in float64
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
@@ -51,8 +51,9 @@ def cross_entropy_prob_weighted_f32(x, y, cw, z, loss, lse):
                 for k in range(stop - start):
                     d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
+        d = np.float32(d_row)
         u0 = m + math.log(d)
         loss[r] = -sum_cw_x_y + sum_cw_y*u0 + u0 * u0*z
         lse[r] = u0

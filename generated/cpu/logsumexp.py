@@ -29,7 +29,7 @@ def logsumexp_f32(x, lse):
     rows, n = x.shape
     for r in nb.prange(rows):
         x_r = x[r]
-        d = np.float32(0)
+        d_row = np.float64(0)  # merged in float64
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
@@ -42,8 +42,9 @@ def logsumexp_f32(x, lse):
                 for k in range(stop - start):
                     d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
+        d = np.float32(d_row)
         lse[r] = m + math.log(d)
 
 

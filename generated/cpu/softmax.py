@@ -18,7 +18,7 @@ import numpy as np
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
-CHUNK = 1024
+CHUNK = 256
 BLOCK = 16384
 
 
@@ -33,7 +33,7 @@ def softmax_f32(x, out):
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             out_r = out[r]
-            d = np.float32(0)
+            d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -52,11 +52,12 @@ def softmax_f32(x, out):
                     for k in range(stop - start):
                         out_chunk_r[k] = e_chunk[k]
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                     m = m_new
                 else:  # exp(x[k] - m) is 0 there
                     for k in range(stop - start):
                         out_chunk_r[k] = np.float32(0)
+            d = np.float32(d_row)
             t0 = np.float32(1) / d
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)

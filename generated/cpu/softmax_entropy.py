@@ -31,8 +31,8 @@ def softmax_entropy_f32(x, h):
     rows, n = x.shape
     for r in nb.prange(rows):
         x_r = x[r]
-        sum_e_x = np.float32(0)
-        d = np.float32(0)
+        sum_e_x_row = np.float64(0)  # merged in float64
+        d_row = np.float64(0)  # merged in float64
         m = np.float32(-np.inf)
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
@@ -47,9 +47,11 @@ def softmax_entropy_f32(x, h):
                     sum_e_x_c += exp_nonpos_f32(x_chunk_r[k] - m_c)*(x_chunk_r[k] if x_chunk_r[k] != np.float32(-np.inf) else np.float32(0))
                     d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                 m_new = fmax(m, m_c)  # D11 merge_m
-                sum_e_x = sum_e_x*exp_nonpos_f32(m - m_new) + sum_e_x_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                sum_e_x_row = sum_e_x_row*exp_nonpos_f32(m - m_new) + sum_e_x_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
+        sum_e_x = np.float32(sum_e_x_row)
+        d = np.float32(d_row)
         h[r] = m - sum_e_x/d + math.log(d)
 
 

@@ -38,8 +38,8 @@ def softmax_entropy_grad_f32(x, grad_output, grad, h):
             x_r = x[r]
             w = grad_output[r]
             grad_r = grad[r]
-            sum_e_x = np.float32(0)
-            d = np.float32(0)
+            sum_e_x_row = np.float64(0)  # merged in float64
+            d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -54,9 +54,11 @@ def softmax_entropy_grad_f32(x, grad_output, grad, h):
                         sum_e_x_c += exp_nonpos_f32(x_chunk_r[k] - m_c)*(x_chunk_r[k] if x_chunk_r[k] != np.float32(-np.inf) else np.float32(0))
                         d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    sum_e_x = sum_e_x*exp_nonpos_f32(m - m_new) + sum_e_x_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    sum_e_x_row = sum_e_x_row*exp_nonpos_f32(m - m_new) + sum_e_x_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                     m = m_new
+            sum_e_x = np.float32(sum_e_x_row)
+            d = np.float32(d_row)
             u0 = np.float32(1) / d
             u1 = sum_e_x*u0
             t0 = u1

@@ -33,7 +33,7 @@ def softmax_jacobian_f32(x, out):
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             out_r = out[r]
-            d = np.float32(0)
+            d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -46,8 +46,9 @@ def softmax_jacobian_f32(x, out):
                     for k in range(stop - start):
                         d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                     m = m_new
+            d = np.float32(d_row)
             t0 = np.float32(1) / d
             for i in range(n):
                 p_r[i] = t0*exp_nonpos_f32(x_r[i] - m)
