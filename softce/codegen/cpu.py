@@ -202,8 +202,8 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
         out.add(3, "else:  # exp(x[k] - m) is 0 there")
         out.add(4, "for k in range(stop - start):")
         out.add(5, f"{store}[k] = {zero}")
-    for r in shifted:
-        if widened:
+    if widened:  # narrowed once, so the row-level values and element loops stay in the dtype
+        for r in shifted:
             out.add(2, f"{r.symbol} = {pr.np_type}({merged[r.symbol]})")
 
 
