@@ -4,7 +4,7 @@ import re
 
 import sympy as sp
 
-from softce.codegen.cpu import CHUNK, STORED_CHUNK
+from softce.codegen.cpu import CHUNK, MAX_SPAN
 from softce.codegen.lower import KernelSpec, extract_reductions, lower, m
 from softce.codegen.printer import NumbaPrinter
 from softce.codegen.rewrite import shift_to_min
@@ -119,14 +119,22 @@ def test_kronecker_delta_is_taken_out_of_the_element_loop() -> None:
     assert "grad_chunk_r[c - start] = grad_chunk_r_at_c" in after
 
 
-def test_kernels_that_store_their_exps_take_the_shorter_chunk() -> None:
-    """softmax stores exp(x - m_c) in its output row (STORED_CHUNK); log_softmax computes its
-    output from x again (CHUNK)."""
+def test_kernels_that_store_their_exps_take_one_max_per_span() -> None:
+    """softmax stores exp(x - m_c) in its output row with m_c its span's max, read in a loop of
+    its own, and keeps a loop for out = x; log_softmax computes its output from x again and
+    takes each chunk's max."""
     softmax = sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))
     log_softmax = x[i] - m - sp.log(row_sum(sp.exp(x[k] - m)))
-    assert f"\nCHUNK = {STORED_CHUNK}\n" in _emitted({"out": softmax})
-    assert f"\nCHUNK = {CHUNK}\n" in _emitted({"out": log_softmax})
-    assert STORED_CHUNK != CHUNK
+    stored, computed = _emitted({"out": softmax}), _emitted({"out": log_softmax})
+    assert f"\nMAX_SPAN = {MAX_SPAN}\n" in stored and "MAX_SPAN" not in computed
+    assert MAX_SPAN % CHUNK == 0  # a span's chunks end where it does
+    f32 = stored.split('@nb.njit(["void(float64')[0]
+    assert "in_place = out.ctypes.data == x.ctypes.data" in f32
+    assert "e_k = exp_nonpos_f32(out_chunk_r[k] - m_c)" in f32  # in place: nonpositive too
+    assert "e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)" in f32
+    assert "e_chunk" not in f32
+    assert f32.count("m_c = fmax(m_c, ") == 1 and "fmax(m_c, x_span_r[k])" in f32
+    assert "m_c = fmax(m_c, x_chunk_r[k])" in computed
 
 
 def test_float32_kernels_merge_the_row_sum_in_float64_only() -> None:

@@ -1,7 +1,8 @@
-"""Rows of many chunks through the kernels that keep each chunk's exps in the output row:
-softmax, logsumexp_vjp and the label cross-entropy gradients (plain, weighted, smoothed, with
-the label's element computed outside the loop), held against float64 references, with -inf
-masks, whole -inf chunks, NaN, labels at chunk edges and in-place gradients."""
+"""Rows of many chunks and spans through the kernels that keep each chunk's exps in the output
+row: softmax, logsumexp_vjp and the label cross-entropy gradients (plain, weighted, smoothed,
+with the label's element computed outside the loop), held against float64 references, with
+-inf masks, a whole -inf span, NaN, labels at chunk edges, and in place (the kernels' own loop
+for out = x) bit for bit as out of place."""
 
 from __future__ import annotations
 
@@ -9,21 +10,28 @@ import numpy as np
 import pytest
 
 import softce
-from softce.codegen.cpu import STORED_CHUNK as CHUNK
+from softce.codegen.cpu import CHUNK, MAX_SPAN
 from softce.stream import STREAM_BYTES
 from tests import reference as ref
 
-LENGTHS = [8 * CHUNK, 8 * CHUNK + 1, 64 * CHUNK + 37]
+LENGTHS = [8 * CHUNK, 8 * CHUNK + 1, 2 * MAX_SPAN + 37]
 DTYPES = [np.float32, np.float64]
 
 
+def masked(n: int) -> int:
+    """Row 2's leading -inf: its first span and more when the row has several, else two chunks
+    and more."""
+    return (MAX_SPAN if n > MAX_SPAN else 2 * CHUNK) + 5
+
+
 def logits(n: int, dtype) -> np.ndarray:
-    """Eight rows: plain, every third -inf, the first chunks -inf, one NaN, one +-1e30-sized
-    row of equal maxima, one finite logit among -inf, large offsets, a small spread."""
+    """Eight rows: plain, every third -inf, the first chunks (or span) -inf, one NaN, one
+    +-1e30-sized row of equal maxima, one finite logit among -inf, large offsets, a small
+    spread."""
     rng = np.random.default_rng(n)
     x = rng.standard_normal((8, n)) * 4
     x[1, ::3] = -np.inf
-    x[2, : 2 * CHUNK + 5] = -np.inf
+    x[2, : masked(n)] = -np.inf
     x[3, n // 2] = np.nan
     x[4] = 1e30
     x[4, 1::2] = -1e30
@@ -36,7 +44,7 @@ def logits(n: int, dtype) -> np.ndarray:
 
 def labels(n: int) -> np.ndarray:
     """Labels at the chunk edges, the last class and the middle; row 2's label is finite."""
-    return np.array([0, CHUNK - 1, 2 * CHUNK + 7, CHUNK, n - 1, n - 1, n // 2, 1])
+    return np.array([0, CHUNK - 1, masked(n) + 2, CHUNK, n - 1, n - 1, n // 2, 1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -44,6 +52,8 @@ def labels(n: int) -> np.ndarray:
 def test_softmax(n, dtype) -> None:
     x = logits(n, dtype)
     ref.assert_close(softce.softmax(x), ref.softmax(x), dtype)
+    same = x.copy()
+    np.testing.assert_array_equal(softce.softmax(same, out=same), softce.softmax(x))
     ref.assert_close(softce.logsumexp_vjp(x, np.arange(8.0, dtype=dtype)),
                      ref.logsumexp_vjp(x, np.arange(8.0)), dtype)
 
@@ -65,6 +75,7 @@ def test_cross_entropy_grad_labels(n, dtype) -> None:
     loss, grad = softce.cross_entropy_grad(inplace, y, reduction="sum", out=inplace)
     assert grad is inplace
     ref.assert_close(grad, ref.cross_entropy_grad(x, y, reduction="sum")[1], dtype)
+    np.testing.assert_array_equal(grad, softce.cross_entropy_grad(x, y, reduction="sum")[1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -22,7 +22,8 @@ from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 from softce.shift import shift_f32, shift_f64
 
-CHUNK = 256
+CHUNK = 1024
+MAX_SPAN = 32768
 BLOCK = 16384
 
 
@@ -30,10 +31,10 @@ BLOCK = 16384
 def cross_entropy_grad_label_f32(x, labels, grad_output, grad, loss):
     """loss[r] = LSE(x) - x[c]; grad[i] = w * (softmax(x)[i] - [i = c]) [D9, D2, D11] (float32)"""
     rows, n = x.shape
+    in_place = grad.ctypes.data == x.ctypes.data  # out = x
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
-        e_chunk = np.empty(CHUNK, np.float32)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             c = labels[r]
@@ -42,28 +43,35 @@ def cross_entropy_grad_label_f32(x, labels, grad_output, grad, loss):
             held0 = x_r[c]  # read before the row is overwritten
             d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
-            for start in range(0, n, CHUNK):
-                stop = min(start + CHUNK, n)
-                x_chunk_r = x_r[start:stop]
-                grad_chunk_r = grad_r[start:stop]
+            for span in range(0, n, MAX_SPAN):
+                span_stop = min(span + MAX_SPAN, n)
+                x_span_r = x_r[span:span_stop]
                 m_c = np.float32(-np.inf)
-                for k in range(stop - start):
-                    m_c = fmax(m_c, x_chunk_r[k])
-                m_chunks[start // CHUNK] = m_c
-                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                    d_c = np.float32(0)
-                    for k in range(stop - start):
-                        e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
-                        e_chunk[k] = e_k
-                        d_c += e_k
-                    for k in range(stop - start):
-                        grad_chunk_r[k] = e_chunk[k]
-                    m_new = fmax(m, m_c)  # D11 merge_m
-                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                    m = m_new
-                else:  # exp(x[k] - m) is 0 there
-                    for k in range(stop - start):
-                        grad_chunk_r[k] = np.float32(0)
+                for k in range(span_stop - span):
+                    m_c = fmax(m_c, x_span_r[k])
+                for start in range(span, span_stop, CHUNK):
+                    stop = min(start + CHUNK, span_stop)
+                    x_chunk_r = x_r[start:stop]
+                    grad_chunk_r = grad_r[start:stop]
+                    m_chunks[start // CHUNK] = m_c
+                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                        d_c = np.float32(0)
+                        if in_place:
+                            for k in range(stop - start):
+                                e_k = exp_nonpos_f32(grad_chunk_r[k] - m_c)
+                                grad_chunk_r[k] = e_k
+                                d_c += e_k
+                        else:
+                            for k in range(stop - start):
+                                e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
+                                grad_chunk_r[k] = e_k
+                                d_c += e_k
+                        m_new = fmax(m, m_c)  # D11 merge_m
+                        d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                        m = m_new
+                    else:  # exp(x[k] - m) is 0 there
+                        for k in range(stop - start):
+                            grad_chunk_r[k] = np.float32(0)
             d = np.float32(d_row)
             t0 = np.float32(1) / d
             loss[r] = -shift_f32(held0, m) + math.log(d)
@@ -89,10 +97,10 @@ def cross_entropy_grad_label_f32(x, labels, grad_output, grad, loss):
 def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
     """loss[r] = LSE(x) - x[c]; grad[i] = w * (softmax(x)[i] - [i = c]) [D9, D2, D11] (float64)"""
     rows, n = x.shape
+    in_place = grad.ctypes.data == x.ctypes.data  # out = x
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
-        e_chunk = np.empty(CHUNK, np.float64)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             c = labels[r]
@@ -101,28 +109,35 @@ def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
             held0 = x_r[c]  # read before the row is overwritten
             d = np.float64(0)
             m = np.float64(-np.inf)
-            for start in range(0, n, CHUNK):
-                stop = min(start + CHUNK, n)
-                x_chunk_r = x_r[start:stop]
-                grad_chunk_r = grad_r[start:stop]
+            for span in range(0, n, MAX_SPAN):
+                span_stop = min(span + MAX_SPAN, n)
+                x_span_r = x_r[span:span_stop]
                 m_c = np.float64(-np.inf)
-                for k in range(stop - start):
-                    m_c = fmax(m_c, x_chunk_r[k])
-                m_chunks[start // CHUNK] = m_c
-                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                    d_c = np.float64(0)
-                    for k in range(stop - start):
-                        e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
-                        e_chunk[k] = e_k
-                        d_c += e_k
-                    for k in range(stop - start):
-                        grad_chunk_r[k] = e_chunk[k]
-                    m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                    m = m_new
-                else:  # exp(x[k] - m) is 0 there
-                    for k in range(stop - start):
-                        grad_chunk_r[k] = np.float64(0)
+                for k in range(span_stop - span):
+                    m_c = fmax(m_c, x_span_r[k])
+                for start in range(span, span_stop, CHUNK):
+                    stop = min(start + CHUNK, span_stop)
+                    x_chunk_r = x_r[start:stop]
+                    grad_chunk_r = grad_r[start:stop]
+                    m_chunks[start // CHUNK] = m_c
+                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                        d_c = np.float64(0)
+                        if in_place:
+                            for k in range(stop - start):
+                                e_k = exp_nonpos_f64(grad_chunk_r[k] - m_c)
+                                grad_chunk_r[k] = e_k
+                                d_c += e_k
+                        else:
+                            for k in range(stop - start):
+                                e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
+                                grad_chunk_r[k] = e_k
+                                d_c += e_k
+                        m_new = fmax(m, m_c)  # D11 merge_m
+                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                        m = m_new
+                    else:  # exp(x[k] - m) is 0 there
+                        for k in range(stop - start):
+                            grad_chunk_r[k] = np.float64(0)
             t0 = np.float64(1) / d
             loss[r] = -shift_f64(held0, m) + math.log(d)
             for start in range(0, n, CHUNK):

@@ -22,7 +22,8 @@ import numpy as np
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
-CHUNK = 256
+CHUNK = 1024
+MAX_SPAN = 32768
 BLOCK = 16384
 
 
@@ -30,10 +31,10 @@ BLOCK = 16384
 def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, eps, z, grad, loss, lse):
     """loss[r], lse[r] as cross_entropy_label_smoothed; grad[i] = w * d loss / d x[i] [D13, D2, D11] (float32)"""
     rows, n = x.shape
+    in_place = grad.ctypes.data == x.ctypes.data  # out = x
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
-        e_chunk = np.empty(CHUNK, np.float32)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             cw_r = cw  # shared by every row
@@ -46,31 +47,39 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
             sum_cw = np.float32(0)
             d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
-            for start in range(0, n, CHUNK):
-                stop = min(start + CHUNK, n)
-                x_chunk_r = x_r[start:stop]
-                cw_chunk_r = cw_r[start:stop]
-                grad_chunk_r = grad_r[start:stop]
+            for span in range(0, n, MAX_SPAN):
+                span_stop = min(span + MAX_SPAN, n)
+                x_span_r = x_r[span:span_stop]
+                cw_span_r = cw_r[span:span_stop]
                 m_c = np.float32(-np.inf)
-                for k in range(stop - start):
-                    m_c = fmax(m_c, x_chunk_r[k])
-                    sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
-                    sum_cw += cw_chunk_r[k]
-                m_chunks[start // CHUNK] = m_c
-                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                    d_c = np.float32(0)
-                    for k in range(stop - start):
-                        e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
-                        e_chunk[k] = e_k
-                        d_c += e_k
-                    for k in range(stop - start):
-                        grad_chunk_r[k] = e_chunk[k]
-                    m_new = fmax(m, m_c)  # D11 merge_m
-                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                    m = m_new
-                else:  # exp(x[k] - m) is 0 there
-                    for k in range(stop - start):
-                        grad_chunk_r[k] = np.float32(0)
+                for k in range(span_stop - span):
+                    m_c = fmax(m_c, x_span_r[k])
+                    sum_cw_x += cw_span_r[k]*x_span_r[k]
+                    sum_cw += cw_span_r[k]
+                for start in range(span, span_stop, CHUNK):
+                    stop = min(start + CHUNK, span_stop)
+                    x_chunk_r = x_r[start:stop]
+                    cw_chunk_r = cw_r[start:stop]
+                    grad_chunk_r = grad_r[start:stop]
+                    m_chunks[start // CHUNK] = m_c
+                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                        d_c = np.float32(0)
+                        if in_place:
+                            for k in range(stop - start):
+                                e_k = exp_nonpos_f32(grad_chunk_r[k] - m_c)
+                                grad_chunk_r[k] = e_k
+                                d_c += e_k
+                        else:
+                            for k in range(stop - start):
+                                e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
+                                grad_chunk_r[k] = e_k
+                                d_c += e_k
+                        m_new = fmax(m, m_c)  # D11 merge_m
+                        d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                        m = m_new
+                    else:  # exp(x[k] - m) is 0 there
+                        for k in range(stop - start):
+                            grad_chunk_r[k] = np.float32(0)
             d = np.float32(d_row)
             u0 = np.float32(1) / d
             u1 = np.float32(1) / np.float32(n)
@@ -109,10 +118,10 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
 def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, eps, z, grad, loss, lse):
     """loss[r], lse[r] as cross_entropy_label_smoothed; grad[i] = w * d loss / d x[i] [D13, D2, D11] (float64)"""
     rows, n = x.shape
+    in_place = grad.ctypes.data == x.ctypes.data  # out = x
     block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
     for b in nb.prange((rows + block - 1) // block):
         m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float64)
-        e_chunk = np.empty(CHUNK, np.float64)
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             cw_r = cw  # shared by every row
@@ -125,31 +134,39 @@ def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, e
             sum_cw = np.float64(0)
             d = np.float64(0)
             m = np.float64(-np.inf)
-            for start in range(0, n, CHUNK):
-                stop = min(start + CHUNK, n)
-                x_chunk_r = x_r[start:stop]
-                cw_chunk_r = cw_r[start:stop]
-                grad_chunk_r = grad_r[start:stop]
+            for span in range(0, n, MAX_SPAN):
+                span_stop = min(span + MAX_SPAN, n)
+                x_span_r = x_r[span:span_stop]
+                cw_span_r = cw_r[span:span_stop]
                 m_c = np.float64(-np.inf)
-                for k in range(stop - start):
-                    m_c = fmax(m_c, x_chunk_r[k])
-                    sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
-                    sum_cw += cw_chunk_r[k]
-                m_chunks[start // CHUNK] = m_c
-                if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                    d_c = np.float64(0)
-                    for k in range(stop - start):
-                        e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
-                        e_chunk[k] = e_k
-                        d_c += e_k
-                    for k in range(stop - start):
-                        grad_chunk_r[k] = e_chunk[k]
-                    m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                    m = m_new
-                else:  # exp(x[k] - m) is 0 there
-                    for k in range(stop - start):
-                        grad_chunk_r[k] = np.float64(0)
+                for k in range(span_stop - span):
+                    m_c = fmax(m_c, x_span_r[k])
+                    sum_cw_x += cw_span_r[k]*x_span_r[k]
+                    sum_cw += cw_span_r[k]
+                for start in range(span, span_stop, CHUNK):
+                    stop = min(start + CHUNK, span_stop)
+                    x_chunk_r = x_r[start:stop]
+                    cw_chunk_r = cw_r[start:stop]
+                    grad_chunk_r = grad_r[start:stop]
+                    m_chunks[start // CHUNK] = m_c
+                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                        d_c = np.float64(0)
+                        if in_place:
+                            for k in range(stop - start):
+                                e_k = exp_nonpos_f64(grad_chunk_r[k] - m_c)
+                                grad_chunk_r[k] = e_k
+                                d_c += e_k
+                        else:
+                            for k in range(stop - start):
+                                e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
+                                grad_chunk_r[k] = e_k
+                                d_c += e_k
+                        m_new = fmax(m, m_c)  # D11 merge_m
+                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                        m = m_new
+                    else:  # exp(x[k] - m) is 0 there
+                        for k in range(stop - start):
+                            grad_chunk_r[k] = np.float64(0)
             u0 = np.float64(1) / d
             u1 = np.float64(1) / np.float64(n)
             u2 = np.float64(1) - eps

@@ -5,7 +5,8 @@ axis computes the max and the sums (shifted sums merged chunk by chunk with D11,
 read once for its reductions), then one pass writes the elementwise outputs, a chunk at a time
 through ``softce.stream.put``. Where the outputs need exp(x[i] - m) (softmax, the label
 gradients), the reduction pass keeps each chunk's exps in the output row and the output pass
-rescales them there instead: one exp per element. A KroneckerDelta(i, c) in an output is taken
+rescales them there instead: one exp per element; there a span of chunks (``MAX_SPAN``) shares
+one max, read first. A KroneckerDelta(i, c) in an output is taken
 out of its loop. A kernel that needs scratch buffers loops ``prange`` over blocks of rows (``BLOCK``
 elements each) and allocates them once per block.
 """
@@ -23,19 +24,21 @@ from .printer import DTYPES, NumbaPrinter
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
 
-#: The chunk of kernels whose sum pass stores exp(x - m_c) in the output row (``_stored_exp``).
-#: Their pass reads x, computes exp and writes the output line by line; in shorter chunks the
-#: memory traffic and the exps interleave more finely. Measured on 4096 x 32000 float32, two
-#: threads, medians of interleaved calls: softmax 39.1 -> 37.2 ms (1935 calls each; 55.2 ->
-#: 50.7 ms in the machine's slow stretches), the label gradient 58.9 -> 55.7 ms (1083 calls,
-#: most in slow stretches). logsumexp, with no output, is slower so (19.8 -> 24.7 ms).
-STORED_CHUNK = 256
-
 #: The dtype of a row's merged sums, by kernel dtype. A row of n elements takes n / CHUNK
 #: sequential D11 merges; in float32 their rounding grows with that count (over 10^6 classes in
 #: 256-element chunks the normaliser was 1.4e-6 off, 12 ulp), in float64 it stays below the
 #: chunk sums' own. One merge per chunk, so the wider type costs nothing measurable.
 MERGED_SUM_DTYPE = {"f32": "float64", "f64": "float64"}
+
+#: Elements per span of a kernel that stores its exps (``_stored_exp``). Such a kernel takes the
+#: max of a span in a loop that only reads x, then computes, stores and sums the span's exps
+#: chunk by chunk with that max as every chunk's m_c (D11 holds for any m_c at or above the
+#: chunk's elements), re-reading x from L2. A loop that only reads keeps its speed in the
+#: machine's slow stretches, where reads and exps in one loop stop overlapping. Measured on
+#: 4096 x 32000 float32, two threads, medians of interleaved calls against a max per 256-element
+#: chunk: the label gradient 36.5 -> 37.1 ms calm, 55.9 -> 45.5 ms slow; softmax 34.4 -> 35.6
+#: calm, 47.6 -> 43.0 slow. 32768 float64 elements and their output lines fill half a 1 MiB L2.
+MAX_SPAN = 32768
 
 #: Elements per task of a kernel with scratch buffers: each task (a block of rows) allocates its
 #: buffers once, so short rows do not pay an allocation each.
@@ -129,7 +132,8 @@ def _stored_exp(kernel: RowKernel) -> sp.Expr | None:
 def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
                 stored: sp.Expr | None = None) -> None:
     """The reduction pass over one row (depth 2 inside the row loop); with ``stored``, each
-    chunk's exp(x[k] - m_c) is kept in the first output row and m_c in ``m_chunks``."""
+    chunk's exp(x[k] - m_c) is kept in the first output row and m_c in ``m_chunks``, m_c being
+    the max of the chunk's span (``MAX_SPAN``) rather than of the chunk."""
     zero, ninf = pr.const("0"), pr.const("-np.inf")
     shifted = [r for r in kernel.reductions if r.shifted]
     plain = [r for r in kernel.reductions if not r.shifted]
@@ -146,11 +150,12 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
     # Chunk loops index views from 0: LLVM then sees k >= 0 and vectorises plain loads
     # (indexing the row from ``start`` leaves Numba's negative-index wraparound in place,
     # and the loads become gathers, 2-4x slower).
-    views = {row: sp.IndexedBase(f"{row}_chunk") for row in (*kernel.rows, *kernel.class_rows)}
+    rows = (*kernel.rows, *kernel.class_rows)
+    views = {row: sp.IndexedBase(f"{row}_chunk") for row in rows}
 
-    def in_chunk(expr: sp.Expr) -> sp.Expr:
-        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views,
-                            lambda e: sp.Indexed(views[e.base], *e.indices))
+    def viewed(expr: sp.Expr, names: dict[sp.IndexedBase, sp.IndexedBase]) -> sp.Expr:
+        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in names,
+                            lambda e: sp.Indexed(names[e.base], *e.indices))
 
     m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
     merge_m = kernel.merge_m.xreplace({m1: m, m2: m_c})
@@ -160,48 +165,73 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
     for r in shifted:
         out.add(2, f"{merged[r.symbol]} = np.{wide}(0)" + f"  # merged in {wide}" * widened)
     out.add(2, f"m = {ninf}")
-    out.add(2, "for start in range(0, n, CHUNK):")
-    out.add(3, "stop = min(start + CHUNK, n)")
+
+    def max_loop(depth: int, names: dict[sp.IndexedBase, sp.IndexedBase], stop: str) -> None:
+        out.add(depth, f"m_c = {ninf}")
+        out.add(depth, f"for k in range({stop}):")
+        out.add(depth + 1, f"m_c = fmax(m_c, {pr.doprint(viewed(x[k], names))})")
+        for r in plain:
+            out.add(depth + 1, f"{r.symbol} += {pr.doprint(viewed(r.summand, names))}")
+
+    depth = 3
+    if stored is not None:
+        spans = {row: sp.IndexedBase(f"{row}_span") for row in rows}
+        out.add(2, "for span in range(0, n, MAX_SPAN):")
+        out.add(3, "span_stop = min(span + MAX_SPAN, n)")
+        for row in spans:
+            out.add(3, f"{spans[row]}_r = {row}_r[span:span_stop]")
+        max_loop(3, spans, "span_stop - span")
+        out.add(3, "for start in range(span, span_stop, CHUNK):")
+        depth = 4
+    else:
+        out.add(2, "for start in range(0, n, CHUNK):")
+    out.add(depth, f"stop = min(start + CHUNK, {'n' if stored is None else 'span_stop'})")
     for row in views:
-        out.add(3, f"{views[row]}_r = {row}_r[start:stop]")
-    store = f"{kernel.outputs[0][0]}_chunk_r" if stored is not None else None
-    if store:
-        out.add(3, f"{store} = {kernel.outputs[0][0]}_r[start:stop]")
-    out.add(3, f"m_c = {ninf}")
-    out.add(3, "for k in range(stop - start):")
-    out.add(4, f"m_c = fmax(m_c, {pr.doprint(in_chunk(x[k]))})")
-    for r in plain:
-        out.add(4, f"{r.symbol} += {pr.doprint(in_chunk(r.summand))}")
-    if store:
-        out.add(3, "m_chunks[start // CHUNK] = m_c")
-    out.add(3, "if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)")
+        out.add(depth, f"{views[row]}_r = {row}_r[start:stop]")
+    if stored is None:
+        max_loop(depth, views, "stop - start")
+    else:
+        store = f"{kernel.outputs[0][0]}_chunk_r"
+        out.add(depth, f"{store} = {kernel.outputs[0][0]}_r[start:stop]")
+        out.add(depth, "m_chunks[start // CHUNK] = m_c")
+    out.add(depth, "if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)")
     for r in shifted:
-        out.add(4, f"{chunk[r.symbol]} = {zero}")
-    out.add(4, "for k in range(stop - start):")
-    kept = {}
-    if store:
-        e_k = in_chunk(stored.xreplace({i: k, m: m_c}))
-        kept = {e_k: sp.Symbol("e_k")}
-        out.add(5, f"e_k = {pr.doprint(e_k)}")
-        out.add(5, "e_chunk[k] = e_k")
-    for r in shifted:
-        summand = in_chunk(r.summand.xreplace({m: m_c})).xreplace(kept)
-        out.add(5, f"{chunk[r.symbol]} += {pr.doprint(summand)}")
-    if store:
-        # through a buffer of the row's own: in place (out = x) a loop reading x and writing
-        # out sees aliased arrays and LLVM runs it scalar; a copy vectorises either way
-        out.add(4, "for k in range(stop - start):")
-        out.add(5, f"{store}[k] = e_chunk[k]")
-    out.add(4, f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
+        out.add(depth + 1, f"{chunk[r.symbol]} = {zero}")
+
+    def sum_loop(depth: int, names: dict[sp.IndexedBase, sp.IndexedBase],
+                 pr: NumbaPrinter = pr) -> None:
+        out.add(depth, "for k in range(stop - start):")
+        kept = {}
+        if stored is not None:
+            e_k = viewed(stored.xreplace({i: k, m: m_c}), names)
+            kept = {e_k: sp.Symbol("e_k")}
+            out.add(depth + 1, f"e_k = {pr.doprint(e_k)}")
+            out.add(depth + 1, f"{store}[k] = e_k")
+        for r in shifted:
+            summand = viewed(r.summand.xreplace({m: m_c}), names).xreplace(kept)
+            out.add(depth + 1, f"{chunk[r.symbol]} += {pr.doprint(summand)}")
+
+    if stored is None:
+        sum_loop(depth + 1, views)
+    else:
+        # in place (out = x) a loop reading x and writing out sees two arrays that may alias,
+        # and LLVM runs it scalar; reading the output row itself, it vectorises
+        held = store.removesuffix("_r")
+        out.add(depth + 1, "if in_place:")
+        sum_loop(depth + 2, {**views, x: sp.IndexedBase(held)},
+                 NumbaPrinter(pr.dtype, x, holding=(held,)))
+        out.add(depth + 1, "else:")
+        sum_loop(depth + 2, views)
+    out.add(depth + 1, f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
     for r in shifted:
         merge = kernel.merge_d.xreplace({d1: merged[r.symbol], d2: chunk[r.symbol]})
         merge = merge.xreplace({kernel.merge_m: m_new, m1: m, m2: m_c})
-        out.add(4, f"{merged[r.symbol]} = {pr.doprint(merge)}  # D11 merge_d")
-    out.add(4, "m = m_new")
-    if store:
-        out.add(3, "else:  # exp(x[k] - m) is 0 there")
-        out.add(4, "for k in range(stop - start):")
-        out.add(5, f"{store}[k] = {zero}")
+        out.add(depth + 1, f"{merged[r.symbol]} = {pr.doprint(merge)}  # D11 merge_d")
+    out.add(depth + 1, "m = m_new")
+    if stored is not None:
+        out.add(depth, "else:  # exp(x[k] - m) is 0 there")
+        out.add(depth + 1, "for k in range(stop - start):")
+        out.add(depth + 2, f"{store}[k] = {zero}")
     if widened:  # narrowed once, so the row-level values and element loops stay in the dtype
         for r in shifted:
             out.add(2, f"{r.symbol} = {pr.np_type}({merged[r.symbol]})")
@@ -344,7 +374,7 @@ def _buffers(kernel: RowKernel, stored: sp.Expr | None, shift: bool) -> list[tup
     """(name, length) of each scratch buffer of a block of rows."""
     buffers = []
     if stored is not None:
-        buffers += [("m_chunks", "(n + CHUNK - 1) // CHUNK"), ("e_chunk", "CHUNK")]
+        buffers.append(("m_chunks", "(n + CHUNK - 1) // CHUNK"))
     elif kernel.outputs:
         buffers += [(f"{name}_buf", "CHUNK") for name, _ in kernel.outputs]
         if shift:
@@ -369,6 +399,9 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     buffers = _buffers(kernel, stored, shift)
     if chunked:
         out.add(1, f"stream = {kernel.outputs[0][0]}.nbytes >= STREAM_BYTES  # softce.stream")
+    if stored is not None:
+        name, row = kernel.outputs[0][0], kernel.max_of
+        out.add(1, f"in_place = {name}.ctypes.data == {row}.ctypes.data  # out = {row}")
     if buffers:
         out.add(1, "block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers")
         out.add(1, "for b in nb.prange((rows + block - 1) // block):")
@@ -439,12 +472,6 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     return out.lines
 
 
-def chunk_length(kernel: RowKernel | ElementwiseKernel) -> int:
-    """Elements per chunk of the kernel's row passes (``CHUNK`` or ``STORED_CHUNK``)."""
-    stored = isinstance(kernel, RowKernel) and _stored_exp(kernel) is not None
-    return STORED_CHUNK if stored else CHUNK
-
-
 def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     """Imports and both dtype variants of one kernel (the header is added by the writer)."""
     emit = emit_row_kernel if isinstance(kernel, RowKernel) else emit_elementwise_kernel
@@ -466,7 +493,9 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     if streams:
         lines.append(f"from softce.stream import {', '.join(streams)}")
     if "CHUNK" in text:
-        lines += ["", f"CHUNK = {chunk_length(kernel)}"]
+        lines += ["", f"CHUNK = {CHUNK}"]
+    if "MAX_SPAN" in text:
+        lines.append(f"MAX_SPAN = {MAX_SPAN}")
     if "BLOCK" in text:
         lines.append(f"BLOCK = {BLOCK}")
     return "\n".join(lines + body) + "\n"

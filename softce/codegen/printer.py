@@ -27,13 +27,17 @@ class NumbaPrinter(PythonCodePrinter):
     #: Print x[i] - m through ``shift_<dtype>`` (kernels compiled with ``reassoc``).
     ordered_shift = True
 
-    def __init__(self, dtype: str, max_of: sp.IndexedBase | None = None) -> None:
+    def __init__(self, dtype: str, max_of: sp.IndexedBase | None = None,
+                 holding: tuple[str, ...] = ()) -> None:
         super().__init__({"standard": "python3"})
         self.dtype = dtype
         self.np_type = f"np.{DTYPES[dtype]}"
         #: The row whose max is the kernel's shift: exp(a - b) with b a max over a's values
         #: prints as ``exp_nonpos_<dtype>`` (``None``: every exp prints as ``exp_<dtype>``).
         self.max_of = max_of
+        #: The arrays whose elements are max_of's: the row, its chunk view, and ``holding``
+        #: (an output row that a loop reads in place of x, out = x).
+        self.rows_of_max = {str(max_of), f"{max_of}_chunk", *holding}
 
     def const(self, value: str) -> str:
         return f"{self.np_type}({value})"
@@ -119,9 +123,10 @@ class NumbaPrinter(PythonCodePrinter):
     def _nonpositive(self, arg: sp.Expr) -> bool:
         """arg = a - b with b a max taken over a (D2: x_k - max_j x_j <= 0), so arg <= 0.
 
-        The maxima, each over everything of lower rank: an element of ``max_of`` (or of its
-        chunk view), a chunk's max ``m_c``, the row's max ``m`` (final wherever an exp reads
-        it), and ``m_new`` = max(m, m_c), D11's merge.
+        The maxima, each over everything of lower rank: an element of ``max_of`` (or of an
+        array holding its elements, ``rows_of_max``), a chunk's (or its span's) max ``m_c``,
+        the row's max ``m`` (final wherever an exp reads it), and ``m_new`` = max(m, m_c),
+        D11's merge.
         """
         if self.max_of is None or not arg.is_Add or len(arg.args) != 2:
             return False
@@ -131,8 +136,7 @@ class NumbaPrinter(PythonCodePrinter):
         return _MAX_RANK.get(str(-high), -1) > self._rank(low)
 
     def _rank(self, term: sp.Expr) -> int:
-        rows = (str(self.max_of), f"{self.max_of}_chunk")
-        if isinstance(term, sp.Indexed) and str(term.base) in rows:
+        if isinstance(term, sp.Indexed) and str(term.base) in self.rows_of_max:
             return 0
         return _MAX_RANK.get(str(term), 4) if isinstance(term, sp.Symbol) else 4
 
