@@ -59,7 +59,6 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
                 for start in range(span, span_stop, CHUNK):
                     stop = min(start + CHUNK, span_stop)
                     x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
                     grad_chunk_r = grad_r[start:stop]
                     m_chunks[start // CHUNK] = m_c
                     if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
@@ -146,7 +145,6 @@ def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, e
                 for start in range(span, span_stop, CHUNK):
                     stop = min(start + CHUNK, span_stop)
                     x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
                     grad_chunk_r = grad_r[start:stop]
                     m_chunks[start // CHUNK] = m_c
                     if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)

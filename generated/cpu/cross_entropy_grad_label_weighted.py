@@ -48,14 +48,12 @@ def cross_entropy_grad_label_weighted_f32(x, cw, labels, counted, grad_output, z
             for span in range(0, n, MAX_SPAN):
                 span_stop = min(span + MAX_SPAN, n)
                 x_span_r = x_r[span:span_stop]
-                cw_span_r = cw_r[span:span_stop]
                 m_c = np.float32(-np.inf)
                 for k in range(span_stop - span):
                     m_c = fmax(m_c, x_span_r[k])
                 for start in range(span, span_stop, CHUNK):
                     stop = min(start + CHUNK, span_stop)
                     x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
                     grad_chunk_r = grad_r[start:stop]
                     m_chunks[start // CHUNK] = m_c
                     if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
@@ -125,14 +123,12 @@ def cross_entropy_grad_label_weighted_f64(x, cw, labels, counted, grad_output, z
             for span in range(0, n, MAX_SPAN):
                 span_stop = min(span + MAX_SPAN, n)
                 x_span_r = x_r[span:span_stop]
-                cw_span_r = cw_r[span:span_stop]
                 m_c = np.float64(-np.inf)
                 for k in range(span_stop - span):
                     m_c = fmax(m_c, x_span_r[k])
                 for start in range(span, span_stop, CHUNK):
                     stop = min(start + CHUNK, span_stop)
                     x_chunk_r = x_r[start:stop]
-                    cw_chunk_r = cw_r[start:stop]
                     grad_chunk_r = grad_r[start:stop]
                     m_chunks[start // CHUNK] = m_c
                     if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)

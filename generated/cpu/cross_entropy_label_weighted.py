@@ -38,7 +38,6 @@ def cross_entropy_label_weighted_f32(x, cw, labels, counted, z, loss, lse):
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
             x_chunk_r = x_r[start:stop]
-            cw_chunk_r = cw_r[start:stop]
             m_c = np.float32(-np.inf)
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
@@ -69,7 +68,6 @@ def cross_entropy_label_weighted_f64(x, cw, labels, counted, z, loss, lse):
         for start in range(0, n, CHUNK):
             stop = min(start + CHUNK, n)
             x_chunk_r = x_r[start:stop]
-            cw_chunk_r = cw_r[start:stop]
             m_c = np.float64(-np.inf)
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])

@@ -173,9 +173,16 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
         for r in plain:
             out.add(depth + 1, f"{r.symbol} += {pr.doprint(viewed(r.summand, names))}")
 
+    def read(exprs: list[sp.Expr]) -> list[sp.IndexedBase]:
+        """The rows that ``exprs`` index, in the kernel's order."""
+        bases = {e.base for expr in exprs for e in expr.atoms(sp.Indexed)}
+        return [row for row in rows if row in bases]
+
+    maxed = [x[k], *(r.summand for r in plain)]
+    summed = [r.summand for r in shifted] + ([stored] if stored is not None else [])
     depth = 3
     if stored is not None:
-        spans = {row: sp.IndexedBase(f"{row}_span") for row in rows}
+        spans = {row: sp.IndexedBase(f"{row}_span") for row in read(maxed)}
         out.add(2, "for span in range(0, n, MAX_SPAN):")
         out.add(3, "span_stop = min(span + MAX_SPAN, n)")
         for row in spans:
@@ -186,7 +193,7 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
     else:
         out.add(2, "for start in range(0, n, CHUNK):")
     out.add(depth, f"stop = min(start + CHUNK, {'n' if stored is None else 'span_stop'})")
-    for row in views:
+    for row in read(summed if stored is not None else maxed + summed):
         out.add(depth, f"{views[row]}_r = {row}_r[start:stop]")
     if stored is None:
         max_loop(depth, views, "stop - start")
