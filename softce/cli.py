@@ -98,10 +98,27 @@ def add_generate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_bench(subparsers: argparse._SubParsersAction) -> None:
-    """softce bench: the CPU benchmark; its options are scripts/bench.py's (``main`` hands
-    everything after ``bench`` to softce.bench.main)."""
+    """softce bench: the CPU benchmark; its options are those of the ``benchmarks`` package
+    beside ``softce/`` in a source checkout (``main`` hands everything after ``bench`` to
+    _run_bench)."""
     subparsers.add_parser("bench", help="benchmark against NumPy, SciPy and PyTorch "
                                         "(softce bench --help for its options)")
+
+
+def _run_bench(argv: list[str]) -> int:
+    """benchmarks.cli.main(argv), from the checkout softce runs from (the benchmark is not
+    installed with softce); exit status 2 with a message when there is none."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "cli.py").is_file():
+        print(f"softce bench: no benchmarks/ beside {root / 'softce'}: the benchmark runs "
+              "from a source checkout of softce (install it with `pip install -e .` there, "
+              "or run `python -m benchmarks` in it)", file=sys.stderr)
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.cli import main as bench_main
+
+    return bench_main(argv)
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (add_audit, add_generate, add_bench)
@@ -118,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        from softce import bench
-
-        return bench.main(argv[1:])
+        return _run_bench(argv[1:])
     args = build_parser().parse_args(argv)
     return args.run(args)
 

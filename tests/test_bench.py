@@ -1,4 +1,5 @@
-"""The benchmark runs end to end on tiny shapes and writes its report (nothing is timed here)."""
+"""The benchmark (the ``benchmarks`` package beside ``softce/``) runs end to end on tiny shapes
+and writes its report (nothing is timed here)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ import json
 
 import pytest
 
-from softce import bench
+from benchmarks import cases, cli, implementations, startup, timing
 
 
 def test_parse_shapes():
-    assert bench.parse_shapes("4096x32000, 8192x1000:float64") == [
-        bench.Shape(4096, 32000, "float32"), bench.Shape(8192, 1000, "float64")]
+    assert cases.parse_shapes("4096x32000, 8192x1000:float64") == [
+        cases.Shape(4096, 32000, "float32"), cases.Shape(8192, 1000, "float64")]
     for bad in ("4096", "0x10", "10x10:int8", ""):
         with pytest.raises(argparse.ArgumentTypeError):
-            bench.parse_shapes(bad)
+            cases.parse_shapes(bad)
 
 
 FAKE_STARTUP = {  # the subprocesses are exercised by test_startup_subprocesses
@@ -30,11 +31,11 @@ FAKE_STARTUP = {  # the subprocesses are exercised by test_startup_subprocesses
 
 
 def test_quick_run_writes_report_and_plot(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "measure_startup", lambda *args, **kwargs: FAKE_STARTUP)
+    monkeypatch.setattr(cli, "measure_startup", lambda *args, **kwargs: FAKE_STARTUP)
     report, plot, results = tmp_path / "BENCH.md", tmp_path / "bench.png", tmp_path / "r.json"
     report.write_text("# Benchmarks\n\n## Results\n\nSTALE-RESULTS\n\n## Dask\n\n"
                       "HAND-WRITTEN\n\n### a subsection\n\nkept too\n")
-    rc = bench.main(["--quick", "--shapes", "64x10,16x300", "--repeats", "1",
+    rc = cli.main(["--quick", "--shapes", "64x10,16x300", "--repeats", "1",
                      "--output", str(report), "--plot", str(plot), "--json", str(results)])
     assert rc == 0
     text = report.read_text()
@@ -42,14 +43,14 @@ def test_quick_run_writes_report_and_plot(tmp_path, monkeypatch):
     assert "STALE-RESULTS" not in text
     assert text.count("## Dask") == 1 and "HAND-WRITTEN" in text and "kept too" in text
     assert text.index("## Results") < text.index("## Dask")
-    for name in bench.FUNCTIONS + (bench.PROB_CE,):
+    for name in cases.FUNCTIONS + (cases.PROB_CE,):
         assert f"| {name} |" in text
     for section in ("## Machine", "## Copy bandwidth", "## Results", "## Startup",
                     "64x10 float32", "16x300 float32", "NumPy ms", "SciPy ms"):
         assert section in text
     data = json.loads(results.read_text())
     functions = {r["function"] for r in data["results"]}
-    assert functions == set(bench.FUNCTIONS + (bench.PROB_CE,))
+    assert functions == set(cases.FUNCTIONS + (cases.PROB_CE,))
     for r in data["results"]:
         assert r["timings"]["softce"]["median_s"] > 0
         for impl, t in r["timings"].items():  # every reference agrees with softce
@@ -64,8 +65,8 @@ def test_quick_run_writes_report_and_plot(tmp_path, monkeypatch):
 
 def test_startup_subprocesses():
     """One function, cold (an empty NUMBA_CACHE_DIR) then warm, each in a fresh process."""
-    startup = bench.measure_startup(repeats=1, n_functions=1)
-    cold, warm = startup["cold"], startup["warm"]
+    measured = startup.measure_startup(repeats=1, n_functions=1)
+    cold, warm = measured["cold"], measured["warm"]
     assert set(cold["first_call_s"]) == set(warm["first_call_s"]) == {"softmax"}
     assert cold["process_wall_s"] > 0 and warm["softmax_process_wall_s"] > 0
 
@@ -79,16 +80,16 @@ def test_missing_reference_is_skipped(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr("builtins.__import__", no_torch)
-    refs, skipped = bench.available_references(["NumPy", "PyTorch"])
+    refs, skipped = implementations.available_references(["NumPy", "PyTorch"])
     assert refs == ["NumPy"] and "PyTorch" in skipped
 
 
 def test_split_repeats():
-    assert bench.split_repeats(15, 3) == [5, 5, 5]
-    assert bench.split_repeats(7, 3) == [2, 2, 3]
-    assert bench.split_repeats(2, 3) == [0, 1, 1]
-    assert bench.split_repeats(4, 1) == [4]
-    spread = bench.split_repeats(7, 15)
+    assert timing.split_repeats(15, 3) == [5, 5, 5]
+    assert timing.split_repeats(7, 3) == [2, 2, 3]
+    assert timing.split_repeats(2, 3) == [0, 1, 1]
+    assert timing.split_repeats(4, 1) == [4]
+    spread = timing.split_repeats(7, 15)
     assert sum(spread) == 7 and set(spread) == {0, 1}
     calls = [i for i, n in enumerate(spread) if n]
     assert max(b - a for a, b in zip(calls, calls[1:])) <= 3  # spread over the whole run
@@ -108,16 +109,16 @@ def _record_turns(monkeypatch) -> list[tuple[str, int]]:
     def calls(impl):
         def make(inp):
             out = {}
-            for f in bench.FUNCTIONS + (bench.PROB_CE,):
+            for f in cases.FUNCTIONS + (cases.PROB_CE,):
                 def call(f=f):
-                    return bench.softce_calls(inp)[f]()
+                    return implementations.softce_calls(inp)[f]()
                 call.__name__ = impl
                 out[f] = call
             return out
         return make
 
-    monkeypatch.setattr(bench, "time_calls", fake_time_calls)
-    monkeypatch.setattr(bench, "CALLS", {"softce": calls("softce"), "NumPy": calls("NumPy")})
+    monkeypatch.setattr(timing, "time_calls", fake_time_calls)
+    monkeypatch.setattr(timing, "CALLS", {"softce": calls("softce"), "NumPy": calls("NumPy")})
     return order
 
 
@@ -125,7 +126,7 @@ def test_rounds_take_turns(monkeypatch):
     """Each implementation gets its repeats in `rounds` blocks, softce and the references
     alternating block by block."""
     order = _record_turns(monkeypatch)
-    rows = bench.bench_shape(bench.Shape(8, 30), ["NumPy"], 5, 3, lambda msg: None, rounds=3)
+    rows = timing.bench_shape(cases.Shape(8, 30), ["NumPy"], 5, 3, lambda msg: None, rounds=3)
     for row in rows:
         assert len(row.timings["softce"].samples) == 5
         assert len(row.timings["NumPy"].samples) == 3
@@ -138,7 +139,7 @@ def test_default_rounds_are_one_softce_call_each(monkeypatch):
     """By default each round holds one softce call; the references' fewer calls fall in
     rounds spread over the whole case, never two NumPy blocks in a row."""
     order = _record_turns(monkeypatch)
-    rows = bench.bench_shape(bench.Shape(8, 30), ["NumPy"], 9, 4, lambda msg: None)
+    rows = timing.bench_shape(cases.Shape(8, 30), ["NumPy"], 9, 4, lambda msg: None)
     assert all(len(row.timings["softce"].samples) == 9 for row in rows)
     assert all(len(row.timings["NumPy"].samples) == 4 for row in rows)
     first = order[:13]
