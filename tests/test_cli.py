@@ -27,3 +27,27 @@ def test_bench_hands_its_options_to_the_benchmark(capsys: pytest.CaptureFixture)
         main(["bench", "--help"])
     assert stop.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_bench_runs_the_checkouts_benchmarks(capsys: pytest.CaptureFixture) -> None:
+    """softce bench imports benchmarks/ from beside softce/ (it is not installed)."""
+    import sys
+
+    import softce
+
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--help"])
+    assert stop.value.code == 0
+    assert "--startup-repeats" in capsys.readouterr().out
+    checkout = Path(softce.__file__).resolve().parents[1]
+    loaded = Path(sys.modules["benchmarks.cli"].__file__).resolve()
+    assert loaded == checkout / "benchmarks" / "cli.py"
+
+
+def test_bench_without_a_checkout_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    from softce import cli
+
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "softce" / "cli.py"))
+    assert main(["bench", "--help"]) == 2
+    assert "source checkout" in capsys.readouterr().err
