@@ -15,9 +15,9 @@ row; cross_entropy: logits + labels (or target) + one loss per row; cross_entrop
 
 Run it from a source checkout: ``softce bench``, ``python -m benchmarks`` or
 ``python scripts/bench.py`` (``--help`` for the options). The modules: ``cases`` (shapes,
-functions, inputs, the bar), ``implementations`` (softce's and the references' calls),
-``timing`` (interleaved rounds, medians, the copy and preallocated floors), ``load`` (other
-processes' CPU use), ``machine`` (the machine and the code measured), ``startup`` (cold and
-warm subprocesses running ``startup_probe.py``), ``cells`` (table cells), ``report``
-(BENCHMARKS.md and the JSON), ``plot``, ``console`` and ``cli`` (``main``).
-"""
+functions, inputs), ``implementations`` (softce's and the references' calls), ``timing``
+(interleaved rounds, medians, the copy and preallocated floors), ``bar`` (the speedups to
+reach), ``load`` (other processes' CPU use), ``machine`` (the machine and the code measured),
+``startup`` (cold and warm subprocesses running ``startup_probe.py``), ``cells`` (table
+cells), ``report`` (BENCHMARKS.md and the JSON), ``plot``, ``console`` and ``cli``
+(``main``)."""

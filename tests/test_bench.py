@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
-from benchmarks import cases, cli, implementations, startup, timing
+from benchmarks import cases, cli, implementations, report, startup, timing
 
 
 def test_parse_shapes():
@@ -32,13 +33,13 @@ FAKE_STARTUP = {  # the subprocesses are exercised by test_startup_subprocesses
 
 def test_quick_run_writes_report_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "measure_startup", lambda *args, **kwargs: FAKE_STARTUP)
-    report, plot, results = tmp_path / "BENCH.md", tmp_path / "bench.png", tmp_path / "r.json"
-    report.write_text("# Benchmarks\n\n## Results\n\nSTALE-RESULTS\n\n## Dask\n\n"
-                      "HAND-WRITTEN\n\n### a subsection\n\nkept too\n")
+    markdown, plot, results = tmp_path / "BENCH.md", tmp_path / "bench.png", tmp_path / "r.json"
+    markdown.write_text("# Benchmarks\n\n## Results\n\nSTALE-RESULTS\n\n## Dask\n\n"
+                        "HAND-WRITTEN\n\n### a subsection\n\nkept too\n")
     rc = cli.main(["--quick", "--shapes", "64x10,16x300", "--repeats", "1",
-                     "--output", str(report), "--plot", str(plot), "--json", str(results)])
+                   "--output", str(markdown), "--plot", str(plot), "--json", str(results)])
     assert rc == 0
-    text = report.read_text()
+    text = markdown.read_text()
     # Sections the benchmark does not write survive; its own are replaced.
     assert "STALE-RESULTS" not in text
     assert text.count("## Dask") == 1 and "HAND-WRITTEN" in text and "kept too" in text
@@ -61,6 +62,29 @@ def test_quick_run_writes_report_and_plot(tmp_path, monkeypatch):
         assert "![time per call](bench.png)" in text
     else:
         assert not plot.exists()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_report_is_reproduced_from_its_json(tmp_path):
+    """BENCHMARKS.md and benchmarks/results.json, written together by the last full run: the
+    report rendered again from the JSON's samples is the committed file, byte for byte, and so
+    is the JSON (the format stays what the run wrote)."""
+    committed_json = (ROOT / "benchmarks" / "results.json").read_text()
+    data = json.loads(committed_json)
+    rows = [timing.Row(cases.Shape(r["rows"], r["classes"], r["dtype"]), r["function"],
+                       {impl: timing.Timing(t["samples_s"], t["max_rel_error_vs_softce"])
+                        for impl, t in r["timings"].items()})
+            for r in data.pop("results")]
+    committed_md = (ROOT / "BENCHMARKS.md").read_text()
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text(committed_md)  # its hand-written sections are kept
+    report.write_markdown(md, data, rows, tmp_path / "benchmarks" / "bench.png")
+    assert md.read_text() == committed_md
+    out = tmp_path / "results.json"
+    report.write_json(out, data, rows)
+    assert out.read_text() == committed_json
 
 
 def test_startup_subprocesses():
