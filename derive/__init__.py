@@ -1,7 +1,8 @@
-"""Derivations of the softmax family from its definitions (D1-D17).
+"""Derivations of the softmax family from its definitions.
 
 ``run(id)`` gives a derivation (steps, checks, verdict), ``results(id)`` its named results
-for the generator; each derivation runs once per process.
+for the generator; each derivation runs once per process, and is kept on disk between
+processes (``derive.cache``).
 """
 
 from .registry import ALL, results, run, run_all

@@ -1,9 +1,14 @@
-"""The derivations D1-D17 in order, run once each (cached) and looked up by id."""
+"""The derivations in order, each run once per process and looked up by id.
+
+A derivation comes from this process's memo, else from the disk cache (``derive.cache``), else
+it is derived and stored there.
+"""
 
 from __future__ import annotations
 
 import sympy as sp
 
+from . import cache
 from .core import Derivation
 from .d01_distribution import distribution
 from .d02_shift import shift_invariance
@@ -28,19 +33,28 @@ ALL = (distribution, shift_invariance, two_class, jacobian, entropy_base_b,
        online_normaliser, note_check, ce_options, softcap, bce_logits, kl_div_terms,
        softmax_entropy)
 BY_ID = {f.id: f for f in ALL}
+#: The module of each derivation, by id (names within derive/, as the cache keys them).
+MODULES = {f.id: f.__module__.rpartition(".")[2] for f in ALL}
+
+_memo: dict[str, Derivation] = {}
 
 
 def run(id: str) -> Derivation:
-    """The derivation ``id`` ("D1".."D17"), run on first use."""
+    """The derivation ``id`` ("D1", "D2", ...): this process's, the cached one, or derived."""
+    if id in _memo:
+        return _memo[id]
     try:
-        return BY_ID[id]()
+        derive = BY_ID[id]
     except KeyError:
         raise KeyError(f"no derivation {id!r}; known: {', '.join(BY_ID)}") from None
+    d = cache.cached(id, MODULES[id], MODULES.values(), derive)
+    _memo[id] = d
+    return d
 
 
 def run_all() -> list[Derivation]:
-    """Every derivation, D1 to D17."""
-    return [f() for f in ALL]
+    """Every derivation, in order."""
+    return [run(f.id) for f in ALL]
 
 
 def results(id: str) -> dict[str, sp.Expr]:

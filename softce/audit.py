@@ -37,7 +37,7 @@ from softce.derive.core import (
 )
 from softce.derive.d12_note_check import derived_gradient, note_points
 from softce.derive.errata import Finding, findings
-from softce.derive.registry import run_all
+from softce.derive.registry import ALL, run_all
 from softce.derive.symbols import b, i, j
 
 FORMATS = ("table", "markdown", "json")
@@ -137,7 +137,7 @@ def _finding_entry(f: Finding, seconds: float) -> Entry:
 
 
 def audit() -> list[Entry]:
-    """D1-D17, then the findings E1-E4."""
+    """Every derivation in order (run, or read from the derivation cache), then the findings."""
     entries = [_derivation_entry(d) for d in run_all()]
     start = time.perf_counter()
     found = findings()
@@ -147,7 +147,7 @@ def audit() -> list[Entry]:
 
 def render_table(entries: list[Entry], console: Console) -> None:
     """The summary table."""
-    table = Table(title="softce audit: D1-D17 and the note's errata")
+    table = Table(title=f"softce audit: {ALL[0].id}-{ALL[-1].id} and the note's errata")
     for name in ("id", "title", "seed formula", "method", "verdict", "seconds"):
         table.add_column(name, justify="right" if name == "seconds" else "left")
     for e in entries:

@@ -7,6 +7,7 @@ the parsed arguments returning the exit status. Heavy imports stay inside the ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,10 +22,24 @@ def _write(text: str, output: Path | None) -> None:
         output.write_text(text)
 
 
+def _derivation_cache(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The derivation cache off for ``--no-cache``, else as it is."""
+    from softce.derive import cache
+
+    return cache.disabled() if args.no_cache else contextlib.nullcontext()
+
+
+def _add_no_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-cache", action="store_true",
+                        help="derive everything again instead of reading the derivation cache "
+                             "(and store nothing in it)")
+
+
 def _run_audit(args: argparse.Namespace) -> int:
     from softce import audit
 
-    entries = audit.audit()
+    with _derivation_cache(args):
+        entries = audit.audit()
     if args.format == "table" and args.output is None:
         from rich.console import Console
 
@@ -39,12 +54,13 @@ def _run_audit(args: argparse.Namespace) -> int:
 def add_audit(subparsers: argparse._SubParsersAction) -> None:
     """softce audit: the derivations' verdicts and the note's errata."""
     parser = subparsers.add_parser(
-        "audit", help="check every derivation D1-D17 and report the note's errata",
-        description="Run the derivations D1-D17, compare them with the note's closed forms "
-                    "and check the note's errata. Exit status 1 if any verdict is not "
-                    "'proved'.")
+        "audit", help="check every derivation and report the note's errata",
+        description="Run every derivation (or read it from the derivation cache), compare "
+                    "them with the note's closed forms and check the note's errata. Exit "
+                    "status 1 if any verdict is not 'proved'.")
     parser.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     parser.add_argument("--output", type=Path, help="write the report to this file")
+    _add_no_cache(parser)
     parser.set_defaults(run=_run_audit)
 
 
@@ -53,17 +69,18 @@ def _run_generate(args: argparse.Namespace) -> int:
     from softce.codegen.writer import stale, write
 
     out = args.out or Path(softce.generated.__file__).parent
-    if args.check:
-        bad = stale(out)
-        for rel in bad:
-            print(f"stale or edited: {out / rel}", file=sys.stderr)
-        print(f"{out}: {len(bad)} stale file(s)" if bad else f"{out} is up to date")
-        if bad:
-            return 1
-    else:
-        changed = write(out)
-        print(f"{out}: {len(changed)} file(s) rewritten, the rest unchanged")
-    return _verify() if args.verify else 0
+    with _derivation_cache(args):
+        if args.check:
+            bad = stale(out)
+            for rel in bad:
+                print(f"stale or edited: {out / rel}", file=sys.stderr)
+            print(f"{out}: {len(bad)} stale file(s)" if bad else f"{out} is up to date")
+            if bad:
+                return 1
+        else:
+            changed = write(out)
+            print(f"{out}: {len(changed)} file(s) rewritten, the rest unchanged")
+        return _verify() if args.verify else 0
 
 
 def _verify() -> int:
@@ -94,6 +111,7 @@ def add_generate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="then run every CPU kernel against its derived formulas")
     parser.add_argument("--out", type=Path, help="the generated/ directory to write")
+    _add_no_cache(parser)
     parser.set_defaults(run=_run_generate)
 
 

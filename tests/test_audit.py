@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 from softce import audit, cli
-from softce.derive import run
+from softce.derive import ALL, cache, run
 from softce.derive.core import CONCRETE, NUMERIC, SYMBOLIC, Check, Derivation
 from softce.derive.symbols import i, j, p
 
@@ -20,8 +20,7 @@ def entries() -> list[audit.Entry]:
 
 
 def test_every_entry_is_proved(entries: list[audit.Entry]) -> None:
-    assert [e.id for e in entries] == [f"D{n}" for n in range(1, 18)] + ["E1", "E2", "E3",
-                                                                          "E4"]
+    assert [e.id for e in entries] == [f.id for f in ALL] + ["E1", "E2", "E3", "E4"]
     assert all(e.verdict == "proved" for e in entries), [
         (e.id, [ch for ch in e.checks if not ch.ok]) for e in entries if e.verdict != "proved"]
 
@@ -68,6 +67,7 @@ def test_table_lists_every_entry(entries: list[audit.Entry]) -> None:
     for e in entries:
         assert e.id in text
     assert "concrete n <= 8" in text
+    assert f"{ALL[0].id}-{ALL[-1].id} and the note's errata" in text
 
 
 def test_cli_writes_json_and_exits_0(tmp_path: Path, monkeypatch,
@@ -90,6 +90,18 @@ def test_cli_prints_the_table(capsys, monkeypatch, entries: list[audit.Entry]) -
     monkeypatch.setattr(audit, "audit", lambda: entries)
     assert cli.main(["audit"]) == 0
     assert "D12" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-cache"]])
+def test_cli_no_cache_audits_with_the_derivation_cache_off(
+        flags: list[str], tmp_path: Path, monkeypatch, entries: list[audit.Entry]) -> None:
+    monkeypatch.delenv(cache.SWITCH_VARIABLE, raising=False)
+    seen: list[bool] = []
+    monkeypatch.setattr(audit, "audit", lambda: seen.append(cache.enabled()) or entries)
+    assert cli.main(["audit", *flags, "--format", "json", "--output",
+                     str(tmp_path / "a.json")]) == 0
+    assert seen == [not flags]
+    assert cache.enabled()
 
 
 def test_the_cli_loads_no_sympy_until_a_subcommand_runs() -> None:

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 from softce.cli import main
+from softce.codegen import writer
+from softce.derive import cache
 
 
 def test_generate_writes_then_check_passes(tmp_path: Path) -> None:
@@ -20,6 +22,25 @@ def test_generate_check_fails_on_an_edited_file(tmp_path: Path,
     edited.write_text(edited.read_text() + "# an edit\n")
     assert main(["generate", "--check", "--out", str(tmp_path)]) == 1
     assert "logsumexp.py" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [[], ["--check"]])
+@pytest.mark.parametrize("no_cache", [False, True])
+def test_generate_no_cache_generates_with_the_derivation_cache_off(
+        flags: list[str], no_cache: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cache.SWITCH_VARIABLE, raising=False)
+    seen: list[bool] = []
+
+    def record(out: Path) -> list[str]:
+        seen.append(cache.enabled())
+        return []
+
+    monkeypatch.setattr(writer, "write", record)
+    monkeypatch.setattr(writer, "stale", record)
+    assert main(["generate", *flags, *(["--no-cache"] if no_cache else []),
+                 "--out", str(tmp_path)]) == 0
+    assert seen == [not no_cache]
+    assert cache.enabled()
 
 
 def test_bench_hands_its_options_to_the_benchmark(capsys: pytest.CaptureFixture) -> None:
