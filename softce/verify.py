@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from softce.codegen.cpu import arguments
 from softce.codegen.ir import ElementwiseKernel, RowKernel
 from softce.codegen.kernels import row_kernels
 from softce.codegen.lower import m
@@ -102,19 +101,21 @@ def _expected(kernel: RowKernel, values: dict[str, np.ndarray], rows: int, size:
 
 def _run_row_kernel(kernel: RowKernel, dtype: str, values: dict[str, np.ndarray], rows: int,
                     size: int) -> dict[str, np.ndarray]:
+    """Run the generated kernel, its arguments taken by name in the order of its module's
+    ``PARAMETERS`` table (labels as int64, the rest in the dtype)."""
     module = importlib.import_module(f"softce.generated.cpu.{kernel.name}")
     fn = getattr(module, f"{kernel.name}_{dtype}")
     ftype = NUMPY[dtype]
-    outs = {name: np.zeros((rows, size), ftype) for name, _ in kernel.outputs}
-    outs |= {name: np.zeros((rows, size, size), ftype) for name, _ in kernel.pair_outputs}
-    outs |= {name: np.zeros(rows, ftype) for name, _ in kernel.row_outputs}
+    shapes = {"out_rows": (rows, size), "out_pairs": (rows, size, size), "out_row": (rows,)}
+    outs = {name: np.zeros(shapes[role], ftype) for name, role, _ in module.PARAMETERS
+            if role in shapes}
     args = []
-    for name in arguments(kernel):
-        if name in outs:
+    for name, role, kind in module.PARAMETERS:
+        if role in shapes:
             args.append(outs[name])
-        elif name in dict(kernel.row_scalars) and dict(kernel.row_scalars)[name].is_integer:
+        elif kind == "label":
             args.append(np.ascontiguousarray(values[name], np.int64))
-        elif np.ndim(values[name]) == 0:
+        elif role == "param":
             args.append(ftype(values[name]))
         else:
             args.append(np.ascontiguousarray(values[name], ftype))
@@ -186,8 +187,10 @@ def verify_elementwise_kernel(kernel: ElementwiseKernel, rng: np.random.Generato
     for dtype in NUMPY:
         points = {a: v.astype(NUMPY[dtype]) for a, v in _elementwise_points(kernel, rng).items()}
         out = np.empty_like(points[first])
+        values = {f"{a}_in": v for a, v in points.items()}
+        values |= {str(p): NUMPY[dtype](v) for p, v in params.items()} | {"out": out}
         getattr(module, f"{kernel.name}_{dtype}")(
-            *points.values(), *(NUMPY[dtype](v) for v in params.values()), out)
+            *(values[name] for name, _, _ in module.PARAMETERS))
         want = []
         for q, v in enumerate(points[first]):
             rest = {a: sp.Float(float(points[a][q]), 30) for a in kernel.args[1:]}

@@ -1,6 +1,7 @@
 """The generator's parts: printer, stability rewrites and lowering, on small expressions."""
 
 import re
+from pathlib import Path
 
 import sympy as sp
 
@@ -146,3 +147,66 @@ def test_float32_kernels_merge_the_row_sum_in_float64_only() -> None:
     assert wide == ["d_row = np.float64(0)  # merged in float64"], wide
     assert "d = np.float32(d_row)" in f32
     assert re.search(r"d_row = d_row\*exp_nonpos_f32\(.*\) \+ d_c\*exp_nonpos_f32", f32)
+
+
+#: What each role of a ``PARAMETERS`` table is: (dimensions, a scalar when 0).
+ROLE_DIMS = {"rows": 2, "class_vector": 1, "row_labels": 1, "row_values": 1, "param": 0,
+             "out_rows": 2, "out_pairs": 3, "out_row": 1, "flat": 1, "out_flat": 1}
+
+
+def _check_types(table: tuple, argtypes: tuple, float_type: object) -> str | None:
+    """The label type of one signature, after checking each argument against its table row."""
+    from numba import types
+
+    labels = set()
+    assert len(argtypes) == len(table)
+    for (name, role, kind), arg in zip(table, argtypes):
+        element = arg.dtype if isinstance(arg, types.Array) else arg
+        if ROLE_DIMS[role]:
+            assert isinstance(arg, types.Array) and arg.layout == "C", (name, arg)
+        assert (arg.ndim if isinstance(arg, types.Array) else 0) == ROLE_DIMS[role], (name, arg)
+        if kind == "label":
+            assert isinstance(element, types.Integer), (name, arg)
+            labels.add(str(element))
+        else:
+            assert element == float_type, (name, arg)
+    assert len(labels) <= 1
+    return labels.pop() if labels else None
+
+
+def test_every_kernel_carries_its_parameter_table() -> None:
+    """For each generated kernel (CPU and CUDA, both dtypes) ``PARAMETERS`` names the
+    function's arguments in order, and its roles and dtypes are those of the compiled
+    signatures: a kernel with labels is compiled for int32 and int64 labels."""
+    import importlib
+    import inspect
+
+    from numba import types
+    from numba.core.sigutils import normalize_signature
+
+    from softce.generated.cpu import KERNELS
+
+    comments = set()
+    for module_name in sorted(set(KERNELS.values())):
+        cpu = importlib.import_module(f"softce.generated.cpu.{module_name}")
+        cuda = importlib.import_module(f"softce.generated.cuda.{module_name}")
+        assert cpu.PARAMETERS == cuda.PARAMETERS
+        table = cpu.PARAMETERS
+        assert all(len(row) == 3 and all(isinstance(f, str) for f in row) for row in table)
+        assert {kind for _, _, kind in table} <= {"float", "label"}
+        assert table[-1][1].startswith("out")
+        has_labels = any(kind == "label" for _, _, kind in table)
+        for dtype, float_type in (("f32", types.float32), ("f64", types.float64)):
+            for module in (cpu, cuda):
+                fn = getattr(module, f"{module_name}_{dtype}")
+                assert list(inspect.signature(fn.py_func).parameters) == [r[0] for r in table]
+            compiled = [_check_types(table, sig, float_type) for sig in
+                        getattr(cpu, f"{module_name}_{dtype}").signatures]
+            launches = [_check_types(table, normalize_signature(sig)[0], float_type)
+                        for sig in cuda.SIGNATURES[f"{module_name}_{dtype}"]]
+            expected = ["int32", "int64"] if has_labels else [None]
+            assert sorted(compiled, key=str) == launches == expected, module_name
+        for module in (cpu, cuda):
+            text = Path(module.__file__).read_text()
+            comments.add(text[text.index("#: Parameters in call order"):text.index("PARAMETERS")])
+    assert len(comments) == 1

@@ -45,3 +45,17 @@ def bce_with_logits_f64(t_in, yb_in, wt_in, pw_in, out):
         e1 = -t
         e2 = fmax(np.float64(0), e1)
         out[q] = wt*((np.float64(1) - yb)*(e0 + math.log(exp_f64(-e0) + exp_f64(fmin(np.float64(0), t)))) + pw*yb*(e2 + math.log(exp_f64(-e2) + exp_f64(fmin(np.float64(0), e1)))))
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("t_in", "flat", "float"),
+    ("yb_in", "flat", "float"),
+    ("wt_in", "flat", "float"),
+    ("pw_in", "flat", "float"),
+    ("out", "out_flat", "float"),
+)

@@ -43,3 +43,18 @@ def bce_with_logits_grad_f64(t_in, yb_in, wt_in, pw_in, dy_in, out):
         e0 = pw*yb
         e1 = exp_f64(fmin(np.float64(0), t))
         out[q] = dy*wt*(-e0 + e1*(np.float64(1) + e0 - yb)/(e1 + exp_f64(-fmax(np.float64(0), t))))
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("t_in", "flat", "float"),
+    ("yb_in", "flat", "float"),
+    ("wt_in", "flat", "float"),
+    ("pw_in", "flat", "float"),
+    ("dy_in", "flat", "float"),
+    ("out", "out_flat", "float"),
+)

@@ -156,3 +156,17 @@ def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
                     grad_chunk_r[k] = e_x*t0*w
                 if at_c:
                     grad_chunk_r[c - start] = grad_chunk_r_at_c
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("labels", "row_labels", "label"),
+    ("grad_output", "row_values", "float"),
+    ("grad", "out_rows", "float"),
+    ("loss", "out_row", "float"),
+)

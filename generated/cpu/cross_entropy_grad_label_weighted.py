@@ -174,3 +174,21 @@ def cross_entropy_grad_label_weighted_f64(x, cw, labels, counted, grad_output, z
                     grad_chunk_r[k] = v*w*(e0*t0*cw_r[c] + np.float64(2)*e0*t1*z)
                 if at_c:
                     grad_chunk_r[c - start] = grad_chunk_r_at_c
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("cw", "class_vector", "float"),
+    ("labels", "row_labels", "label"),
+    ("counted", "row_values", "float"),
+    ("grad_output", "row_values", "float"),
+    ("z", "param", "float"),
+    ("grad", "out_rows", "float"),
+    ("loss", "out_row", "float"),
+    ("lse", "out_row", "float"),
+)

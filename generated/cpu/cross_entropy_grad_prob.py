@@ -115,3 +115,17 @@ def cross_entropy_grad_prob_f64(x, y, grad_output, grad, loss):
                     grad_buf[k] = w*(sum_y*t0*exp_nonpos_f64(x_chunk_r[k] - m) - y_chunk_r[k])
                 put(grad_r[start:stop], grad_buf, stream)
             stream_fence(stream)
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("y", "rows", "float"),
+    ("grad_output", "row_values", "float"),
+    ("grad", "out_rows", "float"),
+    ("loss", "out_row", "float"),
+)

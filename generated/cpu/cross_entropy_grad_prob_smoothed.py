@@ -150,3 +150,21 @@ def cross_entropy_grad_prob_smoothed_f64(x, y, cw, grad_output, eps, z, grad, lo
                     grad_buf[k] = w*(-eps*t1*cw_chunk_r[k] - e0 + e0*eps + e1*t0 + np.float64(2)*e1*t2*z)
                 put(grad_r[start:stop], grad_buf, stream)
             stream_fence(stream)
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("y", "rows", "float"),
+    ("cw", "class_vector", "float"),
+    ("grad_output", "row_values", "float"),
+    ("eps", "param", "float"),
+    ("z", "param", "float"),
+    ("grad", "out_rows", "float"),
+    ("loss", "out_row", "float"),
+    ("lse", "out_row", "float"),
+)

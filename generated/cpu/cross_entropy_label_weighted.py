@@ -81,3 +81,19 @@ def cross_entropy_label_weighted_f64(x, cw, labels, counted, z, loss, lse):
         u0 = m + math.log(d)
         loss[r] = v*((-x_r[c] + u0)*cw_r[c] + u0 * u0*z)
         lse[r] = u0
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("cw", "class_vector", "float"),
+    ("labels", "row_labels", "label"),
+    ("counted", "row_values", "float"),
+    ("z", "param", "float"),
+    ("loss", "out_row", "float"),
+    ("lse", "out_row", "float"),
+)

@@ -83,3 +83,15 @@ def cross_entropy_prob_f64(x, y, loss):
                 d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
         loss[r] = sum_y*(m + math.log(d)) - sum_x_y
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("y", "rows", "float"),
+    ("loss", "out_row", "float"),
+)

@@ -40,3 +40,14 @@ def entropy_f64(p, h):
         for k in range(n):
             sum_p += (np.float64(0) if (p_r[k] == np.float64(0)) else math.log(p_r[k])*p_r[k])
         h[r] = -sum_p
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("p", "rows", "float"),
+    ("h", "out_row", "float"),
+)

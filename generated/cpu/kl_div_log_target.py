@@ -33,3 +33,15 @@ def kl_div_log_target_f64(lq_in, lt_in, out):
         lq = lq_in[q]
         lt = lt_in[q]
         out[q] = (-lq + lt)*exp_f64(lt)
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("lq_in", "flat", "float"),
+    ("lt_in", "flat", "float"),
+    ("out", "out_flat", "float"),
+)

@@ -70,3 +70,14 @@ def logsumexp_f64(x, lse):
                 d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
         lse[r] = m + math.log(d)
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("lse", "out_row", "float"),
+)

@@ -34,3 +34,16 @@ def softcap_grad_f64(t_in, dy_in, cap, out):
         t = t_in[q]
         dy = dy_in[q]
         out[q] = dy*(np.float64(1) - math.tanh(t/cap) * math.tanh(t/cap))
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("t_in", "flat", "float"),
+    ("dy_in", "flat", "float"),
+    ("cap", "param", "float"),
+    ("out", "out_flat", "float"),
+)

@@ -118,3 +118,16 @@ def softmax_entropy_grad_f64(x, grad_output, grad, h):
                     grad_buf[k] = t1*w*exp_f64(-m - e0)*(e0 + t0 if x_chunk_r[k] != np.float64(-np.inf) else np.float64(0))
                 put(grad_r[start:stop], grad_buf, stream)
             stream_fence(stream)
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("grad_output", "row_values", "float"),
+    ("grad", "out_rows", "float"),
+    ("h", "out_row", "float"),
+)

@@ -88,3 +88,14 @@ def softmax_jacobian_f64(x, out):
             for i in range(n):
                 for j in range(n):
                     out_r[i, j] = (-p_r[j] + (np.float64(1) if i == j else np.float64(0)))*p_r[i]
+
+
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("out", "out_pairs", "float"),
+)

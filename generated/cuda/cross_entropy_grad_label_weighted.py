@@ -268,6 +268,24 @@ def cross_entropy_grad_label_weighted_f64(x, cw, labels, counted, grad_output, z
             lse[r] = lse_v
 
 
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("cw", "class_vector", "float"),
+    ("labels", "row_labels", "label"),
+    ("counted", "row_values", "float"),
+    ("grad_output", "row_values", "float"),
+    ("z", "param", "float"),
+    ("grad", "out_rows", "float"),
+    ("loss", "out_row", "float"),
+    ("lse", "out_row", "float"),
+)
+
+
 #: Signatures of the C-contiguous launches, for ahead-of-time checks (``cuda.compile_ptx``).
 SIGNATURES = {
     "cross_entropy_grad_label_weighted_f32": [

@@ -239,6 +239,17 @@ def log_softmax_f64(x, out):
             out_r[i] = x_r[i] - m + t0
 
 
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("x", "rows", "float"),
+    ("out", "out_rows", "float"),
+)
+
+
 #: Signatures of the C-contiguous launches, for ahead-of-time checks (``cuda.compile_ptx``).
 SIGNATURES = {
     "log_softmax_f32": [

@@ -33,6 +33,17 @@ def sigmoid_f64(t_in, out):
         out[q] = e0/(e0 + exp_f64(-fmax(np.float64(0), t)))
 
 
+#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
+#: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
+#: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
+#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+PARAMETERS = (
+    ("t_in", "flat", "float"),
+    ("out", "out_flat", "float"),
+)
+
+
 #: Signatures of the C-contiguous launches, for ahead-of-time checks (``cuda.compile_ptx``).
 SIGNATURES = {
     "sigmoid_f32": [

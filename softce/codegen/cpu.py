@@ -19,6 +19,7 @@ from softce.derive.symbols import d1, d2, i, k, m1, m2
 
 from .ir import Assignment, ElementwiseKernel, RowKernel, Unmasked
 from .lower import m
+from .parameters import names, signatures, table
 from .printer import DTYPES, NumbaPrinter
 
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
@@ -52,31 +53,6 @@ class _Lines:
 
     def add(self, depth: int, text: str) -> None:
         self.lines.append("    " * (depth + self.indent) + text if text else "")
-
-
-def _label_types(kernel: RowKernel) -> list[str | None]:
-    has_labels = any(sym.is_integer for _, sym in kernel.row_scalars)
-    return ["int32", "int64"] if has_labels else [None]
-
-
-def signature(kernel: RowKernel, dtype: str, label: str | None) -> str:
-    """Numba signature: rows C-contiguous 2-D, per-row arrays 1-D, then outputs."""
-    dt = DTYPES[dtype]
-    args = [f"{dt}[:, ::1]"] * len(kernel.rows)
-    args += [f"{dt}[::1]"] * len(kernel.class_rows)
-    args += [f"{label if sym.is_integer else dt}[::1]" for _, sym in kernel.row_scalars]
-    args += [dt] * len(kernel.params)
-    args += [f"{dt}[:, ::1]"] * len(kernel.outputs)
-    args += [f"{dt}[:, :, ::1]"] * len(kernel.pair_outputs)
-    args += [f"{dt}[::1]"] * len(kernel.row_outputs)
-    return f"void({', '.join(args)})"
-
-
-def arguments(kernel: RowKernel) -> list[str]:
-    return ([str(r) for r in kernel.rows] + [str(v) for v in kernel.class_rows]
-            + [name for name, _ in kernel.row_scalars]
-            + [str(p) for p in kernel.params] + [name for name, _ in kernel.outputs]
-            + [name for name, _ in kernel.pair_outputs] + [name for name, _ in kernel.row_outputs])
 
 
 def _assign(out: _Lines, depth: int, pr: NumbaPrinter, assigns: tuple[Assignment, ...]) -> None:
@@ -394,9 +370,9 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for one RowKernel."""
     pr = NumbaPrinter(dtype, kernel.max_of)
     out = _Lines()
-    sigs = ", ".join(f'"{signature(kernel, dtype, lab)}"' for lab in _label_types(kernel))
+    sigs = ", ".join(f'"{sig}"' for sig in signatures(kernel, dtype))
     out.add(0, f"@nb.njit([{sigs}], **CPU_OPTIONS)")
-    out.add(0, f"def {kernel.name}_{dtype}({', '.join(arguments(kernel))}):")
+    out.add(0, f"def {kernel.name}_{dtype}({names(kernel)}):")
     out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
     first = kernel.rows[0]
     out.add(1, f"rows, n = {first}.shape")
@@ -454,22 +430,13 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     return out.lines
 
 
-def elementwise_arguments(kernel: ElementwiseKernel) -> list[str]:
-    return ([f"{a}_in" for a in kernel.args] + [str(p) for p in kernel.params] + ["out"])
-
-
-def elementwise_signature(kernel: ElementwiseKernel, dtype: str) -> str:
-    dt = DTYPES[dtype]
-    args = [f"{dt}[::1]"] * len(kernel.args) + [dt] * len(kernel.params) + [f"{dt}[::1]"]
-    return f"void({', '.join(args)})"
-
-
 def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for a flat elementwise kernel."""
     pr = NumbaPrinter(dtype)
     out = _Lines()
-    out.add(0, f'@nb.njit(["{elementwise_signature(kernel, dtype)}"], **CPU_OPTIONS)')
-    out.add(0, f"def {kernel.name}_{dtype}({', '.join(elementwise_arguments(kernel))}):")
+    (sig,) = signatures(kernel, dtype)
+    out.add(0, f'@nb.njit(["{sig}"], **CPU_OPTIONS)')
+    out.add(0, f"def {kernel.name}_{dtype}({names(kernel)}):")
     out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
     out.add(1, "for q in nb.prange(out.shape[0]):")
     for a in kernel.args:
@@ -485,6 +452,7 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     body: list[str] = []
     for dtype in DTYPES:
         body += ["", "", *emit(kernel, dtype)]
+    body += ["", "", *table(kernel)]
     text = "\n".join(body)
     used = [name for name in ("exp_f32", "exp_f64", "exp_nonpos_f32", "exp_nonpos_f64", "fmax",
                               "fmin") if f"{name}(" in text]

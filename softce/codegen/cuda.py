@@ -17,9 +17,9 @@ import sympy as sp
 
 from softce.derive.symbols import d1, d2, i, k, m1, m2
 
-from .cpu import _label_types, arguments, elementwise_arguments, elementwise_signature, signature
 from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel
 from .lower import m
+from .parameters import names, signatures, table
 from .printer import DTYPES, NumbaPrinter
 
 #: Elements per thread in one chunk of the online (m, d) pass: a chunk of a group is
@@ -249,7 +249,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         out.add(0, "")
         out.add(0, "")
     out.add(0, "@cuda.jit")
-    out.add(0, f"def {kernel.name}_{dtype}({', '.join(arguments(kernel))}):")
+    out.add(0, f"def {kernel.name}_{dtype}({names(kernel)}):")
     out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
     out.add(1, f"rows, n = {kernel.rows[0]}.shape")
     out.add(1, "width = cuda.blockDim.x  # threads per row")
@@ -309,7 +309,7 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     pr = CudaPrinter(dtype)
     out = _Lines()
     out.add(0, "@cuda.jit")
-    out.add(0, f"def {kernel.name}_{dtype}({', '.join(elementwise_arguments(kernel))}):")
+    out.add(0, f"def {kernel.name}_{dtype}({names(kernel)}):")
     out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
     out.add(1, "step = cuda.gridDim.x * cuda.blockDim.x")
     out.add(1, "for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, "
@@ -321,13 +321,6 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     return out.lines
 
 
-def signatures(kernel: RowKernel | ElementwiseKernel, dtype: str) -> list[str]:
-    """The CPU kernel's signatures (C-contiguous rows; int32 and int64 labels)."""
-    if isinstance(kernel, ElementwiseKernel):
-        return [elementwise_signature(kernel, dtype)]
-    return [signature(kernel, dtype, label) for label in _label_types(kernel)]
-
-
 RUNTIME_NAMES = ("exp_f32", "exp_f64", "log_f32", "log_f64", "fmax", "fmin")
 
 
@@ -337,6 +330,7 @@ def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     body: list[str] = []
     for dtype in DTYPES:
         body += ["", "", *emit(kernel, dtype)]
+    body += ["", "", *table(kernel)]
     body += ["", "", "#: Signatures of the C-contiguous launches, for ahead-of-time checks "
              "(``cuda.compile_ptx``).", "SIGNATURES = {"]
     for dtype in DTYPES:
