@@ -4,16 +4,13 @@ NumPy arrays in, NumPy arrays out; each function runs one generated kernel (comp
 first use, then loaded from Numba's on-disk cache).
 """
 
-from . import _numba_cache  # noqa: F401 - first: a corrupted cache must not break imports
+from . import numba_cache  # noqa: F401 - first: a corrupted cache must not break imports
 from .functions import (
-    cross_entropy,
-    cross_entropy_grad,
     entropy,
     log_softmax,
     log_softmax_vjp,
     logsumexp,
     logsumexp_vjp,
-    nll_loss,
     sigmoid,
     softmax,
     softmax_entropy,
@@ -21,6 +18,7 @@ from .functions import (
     softmax_jacobian,
     softmax_vjp,
 )
+from .losses import cross_entropy, cross_entropy_grad, nll_loss
 from .pointwise import (
     binary_cross_entropy_with_logits,
     binary_cross_entropy_with_logits_grad,

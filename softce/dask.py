@@ -24,17 +24,15 @@ Needs the ``softce[dask]`` extra; ``import softce`` never imports Dask.
 
 from __future__ import annotations
 
-import numbers
 from functools import partial, wraps
 from operator import itemgetter
 
 import dask.array as da
 import numpy as np
 
-from softce import functions as F
-from softce._arrays import check_axis
+import softce as F
+from softce.checks import check_axis, check_entropy_base, check_reduction
 from softce.generated import partitioned as P
-from softce.losses import REDUCTIONS
 
 __all__ = [
     "cross_entropy",
@@ -192,14 +190,7 @@ def _lse_from_states(s: np.ndarray) -> np.ndarray:
 
 def softmax(x: object, axis: int = -1, *, split_every: int | None = None) -> da.Array:
     """softmax(x) along ``axis``, chunked as x."""
-    arr, ax = _classes_last(_as_float(x, "x"), axis)
-    if not _split(arr):
-        return _restore(arr.map_blocks(F.softmax, dtype=arr.dtype), ax)
-    states = _lse_state(arr, split_every)
-    full, batch = _indices(arr.ndim)
-    out = da.blockwise(_softmax_block, full, arr, full, states, batch, dtype=arr.dtype,
-                       meta=_meta(arr.ndim, arr.dtype))
-    return _restore(out, ax)
+    return _elementwise_rows(F.softmax, _softmax_block, x, axis, split_every)
 
 
 @_quiet
@@ -209,12 +200,19 @@ def _softmax_block(xb: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 def log_softmax(x: object, axis: int = -1, *, split_every: int | None = None) -> da.Array:
     """log_softmax(x) along ``axis``, chunked as x."""
+    return _elementwise_rows(F.log_softmax, _log_softmax_block, x, axis, split_every)
+
+
+def _elementwise_rows(whole, block, x: object, axis: int, split_every: int | None
+                      ) -> da.Array:
+    """An output of x's shape: ``whole`` on blocks holding whole rows, else ``block`` on each
+    block and its rows' merged (m, d) state."""
     arr, ax = _classes_last(_as_float(x, "x"), axis)
     if not _split(arr):
-        return _restore(arr.map_blocks(F.log_softmax, dtype=arr.dtype), ax)
+        return _restore(arr.map_blocks(whole, dtype=arr.dtype), ax)
     states = _lse_state(arr, split_every)
     full, batch = _indices(arr.ndim)
-    out = da.blockwise(_log_softmax_block, full, arr, full, states, batch, dtype=arr.dtype,
+    out = da.blockwise(block, full, arr, full, states, batch, dtype=arr.dtype,
                        meta=_meta(arr.ndim, arr.dtype))
     return _restore(out, ax)
 
@@ -228,9 +226,7 @@ def entropy(p: object, axis: int = -1, base: float | None = None, *,
             split_every: int | None = None) -> da.Array:
     """H(p) = -sum p log_b p along ``axis`` (nats when base is None), as ``softce.entropy``."""
     arr, _ = _classes_last(_as_float(p, "p"), axis)
-    if base is not None and (isinstance(base, bool) or not isinstance(base, numbers.Real)
-                             or not np.isfinite(base) or base <= 0 or base == 1):
-        raise ValueError(f"base must be a positive finite number other than 1, got {base!r}")
+    check_entropy_base(base)
     if not _split(arr):
         return arr.map_blocks(F.entropy, axis=-1, base=base, drop_axis=arr.ndim - 1,
                               dtype=arr.dtype, meta=_meta(arr.ndim - 1, arr.dtype))
@@ -356,11 +352,6 @@ def _reduce(loss: da.Array, reduction: str) -> da.Array:
     return loss.mean(dtype=loss.dtype)
 
 
-def _check_reduction(reduction: object) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-
-
 def _loss_rows(arr: da.Array, labels, probs, split_every) -> da.Array:
     """The loss of every row (batch shape), chunked as the rows of arr."""
     if not _split(arr):
@@ -381,7 +372,7 @@ def cross_entropy(logits: object, target: object, *, axis: int = -1, reduction: 
     ``softce.cross_entropy`` (PyTorch's ``F.cross_entropy`` with the class axis at ``axis``).
     """
     arr, ax = _classes_last(_as_float(logits, "logits"), axis)
-    _check_reduction(reduction)
+    check_reduction(reduction)
     labels, probs = _targets(arr, target, ax)
     return _reduce(_loss_rows(arr, labels, probs, split_every), reduction)
 
@@ -412,7 +403,7 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     """(loss, dlogits) of ``cross_entropy``, as ``softce.cross_entropy_grad``; dlogits is
     chunked as logits."""
     arr, ax = _classes_last(_as_float(logits, "logits"), axis)
-    _check_reduction(reduction)
+    check_reduction(reduction)
     labels, probs = _targets(arr, target, ax)
     w = _weights(grad_output, reduction, arr)
     full, batch = _indices(arr.ndim)

@@ -1,148 +1,182 @@
-"""One cross-entropy call on the CPU, with PyTorch's options [D13]: class weights,
+"""The cross-entropy family's front end, with PyTorch's options [D13]: class weights,
 ignore_index, label smoothing, and softce's z-loss, logit soft-capping [D14], per-row LSE and
 empty-batch mean.
 
 Positions become rows (class axis last); each call runs one generated kernel: D9/D8's plain
 kernels when no option is in effect, else D13's. "mean" divides as PyTorch does: by the sum
 of weight[target] over counted positions for labels, by the number of positions for
-probabilities.
+probabilities. Labels are range-checked by the backend (on the device for CUDA arrays); the
+labels of a call with class weights, or with labels equal to ignore_index, are masked on the
+host.
 """
 
 from __future__ import annotations
 
-import importlib
-import numbers
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from . import buffers
-from ._arrays import DTYPE_SUFFIX, Rows, as_float_array, check_axis, host_values, to_rows
-
-REDUCTIONS = ("none", "mean", "sum")
-
-
-def kernel(name: str, dtype: np.dtype) -> Any:
-    """The generated CPU kernel ``name`` for float dtype ``dtype``."""
-    module = importlib.import_module(f"softce.generated.cpu.{name}")
-    return getattr(module, f"{name}_{DTYPE_SUFFIX[np.dtype(dtype)]}")
-
-
-def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) -> None:
-    if reduction not in allowed:
-        raise ValueError(f"reduction must be one of {allowed}, got {reduction!r}")
-
-
-def real(value: object, name: str) -> float:
-    """A finite real number (bools refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not np.isfinite(float(value)):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)
+from .backend import Array, Backend, Layout, backend_for
+from .checks import (
+    CEOptions,
+    check_axis,
+    check_grad_output_shape,
+    check_options,
+    check_reduction,
+    check_target_kind,
+    check_target_shape,
+    label_dtype,
+    labels_and_mask,
+    mean_divisor,
+)
+from .functions import checked_out, row_values
 
 
-def check_weight(weight: object, n_classes: int, dtype: np.dtype,
-                 name: str = "weight") -> np.ndarray | None:
-    """Per-class weights: a 1-D real array of length C, finite and >= 0."""
-    if weight is None:
-        return None
-    arr = host_values(weight)  # a CUDA array's values are checked on the host
-    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-        raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
-    if arr.shape != (n_classes,):
-        raise ValueError(f"{name} must have shape ({n_classes},), one weight per class; got "
-                         f"{arr.shape}")
-    if not np.all(np.isfinite(arr)) or (arr < 0).any():
-        raise ValueError(f"{name} must hold finite weights >= 0")
-    return np.ascontiguousarray(arr, dtype)
+def cross_entropy(logits: object, target: object, *, axis: int = -1,
+                  weight: object = None, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0, z_loss: float = 0.0,
+                  softcap: float | None = None, return_lse: bool = False,
+                  empty_mean: float | None = None):
+    """Cross-entropy of softmax(logits) against integer labels or probabilities, as PyTorch's
+    ``F.cross_entropy`` with the class axis at ``axis`` [D8, D9, D13].
+
+    Labels (integer dtype, the shape of logits without ``axis``): loss = LSE(x) - x_c, with
+    ``weight`` w_c, positions whose label is ``ignore_index`` left out, ``label_smoothing``
+    eps mixing in the uniform distribution: (1 - eps) w_c (LSE - x_c) + (eps / C) sum_k w_k
+    (LSE - x_k). Probabilities (float, the shape of logits): loss = -sum_k w_k ((1 - eps) y_k
+    + eps / C) log softmax(x)_k. "mean" divides by the sum of w[target] over counted positions
+    (labels) or by the number of positions (probabilities); with no counted position it is
+    NaN as in PyTorch, or ``empty_mean`` when given. Beyond PyTorch: ``z_loss`` z adds
+    z LSE(x)^2 at each counted position; ``softcap`` c replaces the logits by c tanh(x / c)
+    first [D14]; ``return_lse`` returns (loss, lse) with the per-position LSE.
+    """
+    ce = CECall.check(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
+                      z_loss, softcap, return_lse, empty_mean)
+    loss = ce.be.empty((ce.n_rows,), ce.dtype)
+    lse = ce.run(loss)
+    result = ce.reduce(loss)
+    return (result, ce.rows.restore_batch(lse)) if ce.opts.return_lse else result
 
 
-@dataclass(frozen=True)
-class CEOptions:
-    """A cross-entropy call's options, checked."""
+def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
+                       weight: object = None, ignore_index: int = -100,
+                       reduction: str = "mean", label_smoothing: float = 0.0,
+                       z_loss: float = 0.0, softcap: float | None = None,
+                       return_lse: bool = False, empty_mean: float | None = None,
+                       grad_output: object = None, out: object = None):
+    """(loss, dlogits) of ``cross_entropy`` (same options) in one fused pass per row, and lse
+    too when ``return_lse``.
 
-    weight: np.ndarray | None
-    ignore_index: int
-    label_smoothing: float
-    z_loss: float
-    softcap: float | None
-    return_lse: bool
-    empty_mean: float | None
-
-
-def check_options(n_classes: int, dtype: np.dtype, weight: object, ignore_index: object,
-                  label_smoothing: object, z_loss: object, softcap: object,
-                  return_lse: object, empty_mean: object) -> CEOptions:
-    """Every option checked against PyTorch's domain (and softce's, for its extras)."""
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index,
-                                                                     numbers.Integral):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
-    eps = real(label_smoothing, "label_smoothing")
-    if not 0 <= eps <= 1:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
-    z = real(z_loss, "z_loss")
-    if z < 0:
-        raise ValueError(f"z_loss must be >= 0, got {z}")
-    cap = None if softcap is None else real(softcap, "softcap")
-    if cap is not None and cap <= 0:
-        raise ValueError(f"softcap must be a positive number or None, got {cap}")
-    if not isinstance(return_lse, (bool, np.bool_)):
-        raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
-    if empty_mean is not None and (isinstance(empty_mean, (bool, np.bool_))
-                                   or not isinstance(empty_mean, numbers.Real)):
-        raise TypeError(f"empty_mean must be a real number or None, got "
-                        f"{type(empty_mean).__name__}")
-    return CEOptions(check_weight(weight, n_classes, dtype), int(ignore_index), eps, z, cap,
-                     bool(return_lse), None if empty_mean is None else float(empty_mean))
+    dlogits = grad_output * d loss / d logits: (softmax(x) - e_c) per row for plain labels,
+    (sum(y) softmax(x) - y) for probabilities, D13's weighted, smoothed forms (plus 2 z LSE
+    softmax(x)) with options, divided as the loss is for "mean"; 0 at ignored positions.
+    ``grad_output`` is a scalar, or for reduction="none" an array of the loss's shape.
+    ``out=logits`` writes the gradient over the logits (no rows x classes temporary when the
+    class axis is last and logits is C-contiguous).
+    """
+    ce = CECall.check(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
+                      z_loss, softcap, return_lse, empty_mean)
+    be = ce.be
+    # the kernel reads labels or probabilities while it writes out: no overlap at all
+    checked = checked_out(be, out, ce.arr, ("logits", ce.arr), ("target", ce.target))
+    w = chain_weights(be, grad_output, reduction, ce.rows, ce.dtype, ce.denominator)
+    loss = be.empty((ce.n_rows,), ce.dtype)
+    direct = be.direct_view(checked, ce.rows)
+    grad = direct if direct is not None else be.empty(ce.rows.data.shape, ce.dtype)
+    lse = ce.run(loss, w, grad)
+    result = (ce.reduce(loss), be.finish(ce.rows, grad, direct, out, checked))
+    return (*result, ce.rows.restore_batch(lse)) if ce.opts.return_lse else result
 
 
-def labels_and_mask(target: np.ndarray, n_classes: int, ignore_index: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels as int32/int64 rows with ignored positions set to class 0 (their mask is 0),
-    and the mask counted = [target != ignore_index]; other labels outside [0, C) refused."""
-    if n_classes == 0 and target.size:
-        raise ValueError("target holds labels but the logits have no classes along axis")
-    counted = target != ignore_index
-    bad = counted & ((target < 0) | (target >= n_classes))
-    if bad.any():
-        pos = tuple(int(q) for q in np.argwhere(bad)[0])
-        raise ValueError(f"target has label {target[pos]} at position {pos}, outside the "
-                         f"classes [0, {n_classes})")
-    dtype = target.dtype if target.dtype in (np.int32, np.int64) else np.int64
-    labels = np.ascontiguousarray(np.where(counted, target, 0).reshape(-1), dtype)
-    return labels, counted.reshape(-1)
+def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = None,
+             ignore_index: int = -100, reduction: str = "mean") -> Array:
+    """-weight[c] logp[c] per position, as PyTorch's ``F.nll_loss`` with the class axis at
+    ``axis`` [D13]; "mean" divides by the sum of weight[target] over counted positions."""
+    be = backend_for(logp)
+    tdt, _ = be.describe(target)
+    if tdt.kind not in "iu":
+        raise TypeError(f"target must hold integer class labels, got dtype {tdt}")
+    ce = CECall.check(logp, target, axis, reduction, weight, ignore_index, 0.0, 0.0, None,
+                      False, None, name="logp", masked=True)
+    loss = be.empty((ce.n_rows,), ce.dtype)
+    counted = ce.counted_values()
+    be.launch("nll_loss", ce.dtype, logp=ce.x, cw=ce.class_weights(), labels=ce.labels,
+              counted=counted, loss=loss)
+    if not ce.counted.all():
+        be.zero_uncounted(counted, loss)
+    return ce.reduce(loss)
 
 
-def mean_divisor(n_rows: int, labels: np.ndarray | None, counted: np.ndarray | None,
-                 weight: np.ndarray | None) -> float:
-    """PyTorch's divisor for "mean": the number of positions for probability targets; for
-    labels, the sum of weight[label] over counted positions (their count without weights)."""
-    if labels is None:
-        return float(n_rows)
-    if weight is None:
-        return float(np.count_nonzero(counted))
-    return float(weight.astype(np.float64)[labels[counted]].sum())
+def chain_weights(be: Backend, grad_output: object, reduction: str, rows: Layout,
+                  dtype: np.dtype, divisor: float) -> Array:
+    """Per-row chain-rule weights: grad_output (a scalar, or for "none" an array of the batch
+    shape), divided for "mean" by ``divisor`` (a mean over nothing has weights 0: there is
+    no row to weigh)."""
+    go = 1.0 if grad_output is None else grad_output
+    _, shape = be.describe(go)
+    check_grad_output_shape(len(shape), shape, reduction)
+    return row_values(be, go, "grad_output", rows, dtype,
+                      divisor if reduction == "mean" else None)
 
 
 @dataclass
 class CECall:
     """Checked inputs of one cross-entropy call, as rows."""
 
-    arr: np.ndarray
-    target: np.ndarray  # as the caller gave it (out= must not overlap it)
-    rows: Rows
-    x: np.ndarray  # the logit rows the kernel reads (soft-capped when asked)
-    labels: np.ndarray | None
-    counted: np.ndarray | None
-    probs: np.ndarray | None
+    be: Backend
+    arr: Array
+    target: object  # as the caller gave it (out= must not overlap it)
+    rows: Layout
+    x: Array  # the logit rows the kernels read (soft-capped when asked)
+    labels: Array | None  # int32/int64, one per row
+    counted: np.ndarray | None  # host mask of counted rows; None: every row counts
+    labels_host: np.ndarray | None  # the labels on the host, where the mask needed them
+    probs: Array | None
     opts: CEOptions
     reduction: str
 
+    @classmethod
+    def check(cls, logits: object, target: object, axis: object, reduction: object,
+              weight: object, ignore_index: object, label_smoothing: object, z_loss: object,
+              softcap: object, return_lse: object, empty_mean: object, name: str = "logits",
+              masked: bool = False) -> CECall:
+        """Check every argument of a cross-entropy call and lay its inputs out as rows;
+        ``masked`` takes the labels' mask on the host whatever the options (nll_loss)."""
+        be = backend_for(logits)
+        arr = be.float_array(logits, name)
+        ax = check_axis(axis, arr.ndim)
+        check_reduction(reduction)
+        rows = be.to_rows(arr, ax)
+        n = arr.shape[ax]
+        dtype = np.dtype(arr.dtype)
+        opts = check_options(n, dtype, None if weight is None else be.to_host(weight),
+                             ignore_index, label_smoothing, z_loss, softcap, return_lse,
+                             empty_mean)
+        tdt, tshape = be.describe(target)
+        kind = check_target_kind(tdt)
+        check_target_shape(kind, tshape, tuple(arr.shape), rows.batch_shape, ax, name)
+        labels = counted = labels_host = probs = None
+        if kind == "labels":
+            labels = be.cast(be.to_flat(be.operand(target)).data, label_dtype(tdt))
+            host_mask = (masked or opts.weight is not None or 0 <= opts.ignore_index < n
+                         or not be.labels_in_range(labels, n))
+            if host_mask:
+                labels_host, counted = labels_and_mask(be.to_host(target), n,
+                                                       opts.ignore_index)
+                labels = be.from_host(labels_host)
+        else:
+            probs = be.to_rows(be.cast(be.operand(target), dtype), ax).data
+        x = rows.data
+        if opts.softcap is not None:
+            x = be.empty(rows.data.shape, dtype)
+            be.launch("softcap", dtype, t_in=be.flatten(rows.data), cap=opts.softcap,
+                      out=be.flatten(x))
+        return cls(be, arr, target, rows, x, labels, counted, labels_host, probs, opts,
+                   reduction)
+
     @property
     def dtype(self) -> np.dtype:
-        return self.arr.dtype
+        return np.dtype(self.arr.dtype)
 
     @property
     def n_rows(self) -> int:
@@ -150,95 +184,77 @@ class CECall:
 
     @property
     def plain(self) -> bool:
-        """Whether D9/D8's plain kernels compute this call: no option in effect."""
+        """Whether D9/D8's plain kernels compute this call: no option changes the loss of a
+        row and every row counts."""
         o = self.opts
-        return (o.weight is None and (self.counted is None or bool(self.counted.all()))
-                and o.label_smoothing == 0 and o.z_loss == 0 and o.softcap is None
-                and not o.return_lse)
+        return (o.weight is None and o.label_smoothing == 0 and o.z_loss == 0
+                and o.softcap is None and not o.return_lse
+                and (self.counted is None or bool(self.counted.all())))
 
+    @property
     def denominator(self) -> float:
         """PyTorch's divisor for "mean"."""
-        return mean_divisor(self.n_rows, self.labels, self.counted, self.opts.weight)
+        if self.labels is not None and self.counted is None:
+            return float(self.n_rows)  # every label counts, unweighted
+        return mean_divisor(self.n_rows, self.labels_host, self.counted, self.opts.weight)
 
-    def reduce(self, loss: np.ndarray) -> np.ndarray:
-        """loss per row -> the reduction, in the logits' dtype."""
-        if self.reduction == "none":
-            return self.rows.restore_batch(loss)
-        total = loss.sum(dtype=loss.dtype)
-        if self.reduction == "sum":
-            return total
-        divisor = self.denominator()
-        if divisor == 0:
-            empty = self.opts.empty_mean
-            return self.dtype.type(np.nan if empty is None else empty)
-        return total / self.dtype.type(divisor)
-
-    def run_options(self, loss: np.ndarray, w: np.ndarray | None = None,
-                    grad: np.ndarray | None = None) -> np.ndarray:
-        """D13's kernel for this call: fills loss (and grad rows with chain-rule weights w);
-        returns the per-row LSE. Ignored positions get loss 0 and gradient 0 exactly."""
+    def class_weights(self) -> Array:
         n = self.rows.data.shape[1]
+        w = self.opts.weight
+        return self.be.from_host(w if w is not None else np.ones(n, self.dtype))
+
+    def counted_values(self) -> Array:
+        """The counted mask as the kernels' per-row values (1 counted, 0 ignored)."""
+        mask = self.counted if self.counted is not None else np.ones(self.n_rows, bool)
+        return self.be.from_host(mask.astype(self.dtype))
+
+    def run(self, loss: Array, w: Array | None = None, grad: Array | None = None
+            ) -> Array | None:
+        """The call's kernel: fills loss (and grad rows, with chain-rule weights w); returns
+        the per-row LSE of D13's kernels (None from the plain ones)."""
+        be, dtype, target = self.be, self.dtype, "label" if self.labels is not None else "prob"
+        inputs = ({"labels": self.labels} if self.labels is not None else {"y": self.probs})
+        if self.plain:
+            if grad is None:
+                be.launch(f"cross_entropy_{target}", dtype, x=self.x, **inputs, loss=loss)
+            else:
+                be.launch(f"cross_entropy_grad_{target}", dtype, x=self.x, **inputs,
+                          grad_output=w, grad=grad, loss=loss)
+            return None
         o = self.opts
-        cw = o.weight if o.weight is not None else np.ones(n, self.dtype)
-        target = "label" if self.labels is not None else "prob"
         variant = "smoothed" if o.label_smoothing else "weighted"
-        params = [self.dtype.type(o.z_loss)]
-        if o.label_smoothing:
-            params.insert(0, self.dtype.type(o.label_smoothing))
+        params = {"eps": o.label_smoothing} if o.label_smoothing else {}
+        params["z"] = o.z_loss
+        inputs["cw"] = self.class_weights()
         if self.labels is not None:
-            inputs = [self.x, cw, self.labels, self.counted.astype(self.dtype)]
-        else:
-            inputs = [self.x, self.probs, cw]
-        lse = buffers.empty(self.n_rows, self.dtype)
+            inputs["counted"] = counted = self.counted_values()
+        lse = be.empty((self.n_rows,), dtype)
         if grad is None:
-            kernel(f"cross_entropy_{target}_{variant}", self.dtype)(*inputs, *params, loss, lse)
+            be.launch(f"cross_entropy_{target}_{variant}", dtype, x=self.x, **inputs,
+                      **params, loss=loss, lse=lse)
         else:
             # with a soft-cap, d loss / d s goes over the capped copy s (in place), then the
             # chain rule through D14 writes grad (which may be the logits themselves)
             dest = grad if o.softcap is None else self.x
-            kernel(f"cross_entropy_grad_{target}_{variant}", self.dtype)(
-                *inputs, w, *params, dest, loss, lse)
+            be.launch(f"cross_entropy_grad_{target}_{variant}", dtype, x=self.x, **inputs,
+                      grad_output=w, **params, grad=dest, loss=loss, lse=lse)
             if o.softcap is not None:
-                kernel("softcap_grad", self.dtype)(
-                    self.rows.data.reshape(-1), dest.reshape(-1), self.dtype.type(o.softcap),
-                    grad.reshape(-1))
+                be.launch("softcap_grad", dtype, t_in=be.flatten(self.rows.data),
+                          dy_in=be.flatten(dest), cap=o.softcap, out=be.flatten(grad))
         if self.counted is not None and not self.counted.all():
-            ignored = ~self.counted
-            loss[ignored] = 0  # ignored positions add nothing, whatever their logits
-            if grad is not None:
-                grad[ignored] = 0
+            # ignored positions add nothing and get no gradient, whatever their logits
+            be.zero_uncounted(counted, loss, grad)
         return lse
 
-
-def ce_call(logits: object, target: object, axis: int, reduction: str, weight: object,
-            ignore_index: object, label_smoothing: object, z_loss: object, softcap: object,
-            return_lse: object, empty_mean: object, name: str = "logits") -> CECall:
-    """Check every argument of a cross-entropy call and lay its inputs out as rows."""
-    arr = as_float_array(logits, name)
-    ax = check_axis(axis, arr.ndim)
-    check_reduction(reduction)
-    rows = to_rows(arr, ax)
-    n = arr.shape[ax]
-    opts = check_options(n, arr.dtype, weight, ignore_index, label_smoothing, z_loss, softcap,
-                         return_lse, empty_mean)
-    tgt = np.asarray(target)
-    labels = counted = probs = None
-    if tgt.dtype.kind in "iu":
-        if tgt.shape != rows.batch_shape:
-            raise ValueError(f"target holds class labels and must have the shape of {name} "
-                             f"without axis {ax}, {rows.batch_shape}; got {tgt.shape}")
-        labels, counted = labels_and_mask(tgt, n, opts.ignore_index)
-    elif tgt.dtype.kind == "f":
-        if tgt.shape != arr.shape:
-            raise ValueError(f"target holds probabilities and must have the shape of {name} "
-                             f"{arr.shape}; got {tgt.shape}")
-        probs = to_rows(tgt.astype(arr.dtype, copy=False), ax).data
-    else:
-        raise TypeError(f"target must hold integer class labels or float probabilities, got "
-                        f"dtype {tgt.dtype}")
-    x = rows.data
-    if opts.softcap is not None:
-        x = buffers.empty_like(rows.data)
-        kernel("softcap", arr.dtype)(rows.data.reshape(-1), arr.dtype.type(opts.softcap),
-                                     x.reshape(-1))
-    return CECall(arr, tgt, rows, x, labels, counted, probs, opts, reduction)
+    def reduce(self, loss: Array) -> Array:
+        """loss per row -> the reduction, in the logits' dtype."""
+        be = self.be
+        if self.reduction == "none":
+            return self.rows.restore_batch(loss)
+        if self.reduction == "sum":
+            return be.total(loss, 1) if self.n_rows else be.scalar(0, self.dtype)
+        divisor = self.denominator
+        if divisor == 0:
+            empty = self.opts.empty_mean
+            return be.scalar(np.nan if empty is None else empty, self.dtype)
+        return be.total(loss, divisor)

@@ -17,7 +17,7 @@ import reference as ref
 from reference import assert_close
 
 import softce
-from softce import functions
+from softce import functions, losses
 
 F32, F64 = np.float32, np.float64
 DTYPES = [F32, F64]
@@ -42,11 +42,14 @@ def scale_of(x) -> float:
 
 
 def test_the_package_exports_the_api() -> None:
-    for name in ("softmax", "log_softmax", "logsumexp", "logsumexp_vjp", "sigmoid", "entropy",
-                 "softmax_vjp", "log_softmax_vjp", "softmax_jacobian", "cross_entropy",
-                 "cross_entropy_grad"):
-        assert getattr(softce, name) is getattr(functions, name)
-        assert name in softce.__all__
+    for module, names in ((functions, ("softmax", "log_softmax", "logsumexp", "logsumexp_vjp",
+                                       "sigmoid", "entropy", "softmax_vjp", "log_softmax_vjp",
+                                       "softmax_jacobian", "softmax_entropy",
+                                       "softmax_entropy_grad")),
+                          (losses, ("cross_entropy", "cross_entropy_grad", "nll_loss"))):
+        for name in names:
+            assert getattr(softce, name) is getattr(module, name)
+            assert name in softce.__all__
 
 
 def test_raw_kernels_are_importable_and_compute() -> None:

@@ -440,7 +440,7 @@ def test_launch_shapes() -> None:
     threads (a 1024-thread launch of a kernel above 64 registers fails on a GPU)."""
     if SIMULATED:
         pytest.skip("launch defaults differ in the simulator")
-    from softce.cuda.api import row_launch, threads_for
+    from softce.cuda import row_launch, threads_for
 
     assert [threads_for(n) for n in (1, 10, 1000, 1024, 1025, 32000, 128256)] == [
         32, 32, 32, 32, 64, 512, 512]

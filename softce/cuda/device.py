@@ -1,4 +1,4 @@
-"""Device arrays for the CUDA API: conversion, strided views, layout copies and checks.
+"""Device arrays for the CUDA backend: conversion, strided views, layout copies and checks.
 
 Everything here moves or checks data; none of it computes the softmax family (that is printed
 into generated/cuda/). Views are made from (shape, strides) with no copy; a copy is made only
@@ -103,17 +103,23 @@ def _merge_dims(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int
 
 # layout kernels ------------------------------------------------------------------------
 
+@cuda.jit(device=True)
+def _strided_offset(q, origin, shape, strides):
+    """The element offset of the q-th element, in C order over shape, of the strided array
+    whose first element is at ``origin``."""
+    off = origin
+    for a in range(len(shape) - 1, -1, -1):
+        off += (q % shape[a]) * strides[a]
+        q //= shape[a]
+    return off
+
+
 @cuda.jit
 def _gather(src, origin, shape, strides, dst):
     """dst[q] = the q-th element, in C order over shape, of the strided array at src[origin]."""
     step = cuda.gridDim.x * cuda.blockDim.x
     for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, dst.shape[0], step):
-        rem = q
-        off = origin
-        for a in range(len(shape) - 1, -1, -1):
-            off += (rem % shape[a]) * strides[a]
-            rem //= shape[a]
-        dst[q] = src[off]
+        dst[q] = src[_strided_offset(q, origin, shape, strides)]
 
 
 @cuda.jit
@@ -121,12 +127,7 @@ def _scatter(src, dst, origin, shape, strides):
     """The inverse of _gather: the q-th element of src to its place in the strided dst."""
     step = cuda.gridDim.x * cuda.blockDim.x
     for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, src.shape[0], step):
-        rem = q
-        off = origin
-        for a in range(len(shape) - 1, -1, -1):
-            off += (rem % shape[a]) * strides[a]
-            rem //= shape[a]
-        dst[off] = src[q]
+        dst[_strided_offset(q, origin, shape, strides)] = src[q]
 
 
 @cuda.jit

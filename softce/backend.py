@@ -1,0 +1,200 @@
+"""Backends: where a call's arrays live, and how its kernels are launched there.
+
+The front end (``softce.functions``, ``softce.losses``, ``softce.pointwise``) does everything
+that does not depend on the device: argument checks, the layout of the class axis as rows, the
+choice of kernel from the options, PyTorch's reductions and divisors, chain rules. A backend
+only converts and allocates arrays, lays them out, and launches generated kernels by keyword
+(``softce.signature``). Adding a backend is one module that subclasses ``Backend`` and one
+``register`` call; the front end picks it from the type of a call's first array argument.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+Array = Any
+
+
+class Layout(Protocol):
+    """An array laid out for a kernel: ``data`` is (rows, n) with the class axis last (row
+    layouts) or 1-D (flat layouts); ``shape`` is the caller's shape."""
+
+    data: Array
+    shape: tuple[int, ...]
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]: ...
+
+    def restore(self, result: Array) -> Array:
+        """A result laid out as ``data`` back in the caller's shape (and axis order)."""
+
+    def restore_batch(self, result: Array) -> Array:
+        """A per-row result back in the batch shape (the caller's shape without the axis)."""
+
+
+@dataclass(frozen=True)
+class Flat:
+    """An array laid out in C order as 1-D ``data``; ``reshape`` gives a result laid out so
+    the caller's shape."""
+
+    data: Array
+    shape: tuple[int, ...]
+    reshape: Callable[[Array, tuple[int, ...]], Array]
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+    def restore(self, result: Array) -> Array:
+        return self.reshape(result, self.shape)
+
+    restore_batch = restore
+
+
+class Backend(ABC):
+    """The device-dependent half of a call."""
+
+    name: str
+
+    # arrays ----------------------------------------------------------------------------
+    @abstractmethod
+    def float_array(self, value: object, name: str) -> Array:
+        """value as this backend's float32/float64 array (float16 computed in float32); a
+        TypeError naming ``name`` for anything else."""
+
+    @abstractmethod
+    def operand(self, value: object) -> Array:
+        """value (this backend's array, or host data) as this backend's array, unchecked."""
+
+    @abstractmethod
+    def describe(self, value: object) -> tuple[np.dtype, tuple[int, ...]]:
+        """(dtype, shape) of an argument, without moving it."""
+
+    @abstractmethod
+    def to_host(self, value: object) -> np.ndarray:
+        """value as a NumPy array (a device array is copied to the host)."""
+
+    @abstractmethod
+    def from_host(self, arr: np.ndarray) -> Array:
+        """A host array as this backend's (C-contiguous, writeable) array."""
+
+    @abstractmethod
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        """A new C-contiguous array."""
+
+    @abstractmethod
+    def cast(self, arr: Array, dtype: np.dtype) -> Array:
+        """arr itself when of ``dtype``, else a copy of it in ``dtype`` (same shape)."""
+
+    @abstractmethod
+    def reshape(self, arr: Array, shape: tuple[int, ...]) -> Array:
+        """A C-contiguous array viewed with a new shape."""
+
+    # layouts ---------------------------------------------------------------------------
+    @abstractmethod
+    def to_rows(self, arr: Array, axis: int) -> Layout:
+        """arr with ``axis`` moved last and the other axes flattened to rows (a view when the
+        memory allows, else one copy)."""
+
+    @abstractmethod
+    def to_flat(self, arr: Array) -> Layout:
+        """arr in C order as a 1-D array (a view when C-contiguous, else one copy)."""
+
+    @abstractmethod
+    def flatten(self, arr: Array) -> Array:
+        """A C-contiguous array viewed as 1-D."""
+
+    # outputs ---------------------------------------------------------------------------
+    @abstractmethod
+    def check_out(self, out: object, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        """A caller's ``out``: this backend's array of exactly ``shape`` and ``dtype``,
+        writeable; errors name ``out``."""
+
+    @abstractmethod
+    def check_no_partial_overlap(self, out: Array, *inputs: tuple[str, Array]) -> None:
+        """out may be exactly one of the inputs (in place) but not partly overlap one."""
+
+    @abstractmethod
+    def direct_view(self, out: Array | None, layout: Layout) -> Array | None:
+        """out itself laid out as ``layout.data`` when the kernel can write it directly."""
+
+    @abstractmethod
+    def finish(self, layout: Layout, dest: Array, direct: Array | None, out: object,
+               checked_out: Array | None) -> Array:
+        """The call's result from ``dest`` (laid out as ``layout.data``): the caller's
+        ``out`` (written directly, or copied into), or dest in the caller's shape."""
+
+    # kernels and reductions ------------------------------------------------------------
+    @abstractmethod
+    def launch(self, kernel: str, dtype: np.dtype, **args: object) -> None:
+        """Run the generated kernel ``kernel`` for ``dtype`` with arguments by name."""
+
+    @abstractmethod
+    def labels_in_range(self, labels: Array, n: int) -> bool:
+        """Whether every label (int32/int64, 1-D) lies in [0, n)."""
+
+    @abstractmethod
+    def zero_uncounted(self, counted: Array, loss: Array, grad: Array | None = None) -> None:
+        """loss[r] = 0 and grad[r, :] = 0 wherever counted[r] == 0."""
+
+    @abstractmethod
+    def total(self, values: Array, divisor: float) -> Array:
+        """sum(values) / divisor, in values' dtype (values not empty)."""
+
+    @abstractmethod
+    def scalar(self, value: float, dtype: np.dtype) -> Array:
+        """A 0-d result holding value."""
+
+
+#: (name, detects) in the order they are tried; the CPU backend takes the rest.
+_routes: list[tuple[str, Callable[[object], bool]]] = []
+#: name -> the backend, or the module whose ``BACKEND`` it is (imported on first use).
+_backends: dict[str, Backend | str] = {"cpu": "softce.cpu"}
+
+
+def register(name: str, detects: Callable[[object], bool], backend: Backend | str) -> None:
+    """Route arrays for which ``detects(array)`` holds to ``backend``: an instance, or the
+    name of a module holding it as ``BACKEND``, imported on first use (so importing softce
+    imports no backend's dependencies)."""
+    unregister(name)
+    _routes.append((name, detects))
+    _backends[name] = backend
+
+
+def unregister(name: str) -> None:
+    """Stop routing arrays to the backend ``name`` (the CPU backend stays)."""
+    _routes[:] = [route for route in _routes if route[0] != name]
+    if name != "cpu":
+        _backends.pop(name, None)
+
+
+def backend(name: str) -> Backend:
+    """The backend registered as ``name``."""
+    found = _backends[name]
+    if isinstance(found, str):
+        found = _backends[name] = importlib.import_module(found).BACKEND
+    return found
+
+
+def backend_for(value: object) -> Backend:
+    """The backend of a call whose first array argument is ``value``."""
+    for name, detects in _routes:
+        if detects(value):
+            return backend(name)
+    return backend("cpu")
+
+
+def on_cuda(value: object) -> bool:
+    """Whether value lives on a GPU: it exposes ``__cuda_array_interface__`` (numba, CuPy,
+    PyTorch CUDA tensors) or is a numba (or simulator) device array."""
+    return bool(getattr(type(value), "__cuda_ndarray__", False)) or hasattr(
+        value, "__cuda_array_interface__")
+
+
+register("cuda", on_cuda, "softce.cuda.backend")

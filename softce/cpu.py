@@ -1,0 +1,152 @@
+"""The CPU backend: NumPy arrays and the parallel Numba kernels of generated/cpu/.
+
+Outputs of 4 MiB or more come from ``softce.buffers`` (pages already mapped); a layout copy is
+made only when the class axis cannot be addressed as C-contiguous rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import buffers
+from .backend import Backend, Flat
+from .checks import float_dtype
+from .signature import Library
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A (rows, n) C-contiguous view (or copy) of an array with its class axis moved last."""
+
+    data: np.ndarray
+    shape: tuple[int, ...]  # the original shape
+    axis: int
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.shape[: self.axis] + self.shape[self.axis + 1:]
+
+    def restore(self, result: np.ndarray) -> np.ndarray:
+        """(rows, n) back to the original shape and axis order."""
+        moved = result.reshape(self.batch_shape + (self.shape[self.axis],))
+        return np.moveaxis(moved, -1, self.axis)
+
+    def restore_batch(self, result: np.ndarray) -> np.ndarray:
+        """(rows,) back to the shape without the class axis."""
+        return result.reshape(self.batch_shape)
+
+
+KERNELS = Library("cpu")
+
+
+class CPU(Backend):
+    """NumPy arrays in, NumPy arrays out."""
+
+    name = "cpu"
+
+    def float_array(self, value: object, name: str) -> np.ndarray:
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"{name} must be a float32 or float64 array, got "
+                            f"{type(value).__name__}")
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be a float32 or float64 array: {exc}") from None
+        dt = float_dtype(arr.dtype, name)
+        return arr if arr.dtype == dt else arr.astype(dt)
+
+    def operand(self, value: object) -> np.ndarray:
+        return np.asarray(value)
+
+    def describe(self, value: object) -> tuple[np.dtype, tuple[int, ...]]:
+        arr = np.asarray(value)
+        return arr.dtype, arr.shape
+
+    def to_host(self, value: object) -> np.ndarray:
+        return np.asarray(value)
+
+    def from_host(self, arr: np.ndarray) -> np.ndarray:
+        # kernels' signatures take writeable arrays; a broadcast view is read-only
+        flat = np.ascontiguousarray(arr)
+        return flat if flat.flags.writeable else flat.copy()
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return buffers.empty(shape, dtype)
+
+    def cast(self, arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        return arr.astype(dtype, copy=False)
+
+    def reshape(self, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return arr.reshape(shape)
+
+    def to_rows(self, arr: np.ndarray, axis: int) -> Rows:
+        moved = np.moveaxis(arr, axis, -1)
+        n = arr.shape[axis]
+        rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
+        return Rows(np.ascontiguousarray(moved).reshape(rows, n), arr.shape, axis)
+
+    def to_flat(self, arr: np.ndarray) -> Flat:
+        return Flat(self.from_host(arr).reshape(-1), arr.shape, np.reshape)
+
+    def flatten(self, arr: np.ndarray) -> np.ndarray:
+        return arr.reshape(-1)
+
+    def check_out(self, out: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        if out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}, expected {shape}")
+        if out.dtype != dtype:
+            raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        return out
+
+    def check_no_partial_overlap(self, out: np.ndarray, *inputs: tuple[str, object]) -> None:
+        for name, value in inputs:
+            arr = np.asarray(value)
+            exact = (out.__array_interface__["data"][0] == arr.__array_interface__["data"][0]
+                     and out.strides == arr.strides and out.shape == arr.shape)
+            if not exact and np.shares_memory(out, arr):
+                raise ValueError(f"out overlaps {name} without being the same array; pass "
+                                 f"out={name} for in-place, or a separate buffer")
+
+    def direct_view(self, out: np.ndarray | None, layout: Rows | Flat) -> np.ndarray | None:
+        if out is None or not out.flags.c_contiguous:
+            return None
+        if isinstance(layout, Rows) and layout.axis != len(layout.shape) - 1:
+            return None
+        return out.reshape(layout.data.shape)
+
+    def finish(self, layout: Rows | Flat, dest: np.ndarray, direct: np.ndarray | None,
+               out: object, checked_out: np.ndarray | None) -> np.ndarray:
+        if checked_out is None:
+            return layout.restore(dest)
+        if direct is None:
+            checked_out[...] = layout.restore(dest)
+        return checked_out
+
+    def launch(self, kernel_name: str, dtype: np.dtype, **args: object) -> None:
+        kernel, ordered = KERNELS.call(kernel_name, dtype, args)
+        kernel(*ordered)
+
+    def labels_in_range(self, labels: np.ndarray, n: int) -> bool:
+        return not labels.size or (int(labels.min()) >= 0 and int(labels.max()) < n)
+
+    def zero_uncounted(self, counted: np.ndarray, loss: np.ndarray,
+                       grad: np.ndarray | None = None) -> None:
+        ignored = counted == 0
+        loss[ignored] = 0
+        if grad is not None:
+            grad[ignored] = 0
+
+    def total(self, values: np.ndarray, divisor: float) -> np.ndarray:
+        return values.sum(dtype=values.dtype) / values.dtype.type(divisor)
+
+    def scalar(self, value: float, dtype: np.dtype) -> np.ndarray:
+        return np.dtype(dtype).type(value)
+
+
+BACKEND = CPU()

@@ -1,0 +1,107 @@
+"""Calling a generated kernel by keyword, against the parameter table printed beside it.
+
+Every generated module holds ``PARAMETERS``: (name, role, dtype) per parameter, in call order.
+``bind`` checks a call's keyword arguments against that table — every parameter given once,
+each array of its role's shape (rows x n, n, rows, rows x n x n, or one flat size) and dtype —
+and returns them in call order. A wrong argument is a TypeError or ValueError naming the
+kernel and the parameter, never a Numba typing error or an out-of-bounds read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+#: Each role's shape, in the dimensions R (rows), n (classes) and S (a flat size).
+SHAPES: dict[str, tuple[str, ...]] = {
+    "rows": ("R", "n"),
+    "class_vector": ("n",),
+    "row_labels": ("R",),
+    "row_values": ("R",),
+    "out_rows": ("R", "n"),
+    "out_pairs": ("R", "n", "n"),
+    "out_row": ("R",),
+    "flat": ("S",),
+    "out_flat": ("S",),
+}
+LABEL_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+DTYPE_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One kernel parameter: its name, role (a key of SHAPES, or "param" for a scalar) and
+    dtype ("float": the kernel's float dtype; "label": int32 or int64)."""
+
+    name: str
+    role: str
+    dtype: str
+
+
+def parameters(module: ModuleType) -> tuple[Parameter, ...]:
+    """The parameter table of a generated kernel module."""
+    return tuple(Parameter(*entry) for entry in module.PARAMETERS)
+
+
+def bind(kernel: str, table: tuple[Parameter, ...], dtype: np.dtype,
+         args: dict[str, object]) -> list[object]:
+    """The arguments of a call to ``kernel`` (a ``dtype`` variant) in call order, checked."""
+    names = [p.name for p in table]
+    missing = [name for name in names if name not in args]
+    extra = [name for name in args if name not in names]
+    if missing or extra:
+        raise TypeError(f"kernel {kernel} takes ({', '.join(names)}); missing {missing}, "
+                        f"unknown {extra}")
+    sizes: dict[str, int] = {}
+    ordered = []
+    for p in table:
+        value = args[p.name]
+        if p.role == "param":
+            ordered.append(dtype.type(value))
+            continue
+        _check_dtype(kernel, p, np.dtype(value.dtype), dtype)
+        shape = tuple(int(s) for s in value.shape)
+        dims = SHAPES[p.role]
+        if len(shape) != len(dims):
+            raise ValueError(f"kernel {kernel}: {p.name} ({p.role}) must have {len(dims)} "
+                             f"dimension(s), got shape {shape}")
+        for dim, size in zip(dims, shape):
+            if sizes.setdefault(dim, size) != size:
+                raise ValueError(f"kernel {kernel}: {p.name} ({p.role}) has shape {shape}, "
+                                 f"where {dim} = {sizes[dim]} from the arguments before it")
+        ordered.append(value)
+    return ordered
+
+
+def _check_dtype(kernel: str, p: Parameter, got: np.dtype, dtype: np.dtype) -> None:
+    allowed = LABEL_DTYPES if p.dtype == "label" else (dtype,)
+    if got not in allowed:
+        raise TypeError(f"kernel {kernel}: {p.name} ({p.role}) must have dtype "
+                        f"{' or '.join(str(a) for a in allowed)}, got {got}")
+
+
+class Library:
+    """The generated kernels of one backend (the modules of ``softce.generated.<backend>``),
+    each imported on first use."""
+
+    def __init__(self, backend: str) -> None:
+        self.package = f"softce.generated.{backend}"
+        self.table = cache(self._table)
+
+    def _table(self, name: str) -> tuple[Parameter, ...]:
+        return parameters(importlib.import_module(f"{self.package}.{name}"))
+
+    def kernel(self, name: str, dtype: np.dtype) -> Any:
+        """The generated kernel ``name`` for float dtype ``dtype``."""
+        module = importlib.import_module(f"{self.package}.{name}")
+        return getattr(module, f"{name}_{DTYPE_SUFFIX[np.dtype(dtype)]}")
+
+    def call(self, name: str, dtype: np.dtype, args: dict[str, object]
+             ) -> tuple[Any, list[object]]:
+        """(kernel, its arguments in call order, checked) for a call by keyword."""
+        return self.kernel(name, dtype), bind(name, self.table(name), dtype, args)
