@@ -1,37 +1,42 @@
 """The derivations in order, each run once per process and looked up by id.
 
+Every module ``d<number>_<topic>.py`` of derive/ is imported and each function it defines with
+``@derivation`` is registered: adding a derivation is adding its module.
+
 A derivation comes from this process's memo, else from the disk cache (``derive.cache``), else
 it is derived and stored there.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable
+from pathlib import Path
+
 import sympy as sp
 
 from . import cache
 from .core import Derivation
-from .d01_distribution import distribution
-from .d02_shift import shift_invariance
-from .d03_sigmoid import two_class
-from .d04_jacobian import jacobian
-from .d05_entropy import entropy_base_b
-from .d06_cross_entropy import cross_entropy_base_b
-from .d07_lse_gradient import lse_gradient
-from .d08_ce_loss import ce_loss_form
-from .d09_ce_gradient import ce_gradient
-from .d10_log_softmax import log_softmax_vjps
-from .d11_online import online_normaliser
-from .d12_note_check import note_check
-from .d13_ce_options import ce_options
-from .d14_softcap import softcap
-from .d15_bce_logits import bce_logits
-from .d16_kl_div import kl_div_terms
-from .d17_softmax_entropy import softmax_entropy
 
-ALL = (distribution, shift_invariance, two_class, jacobian, entropy_base_b,
-       cross_entropy_base_b, lse_gradient, ce_loss_form, ce_gradient, log_softmax_vjps,
-       online_normaliser, note_check, ce_options, softcap, bce_logits, kl_div_terms,
-       softmax_entropy)
+#: A module of derive/ holding derivations is named d<number>_<topic>.py.
+DERIVATION_MODULE = re.compile(r"d\d+_\w+")
+
+
+def _discover() -> tuple[Callable[[], Derivation], ...]:
+    """Every derivation defined (with ``@derivation``) in a derivation module, by number."""
+    found = {}
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if DERIVATION_MODULE.fullmatch(info.name):
+            module = importlib.import_module(f"{__package__}.{info.name}")
+            for value in vars(module).values():
+                if callable(value) and hasattr(value, "id") and value.__module__ == module.__name__:
+                    found[value.id] = value
+    return tuple(found[id] for id in sorted(found, key=lambda id: int(id[1:])))
+
+
+ALL = _discover()
 BY_ID = {f.id: f for f in ALL}
 #: The module of each derivation, by id (names within derive/, as the cache keys them).
 MODULES = {f.id: f.__module__.rpartition(".")[2] for f in ALL}

@@ -31,17 +31,7 @@ def log_softmax(x: object, axis: int = -1, *, out: object = None) -> Array:
 
 def logsumexp(x: object, axis: int = -1, *, keepdims: bool = False) -> Array:
     """LSE(x) = m + log sum_i exp(x_i - m), reducing ``axis`` (-inf for an empty axis)."""
-    be = backend_for(x)
-    arr = be.float_array(x, "x")
-    ax = check_axis(axis, arr.ndim)
-    rows = be.to_rows(arr, ax)
-    lse = be.empty((rows.data.shape[0],), arr.dtype)
-    be.launch("logsumexp", arr.dtype, x=rows.data, lse=lse)
-    if keepdims:
-        shape = list(rows.batch_shape)
-        shape.insert(ax, 1)
-        return be.reshape(lse, tuple(shape))
-    return rows.restore_batch(lse)
+    return row_reduction("logsumexp", x, axis, "x", "lse", keepdims=keepdims)
 
 
 def logsumexp_vjp(x: object, g: object, axis: int = -1) -> Array:
@@ -72,16 +62,10 @@ def entropy(p: object, axis: int = -1, base: float | None = None) -> Array:
 
     p is taken as given (not normalised); a negative entry gives NaN.
     """
-    be = backend_for(p)
-    arr = be.float_array(p, "p")
-    rows = be.to_rows(arr, check_axis(axis, arr.ndim))
     b = check_entropy_base(base)
-    h = be.empty((rows.data.shape[0],), arr.dtype)
     if b is None:
-        be.launch("entropy", arr.dtype, p=rows.data, h=h)
-    else:
-        be.launch("entropy_base", arr.dtype, p=rows.data, b=b, h=h)
-    return rows.restore_batch(h)
+        return row_reduction("entropy", p, axis, "p", "h")
+    return row_reduction("entropy_base", p, axis, "p", "h", b=b)
 
 
 def softmax_vjp(y: object, g: object, axis: int = -1, *, out: object = None) -> Array:
@@ -112,12 +96,7 @@ def softmax_jacobian(x: object, axis: int = -1) -> Array:
 
 def softmax_entropy(logits: object, axis: int = -1) -> Array:
     """H(softmax(x)) = LSE(x) - sum_k p_k x_k along ``axis``, a -inf logit's term 0 [D17]."""
-    be = backend_for(logits)
-    arr = be.float_array(logits, "logits")
-    rows = be.to_rows(arr, check_axis(axis, arr.ndim))
-    h = be.empty((rows.data.shape[0],), arr.dtype)
-    be.launch("softmax_entropy", arr.dtype, x=rows.data, h=h)
-    return rows.restore_batch(h)
+    return row_reduction("softmax_entropy", logits, axis, "x", "h", name="logits")
 
 
 def softmax_entropy_grad(logits: object, axis: int = -1, grad_output: object = None
@@ -136,6 +115,24 @@ def softmax_entropy_grad(logits: object, axis: int = -1, grad_output: object = N
 
 
 # shared by the front end ------------------------------------------------------------------
+
+def row_reduction(kernel: str, value: object, axis: int, row: str, result: str, *,
+                  name: str | None = None, keepdims: bool = False, **params: float) -> Array:
+    """A kernel reducing each row of ``value`` along ``axis`` to one number: kernel(<row>=rows,
+    **params, <result>=(rows,)), returned in the batch shape (``keepdims``: with the axis kept,
+    of length 1). ``name`` names the argument in errors (default: ``row``)."""
+    be = backend_for(value)
+    arr = be.float_array(value, name or row)
+    ax = check_axis(axis, arr.ndim)
+    rows = be.to_rows(arr, ax)
+    out = be.empty((rows.data.shape[0],), arr.dtype)
+    be.launch(kernel, arr.dtype, **{row: rows.data}, **params, **{result: out})
+    if keepdims:
+        shape = list(rows.batch_shape)
+        shape.insert(ax, 1)
+        return be.reshape(out, tuple(shape))
+    return rows.restore_batch(out)
+
 
 def rowwise(be: Backend, kernel: str, arr: Array, axis: int, out: object, input_name: str,
             **others: Array) -> Array:
