@@ -12,6 +12,7 @@ all (``configure``; 0 turns the cache off and frees what it holds). Smaller outp
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 
@@ -91,7 +92,7 @@ def empty(shape: int | tuple[int, ...], dtype: object) -> np.ndarray:
     """A new C-contiguous array, as ``np.empty(shape, dtype)``."""
     shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < MIN_BYTES or _max_bytes == 0:
         return np.empty(shape, dtype)
     raw = _take(nbytes)

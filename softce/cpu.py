@@ -6,6 +6,7 @@ made only when the class axis cannot be addressed as C-contiguous rows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ class Rows:
     def restore(self, result: np.ndarray) -> np.ndarray:
         """(rows, n) back to the original shape and axis order."""
         moved = result.reshape(self.batch_shape + (self.shape[self.axis],))
-        return np.moveaxis(moved, -1, self.axis)
+        return moved if self.axis == len(self.shape) - 1 else np.moveaxis(moved, -1, self.axis)
 
     def restore_batch(self, result: np.ndarray) -> np.ndarray:
         """(rows,) back to the shape without the class axis."""
@@ -82,9 +83,9 @@ class CPU(Backend):
         return arr.reshape(shape)
 
     def to_rows(self, arr: np.ndarray, axis: int) -> Rows:
-        moved = np.moveaxis(arr, axis, -1)
+        moved = arr if axis == arr.ndim - 1 else np.moveaxis(arr, axis, -1)
         n = arr.shape[axis]
-        rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
+        rows = math.prod(moved.shape[:-1])
         return Rows(np.ascontiguousarray(moved).reshape(rows, n), arr.shape, axis)
 
     def to_flat(self, arr: np.ndarray) -> Flat:

@@ -51,12 +51,11 @@ def parameters(module: ModuleType) -> tuple[Parameter, ...]:
 def bind(kernel: str, table: tuple[Parameter, ...], dtype: np.dtype,
          args: dict[str, object]) -> list[object]:
     """The arguments of a call to ``kernel`` (a ``dtype`` variant) in call order, checked."""
-    names = [p.name for p in table]
-    missing = [name for name in names if name not in args]
-    extra = [name for name in args if name not in names]
-    if missing or extra:
-        raise TypeError(f"kernel {kernel} takes ({', '.join(names)}); missing {missing}, "
-                        f"unknown {extra}")
+    if len(args) != len(table) or any(p.name not in args for p in table):
+        names = [p.name for p in table]
+        raise TypeError(f"kernel {kernel} takes ({', '.join(names)}); missing "
+                        f"{[name for name in names if name not in args]}, unknown "
+                        f"{[name for name in args if name not in names]}")
     sizes: dict[str, int] = {}
     ordered = []
     for p in table:
@@ -64,25 +63,27 @@ def bind(kernel: str, table: tuple[Parameter, ...], dtype: np.dtype,
         if p.role == "param":
             ordered.append(dtype.type(value))
             continue
-        _check_dtype(kernel, p, np.dtype(value.dtype), dtype)
-        shape = tuple(int(s) for s in value.shape)
+        got = value.dtype
+        if (got not in LABEL_DTYPES) if p.dtype == "label" else (got != dtype):
+            _wrong_dtype(kernel, p, got, dtype)
+        shape = value.shape
         dims = SHAPES[p.role]
         if len(shape) != len(dims):
             raise ValueError(f"kernel {kernel}: {p.name} ({p.role}) must have {len(dims)} "
-                             f"dimension(s), got shape {shape}")
+                             f"dimension(s), got shape {tuple(shape)}")
         for dim, size in zip(dims, shape):
             if sizes.setdefault(dim, size) != size:
-                raise ValueError(f"kernel {kernel}: {p.name} ({p.role}) has shape {shape}, "
-                                 f"where {dim} = {sizes[dim]} from the arguments before it")
+                raise ValueError(f"kernel {kernel}: {p.name} ({p.role}) has shape "
+                                 f"{tuple(shape)}, where {dim} = {sizes[dim]} from the "
+                                 "arguments before it")
         ordered.append(value)
     return ordered
 
 
-def _check_dtype(kernel: str, p: Parameter, got: np.dtype, dtype: np.dtype) -> None:
+def _wrong_dtype(kernel: str, p: Parameter, got: np.dtype, dtype: np.dtype) -> None:
     allowed = LABEL_DTYPES if p.dtype == "label" else (dtype,)
-    if got not in allowed:
-        raise TypeError(f"kernel {kernel}: {p.name} ({p.role}) must have dtype "
-                        f"{' or '.join(str(a) for a in allowed)}, got {got}")
+    raise TypeError(f"kernel {kernel}: {p.name} ({p.role}) must have dtype "
+                    f"{' or '.join(str(a) for a in allowed)}, got {got}")
 
 
 class Library:
