@@ -17,19 +17,22 @@ import sympy as sp
 
 from softce.derive.symbols import d1, d2, i, k, m1, m2
 
-from .ir import Assignment, ElementwiseKernel, RowKernel, Unmasked
+from .ir import Assignment, ElementwiseKernel, RowKernel
 from .lower import m
+from .numerics import (
+    MERGED_SUM_DTYPE,
+    DeltaSplit,
+    ExpNonPos,
+    RoundedShift,
+    RoundShifts,
+    Unmasked,
+    on_kernel,
+)
 from .parameters import names, signatures, table
 from .printer import DTYPES, NumbaPrinter
 
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
-
-#: The dtype of a row's merged sums, by kernel dtype. A row of n elements takes n / CHUNK
-#: sequential D11 merges; in float32 their rounding grows with that count (over 10^6 classes in
-#: 256-element chunks the normaliser was 1.4e-6 off, 12 ulp), in float64 it stays below the
-#: chunk sums' own. One merge per chunk, so the wider type costs nothing measurable.
-MERGED_SUM_DTYPE = {"f32": "float64", "f64": "float64"}
 
 #: Elements per span of a kernel that stores its exps (``_stored_exp``). Such a kernel takes the
 #: max of a span in a loop that only reads x, then computes, stores and sums the span's exps
@@ -64,9 +67,8 @@ class _HeldPrinter(NumbaPrinter):
     """Prints the loads in ``held`` as the locals that hold them (read before the row is
     overwritten); the expression keeps its Indexed, so x[c] - m still prints as a shift."""
 
-    def __init__(self, dtype: str, held: dict[sp.Indexed, str],
-                 max_of: sp.IndexedBase | None = None) -> None:
-        super().__init__(dtype, max_of)
+    def __init__(self, dtype: str, held: dict[sp.Indexed, str]) -> None:
+        super().__init__(dtype)
         self.held = held
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
@@ -89,7 +91,7 @@ def _stored_exp(kernel: RowKernel) -> sp.Expr | None:
     """
     if not kernel.outputs or kernel.pair_outputs or kernel.scratch:
         return None
-    exps = [r.summand for r in kernel.reductions if r.shifted and r.summand.func is sp.exp]
+    exps = [r.summand for r in kernel.reductions if r.shifted and isinstance(r.summand, ExpNonPos)]
     if not exps:
         return None
     pattern = exps[0].xreplace({k: i})
@@ -181,8 +183,7 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
     for r in shifted:
         out.add(depth + 1, f"{chunk[r.symbol]} = {zero}")
 
-    def sum_loop(depth: int, names: dict[sp.IndexedBase, sp.IndexedBase],
-                 pr: NumbaPrinter = pr) -> None:
+    def sum_loop(depth: int, names: dict[sp.IndexedBase, sp.IndexedBase]) -> None:
         out.add(depth, "for k in range(stop - start):")
         kept = {}
         if stored is not None:
@@ -201,8 +202,7 @@ def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
         # and LLVM runs it scalar; reading the output row itself, it vectorises
         held = store.removesuffix("_r")
         out.add(depth + 1, "if in_place:")
-        sum_loop(depth + 2, {**views, x: sp.IndexedBase(held)},
-                 NumbaPrinter(pr.dtype, x, holding=(held,)))
+        sum_loop(depth + 2, {**views, x: sp.IndexedBase(held)})
         out.add(depth + 1, "else:")
         sum_loop(depth + 2, views)
     out.add(depth + 1, f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
@@ -244,41 +244,28 @@ def _stored_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, stored: sp
         out.add(3, f"{v}_chunk_r = {v}_r[start:stop]")
     assigns = [(a.symbol, in_chunk(a.expr)) for a in kernel.element_level]
     values = [(f"{name}_chunk_r", in_chunk(value)) for name, value in kernel.outputs]
-    _element_loop(out, pr, assigns, values, f"e_x = {names[0]}_chunk_r[k]*f_c  # {stored}")
-
-
-def _delta_index(exprs: list[sp.Expr]) -> sp.Expr | None:
-    """The one index c of every KroneckerDelta(i, c) in ``exprs`` (None if there is none, or
-    more than one c). The output pass then runs its loop with the delta at 0, and computes the
-    element i = c again with the delta at 1: no compare and select per element."""
-    others = {next(a for a in delta.args if a != i) for e in exprs
-              for delta in e.atoms(sp.KroneckerDelta) if i in delta.args}
-    return others.pop() if len(others) == 1 else None
-
-
-def _with_delta(expr: sp.Expr, value: int) -> sp.Expr:
-    return expr.replace(lambda e: isinstance(e, sp.KroneckerDelta) and i in e.args,
-                        lambda e: sp.Integer(value))
+    first = f"e_x = {names[0]}_chunk_r[k]*f_c  # {stored.rewrite(sp.exp)}"
+    _element_loop(out, pr, assigns, values, first)
 
 
 def _element_loop(out: _Lines, pr: NumbaPrinter, assigns: list[tuple[sp.Symbol, sp.Expr]],
                   values: list[tuple[str, sp.Expr]], first: str | None = None) -> None:
     """``for k`` over the chunk (depth 3): the line ``first``, the element values, then
     ``target[k] = value`` for each (target, value). A KroneckerDelta(i, c) is taken out of the
-    loop (``_delta_index``): the element i = c is computed before the loop, which may overwrite
+    loop (``DeltaSplit``): the element i = c is computed before the loop, which may overwrite
     what it reads, and stored after it."""
     exprs = [e for _, e in assigns + values]
-    c = _delta_index(exprs)
+    c = DeltaSplit.of(exprs).index
 
     def element(delta: int, store: str) -> None:
         if first:
             out.add(4, first)
-        if any(_with_delta(e, delta).has(i) for e in exprs):
+        if any(DeltaSplit.at(e, delta).has(i) for e in exprs):
             out.add(4, "i = start + k")
         for symbol, expr in assigns:
-            out.add(4, f"{symbol} = {pr.doprint(_with_delta(expr, delta))}")
+            out.add(4, f"{symbol} = {pr.doprint(DeltaSplit.at(expr, delta))}")
         for target, value in values:
-            out.add(4, store.format(target) + pr.doprint(_with_delta(value, delta)))
+            out.add(4, store.format(target) + pr.doprint(DeltaSplit.at(value, delta)))
 
     if c is not None:
         out.add(3, f"at_c = start <= {pr.doprint(c)} < stop  # the chunk holds i = c")
@@ -295,20 +282,6 @@ def _element_loop(out: _Lines, pr: NumbaPrinter, assigns: list[tuple[sp.Symbol, 
             out.add(4, f"{target}[{pr.doprint(c)} - start] = {target}_at_c")
 
 
-def _round_shift(expr: sp.Expr, x_i: sp.Indexed, rounded: sp.Expr) -> sp.Expr:
-    """Every sum x[i] - m + t (D2's shift joined by other terms) with x[i] - m as ``rounded``."""
-
-    def joined(e: sp.Expr) -> bool:
-        return e.is_Add and len(e.args) > 2 and (
-            {x_i, -m} <= set(e.args) or {-x_i, m} <= set(e.args))
-
-    def swap(e: sp.Expr) -> sp.Expr:
-        sign = 1 if x_i in e.args else -1
-        return sign * rounded + sp.Add(*(a for a in e.args if a not in (x_i, -x_i, m, -m)))
-
-    return expr.replace(joined, swap)
-
-
 def _chunked_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, shift: bool) -> None:
     """The output pass, chunk by chunk: each output chunk is computed into the block's buffer
     ``<out>_buf`` and handed to ``put``, which stores it around the caches when the first
@@ -322,7 +295,7 @@ def _chunked_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, shift: bo
 
     def in_chunk(expr: sp.Expr) -> sp.Expr:
         if shift:
-            expr = _round_shift(expr, x[i], sp.IndexedBase("shift")[k])
+            expr = expr.xreplace({RoundedShift(x[i], m): sp.IndexedBase("shift")[k]})
         return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views
                             and e.indices == (i,), lambda e: sp.Indexed(views[e.base], k))
 
@@ -346,11 +319,11 @@ def _chunked_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, shift: bo
 
 
 def _uses_shift(kernel: RowKernel) -> bool:
+    """Whether an element value reads RoundedShift(x[i], m) (stored from a loop of its own)."""
     if kernel.max_of is None:
         return False
     exprs = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
-    probe = sp.Symbol("rounded_shift")
-    return any(_round_shift(e, kernel.max_of[i], probe).has(probe) for e in exprs)
+    return any(e.has(RoundedShift(kernel.max_of[i], m)) for e in exprs)
 
 
 def _buffers(kernel: RowKernel, stored: sp.Expr | None, shift: bool) -> list[tuple[str, str]]:
@@ -368,7 +341,9 @@ def _buffers(kernel: RowKernel, stored: sp.Expr | None, shift: bool) -> list[tup
 
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for one RowKernel."""
-    pr = NumbaPrinter(dtype, kernel.max_of)
+    if kernel.max_of is not None:
+        kernel = on_kernel(kernel, RoundShifts(kernel.max_of, m))
+    pr = NumbaPrinter(dtype)
     out = _Lines()
     sigs = ", ".join(f'"{sig}"' for sig in signatures(kernel, dtype))
     out.add(0, f"@nb.njit([{sigs}], **CPU_OPTIONS)")
@@ -407,7 +382,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
         held = {load: f"held{q}" for q, load in enumerate(sorted(_row_loads(kernel), key=str))}
         for load, local in held.items():
             out.add(2, f"{local} = {pr.doprint(load)}  # read before the row is overwritten")
-        row_pr = _HeldPrinter(dtype, held, kernel.max_of)
+        row_pr = _HeldPrinter(dtype, held)
     _reductions(out, pr, kernel, stored)
     _assign(out, 2, row_pr, kernel.row_level)
     for base, assigns, value in kernel.scratch:

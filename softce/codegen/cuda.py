@@ -31,10 +31,12 @@ FULL_MASK = "0xFFFFFFFF"
 
 class CudaPrinter(NumbaPrinter):
     """The CPU printer, with log through the CUDA runtime's log (libdevice on a GPU, NumPy's
-    IEEE log in the simulator, where Python's math.log raises on 0). CUDA kernels compile
-    without fast-math, so x[i] - m needs no guard against re-association."""
+    IEEE log in the simulator, where Python's math.log raises on 0), and one exp for every
+    argument (``ExpNonPos`` too). CUDA kernels compile without fast-math, so x[i] - m needs no
+    ``RoundedShift``: the CUDA emitter does not run that pass."""
 
-    ordered_shift = False
+    def _print_ExpNonPos(self, expr: sp.Expr) -> str:
+        return f"exp_{self.dtype}({self._print(expr.args[0])})"
 
     def _print_log(self, expr: sp.log) -> str:
         return f"log_{self.dtype}({self._print(expr.args[0])})"

@@ -13,24 +13,6 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 
-class Unmasked(sp.Function):
-    """Unmasked(x, h) = h where the logit x is finite, 0 where x = -inf (a mask).
-
-    The catalogue writes a derivation's guarded term Piecewise((0, Eq(p_q, 0)), (p_q h, True))
-    as p_q Unmasked(x_q, h): p_q = softmax(x)_q is 0 exactly at x_q = -inf, and there the
-    term's limit is 0. SymPy takes x real, hence finite, so the guard needs its own node; it
-    evaluates for numbers only.
-    """
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, x: sp.Expr, h: sp.Expr) -> sp.Expr | None:
-        if x.is_Number:
-            return sp.Integer(0) if x == sp.S.NegativeInfinity else h
-        return None
-
-
 @dataclass(frozen=True)
 class Source:
     """A derived expression a kernel is built from: derivation id, result name, its hash."""

@@ -18,8 +18,9 @@ from softce.derive.d15_bce_logits import pw, wt, yb
 from softce.derive.d16_kl_div import lq, lt, yt
 from softce.derive.symbols import LSE, D, b, c, g, i, p, t, x, y
 
-from .ir import ElementwiseKernel, RowKernel, Source, Unmasked
+from .ir import ElementwiseKernel, RowKernel, Source
 from .lower import KernelSpec, lower, lower_elementwise, m
+from .numerics import Unmask
 
 Results = Callable[[str], Mapping[str, sp.Expr]]
 
@@ -61,21 +62,6 @@ class Catalogue:
         expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == p,
                             lambda e: p_of(e.indices[0]))
         return expr.xreplace({LSE: self.lse()}) if expr.has(LSE) else expr
-
-    def unmask(self, expr: sp.Expr) -> sp.Expr:
-        """Piecewise((0, Eq(p[q], 0)), (p[q] h, True)) -> p[q] Unmasked(x[q], h): the guard
-        of a term at a zero probability, which softmax gives exactly at x[q] = -inf."""
-        def guarded(e: sp.Expr) -> bool:
-            if not isinstance(e, sp.Piecewise) or len(e.args) != 2 or e.args[0][0] != 0:
-                return False
-            cond = e.args[0][1]
-            return (isinstance(cond, sp.Eq) and cond.rhs == 0 and isinstance(cond.lhs, sp.Indexed)
-                    and cond.lhs.base == p)
-
-        def rewrite(e: sp.Piecewise) -> sp.Expr:
-            q = e.args[0][1].lhs.indices[0]
-            return p[q] * Unmasked(x[q], sp.cancel(e.args[1][0] / p[q]))
-        return expr.replace(guarded, rewrite)
 
     def merge(self) -> tuple[sp.Expr, sp.Expr]:
         return self.get("D11", "merge_m"), self.get("D11", "merge_d")
@@ -154,11 +140,11 @@ def row_kernels(results: Results) -> list[RowKernel | ElementwiseKernel]:
 
     kernels += _option_kernels(cat)
 
-    h = cat.fold_in(cat.unmask(cat.get("D17", "softmax_entropy")), soft)
+    h = cat.fold_in(Unmask()(cat.get("D17", "softmax_entropy")), soft)
     kernels.append(cat.spec(
         name="softmax_entropy", doc="h[r] = LSE(x) - sum_k p[k] x[k], p = softmax(x), "
         "masked terms 0 [D17, D2, D11]", rows=(x,), row_outputs={"h": h}))
-    dh = cat.fold_in(cat.unmask(cat.get("D17", "softmax_entropy_grad")), soft)
+    dh = cat.fold_in(Unmask()(cat.get("D17", "softmax_entropy_grad")), soft)
     kernels.append(cat.spec(
         name="softmax_entropy_grad", doc="h[r] as softmax_entropy; out[i] = w * dh/dx[i] "
         "[D17, D2, D11]", rows=(x,), row_scalars=(("grad_output", w),),
