@@ -40,18 +40,14 @@ class Assignment:
     expr: sp.Expr
 
 
-@dataclass
-class RowKernel:
-    """One lowered kernel.
+@dataclass(frozen=True)
+class KernelInputs:
+    """A row kernel's name, its docstring and what it reads.
 
     rows: names of the (rows, n) input arrays, each an IndexedBase of the derivations.
     class_rows: length-n arrays shared by every row (per-class weights), indexed like a row.
     row_scalars: (array name, per-row symbol) pairs, e.g. ("labels", c).
     params: scalar arguments shared by all rows.
-    max_of: the row whose max m is the shift of every shifted reduction (None: no shift).
-    scratch: rows materialised before the outputs (name -> element expression in i).
-    outputs: elementwise outputs (name -> expression in i); pair_outputs in i and j.
-    row_outputs: per-row scalar outputs.
     """
 
     name: str
@@ -60,6 +56,18 @@ class RowKernel:
     class_rows: tuple[sp.IndexedBase, ...] = ()
     row_scalars: tuple[tuple[str, sp.Symbol], ...] = ()
     params: tuple[sp.Symbol, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowKernel(KernelInputs):
+    """One lowered kernel: its inputs (``KernelInputs``) and
+
+    max_of: the row whose max m is the shift of every shifted reduction (None: no shift).
+    scratch: rows materialised before the outputs (name -> element expression in i).
+    outputs: elementwise outputs (name -> expression in i); pair_outputs in i and j.
+    row_outputs: per-row scalar outputs.
+    """
+
     max_of: sp.IndexedBase | None = None
     merge_m: sp.Expr | None = None
     merge_d: sp.Expr | None = None

@@ -16,22 +16,17 @@ import sympy as sp
 
 from softce.derive.symbols import i, j, k, n
 
-from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel, Source
+from .ir import Assignment, ElementwiseKernel, KernelInputs, Reduction, RowKernel, Source
 from .numerics import MarkMergeFactors, MarkShiftedExps, ShiftToMin, on_kernel
 
 #: The shift every shifted reduction uses: the row's max (D2 with D = max).
 m = sp.Symbol("m", real=True)
 
+
 @dataclass(frozen=True)
-class KernelSpec:
+class KernelSpec(KernelInputs):
     """What a kernel computes, in derived expressions (p and LSE already substituted)."""
 
-    name: str
-    doc: str
-    rows: tuple[sp.IndexedBase, ...]
-    class_rows: tuple[sp.IndexedBase, ...] = ()
-    row_scalars: tuple[tuple[str, sp.Symbol], ...] = ()
-    params: tuple[sp.Symbol, ...] = ()
     outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
     pair_outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
     row_outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
@@ -171,10 +166,9 @@ def lower(spec: KernelSpec) -> RowKernel:
     outs = list(zip(spec.outputs, elem_reduced[: len(spec.outputs)]))
     pairs = list(zip(spec.pair_outputs, elem_reduced[len(spec.outputs):]))
     merge_m, merge_d = spec.merge if spec.merge else (None, None)
+    inputs = {f.name: getattr(spec, f.name) for f in dataclasses.fields(KernelInputs)}
     kernel = RowKernel(
-        name=spec.name, doc=spec.doc, rows=spec.rows, class_rows=spec.class_rows,
-        row_scalars=spec.row_scalars,
-        params=spec.params, max_of=shift_row(reductions), merge_m=merge_m, merge_d=merge_d,
+        **inputs, max_of=shift_row(reductions), merge_m=merge_m, merge_d=merge_d,
         reductions=tuple(reductions), row_level=tuple(row_level), scratch=tuple(scratch),
         element_level=tuple(element_level), outputs=tuple(outs), pair_outputs=tuple(pairs),
         row_outputs=tuple(row_outputs), sources=spec.sources,

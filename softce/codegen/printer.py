@@ -105,18 +105,12 @@ class NumbaPrinter(PythonCodePrinter):
         return f"math.log({self._print(expr.args[0])})"
 
     def _print_Max(self, expr: sp.Max) -> str:
-        args = sorted(expr.args, key=sp.default_sort_key)
-        out = self._print(args[0])
-        for a in args[1:]:
-            out = f"fmax({out}, {self._print(a)})"
-        return out
+        return nested_call("fmax", [self._print(a) for a in sorted(expr.args,
+                                                                   key=sp.default_sort_key)])
 
     def _print_Min(self, expr: sp.Min) -> str:
-        args = sorted(expr.args, key=sp.default_sort_key)
-        out = self._print(args[0])
-        for a in args[1:]:
-            out = f"fmin({out}, {self._print(a)})"
-        return out
+        return nested_call("fmin", [self._print(a) for a in sorted(expr.args,
+                                                                   key=sp.default_sort_key)])
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
         a, b = (self._print(q) for q in expr.args)
@@ -138,6 +132,14 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         """The row length n is an integer: as a value it is converted to the dtype."""
         return self.const("n") if expr == n else expr.name
+
+
+def nested_call(function: str, args: list[str]) -> str:
+    """A binary function folded over printed arguments: f(f(a, b), c)."""
+    out = args[0]
+    for arg in args[1:]:
+        out = f"{function}({out}, {arg})"
+    return out
 
 
 def print_index(expr: sp.Expr) -> str:
