@@ -31,9 +31,9 @@ from .numerics import (
     Unmasked,
     on_kernel,
 )
-from .parameters import names, signatures, table
+from .parameters import names, signatures
 from .printer import DTYPES, NumbaPrinter
-from .source import Code, load_row
+from .source import Code, definitions, load_row
 
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
@@ -430,10 +430,7 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
 def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     """Imports and both dtype variants of one kernel (the header is added by the writer)."""
     emit = emit_row_kernel if isinstance(kernel, RowKernel) else emit_elementwise_kernel
-    body: list[str] = []
-    for dtype in DTYPES:
-        body += ["", "", *emit(kernel, dtype)]
-    body += ["", "", *table(kernel)]
+    body = definitions(kernel, emit)
     text = "\n".join(body)
     used = [name for name in ("exp_f32", "exp_f64", "exp_nonpos_f32", "exp_nonpos_f64", "fmax",
                               "fmin") if f"{name}(" in text]

@@ -6,11 +6,12 @@ inside it, so an emitter states its loop nest as nested ``with`` blocks, not dep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from .ir import Assignment, RowKernel
-from .printer import NumbaPrinter
+from .ir import Assignment, ElementwiseKernel, RowKernel
+from .parameters import table
+from .printer import DTYPES, NumbaPrinter
 
 
 class Code:
@@ -44,3 +45,13 @@ def load_row(code: Code, kernel: RowKernel) -> None:
     code.add(*(f"{vector}_r = {vector}  # shared by every row" for vector in kernel.class_rows))
     code.add(*(f"{sym} = {name}[r]" for name, sym in kernel.row_scalars))
     code.add(*(f"{name}_r = {name}[r]" for name, _ in (*kernel.outputs, *kernel.pair_outputs)))
+
+
+def definitions(kernel: RowKernel | ElementwiseKernel,
+                emit: Callable[[RowKernel | ElementwiseKernel, str], list[str]]) -> list[str]:
+    """The kernel's source at each dtype (``emit``), then its ``PARAMETERS`` table, each
+    after two blank lines."""
+    lines: list[str] = []
+    for dtype in DTYPES:
+        lines += ["", "", *emit(kernel, dtype)]
+    return [*lines, "", "", *table(kernel)]
