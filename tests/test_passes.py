@@ -95,8 +95,11 @@ def test_unmask_replaces_the_zero_probability_guard() -> None:
     assert Unmask()(guarded) == p[i] * Unmasked(x[i], h)
     other = sp.Piecewise((0, sp.Eq(y[i], 0)), (y[i] * h, True))
     assert Unmask()(other) == other
-    # the identity where it is used: p = 0 exactly at x = -inf, where both sides are 0
-    assert Unmasked(sp.S.NegativeInfinity, h) == 0 and Unmasked(sp.Integer(3), h) == h
+    # the identity where it is used: p > 0 at a finite logit, p = 0 exactly at x = -inf
+    finite = {p[i]: sp.Rational(1, 3), x[i]: sp.Integer(2)}
+    assert Unmask()(guarded).subs(finite) == guarded.subs(finite)
+    at_minus_inf = {p[i]: sp.Integer(0), x[i]: sp.S.NegativeInfinity}
+    assert Unmask()(guarded).subs(at_minus_inf) == guarded.subs(at_minus_inf) == 0
     assert Unmasked(x[i], h).func is Unmasked
 
 

@@ -11,7 +11,8 @@ Passes (each a small object called on an expression):
 
 - ``MarkShiftedExps(x, m)``: exp(x[q] - m) -> ExpNonPos, m = max_k x[k] (D2).
 - ``MarkMergeFactors(merge_m)``: exp(m_j - M) -> ExpNonPos in D11's merge, M = Max(..., m_j).
-- ``RoundShifts(x, m)``: x[q] - m + t -> RoundedShift(x[q], m) + t.
+- ``RoundShifts(x, m)``: x[q] - m + t -> RoundedShift(x[q], m) + t (run by the CPU emitter:
+  the CUDA kernels compile without ``reassoc``).
 - ``Unmask()``: the derivations' guard Piecewise((0, Eq(p[q], 0)), (p[q] h, True)) ->
   p[q] Unmasked(x[q], h).
 - ``ShiftToMin()``: u - Max(u, v) -> Min(0, u - v), which is 0, not inf - inf, at u = +inf.
@@ -49,7 +50,7 @@ class ExpNonPos(sp.Function):
         return sp.exp(a)
 
     def doit(self, **hints: object) -> sp.Expr:
-        return sp.exp(self.args[0].doit(**hints) if hints.get("deep", True) else self.args[0])
+        return sp.exp(self.args[0])
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return self
