@@ -174,3 +174,26 @@ def test_every_kernel_carries_its_parameter_table() -> None:
             text = Path(module.__file__).read_text()
             comments.add(text[text.index("#: Parameters in call order"):text.index("PARAMETERS")])
     assert len(comments) == 1
+
+
+def test_the_loop_plan_follows_what_the_outputs_read() -> None:
+    """softmax keeps its exps in the output row (one max per span, a block's chunk maxima as
+    its buffer); log_softmax streams its outputs and reads x[i] - m from a shift buffer; a
+    kernel with row outputs only needs no buffers."""
+    from softce.codegen.cpu import RowPlan, round_shifts
+    from softce.codegen.numerics import ExpNonPos
+
+    def plan(**spec: object) -> tuple[RowPlan, list[str]]:
+        kernel = round_shifts(lower(KernelSpec(name="s", doc="", rows=(x,), merge=MERGE,
+                                               **spec)))
+        return RowPlan.of(kernel), [name for name, _ in RowPlan.of(kernel).buffers(kernel)]
+
+    lse = sp.log(row_sum(sp.exp(x[k] - m)))
+    softmax, buffers = plan(outputs={"out": sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))})
+    assert softmax == RowPlan(ExpNonPos(x[i] - m), streamed=False, shift_buffer=False)
+    assert buffers == ["m_chunks"]
+    log_softmax, buffers = plan(outputs={"out": x[i] - m - lse})
+    assert log_softmax == RowPlan(None, streamed=True, shift_buffer=True)
+    assert buffers == ["out_buf", "shift_r"]
+    logsumexp, buffers = plan(row_outputs={"lse": m + lse})
+    assert logsumexp == RowPlan(None, streamed=False, shift_buffer=False) and buffers == []

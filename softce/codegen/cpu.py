@@ -115,6 +115,7 @@ class RowPlan:
 
     @classmethod
     def of(cls, kernel: RowKernel) -> RowPlan:
+        """The plan of a kernel as the emitter prints it (after ``round_shifts``)."""
         stored = _stored_exp(kernel)
         streamed = stored is None and bool(kernel.outputs)
         exprs = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
@@ -382,10 +383,17 @@ def _row(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
                       for name, value in kernel.pair_outputs))
 
 
+def round_shifts(kernel: RowKernel) -> RowKernel:
+    """The kernel with every x[q] - m that other terms join as a RoundedShift (the CPU kernels
+    compile with ``reassoc``)."""
+    if kernel.max_of is None:
+        return kernel
+    return on_kernel(kernel, RoundShifts(kernel.max_of, m))
+
+
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for one RowKernel."""
-    if kernel.max_of is not None:
-        kernel = on_kernel(kernel, RoundShifts(kernel.max_of, m))
+    kernel = round_shifts(kernel)
     plan = RowPlan.of(kernel)
     pr = NumbaPrinter(dtype)
     out = Code()
