@@ -10,7 +10,7 @@ x <= 0 (and -inf, NaN); they skip the overflow clamp and build 2^n from one offs
 of two halves (float32: straight from the bits of the rounded n, with no final NaN select):
 a loop of float32 exps compiles to 34 AVX-512 instructions instead of 44. D2 proves the
 argument of every shifted exp, x_k - max_j x_j, non-positive; the printer calls them only for
-such differences.
+the ``ExpNonPos`` nodes that ``codegen.numerics`` puts at such differences.
 
 The exp functions are compiled as their own ``njit`` functions with only
 ``fastmath={"contract"}``: a kernel calls them as ordinary functions and LLVM inlines them with

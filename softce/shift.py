@@ -9,8 +9,9 @@ uses it is not vectorised (~0.25 ns per element instead of ~0.06). Compiling the
 in a callee without ``reassoc`` instead vectorises but is not enough: inlined into
 log_softmax it still returned 0 for equal float32 logits of 1e30
 (tests/test_edges_mpmath.py catches it). So the CPU kernels' elementwise output passes round
-x - m another way, by storing it from a loop of its own (``codegen.cpu._chunked_outputs``),
+x - m another way, by storing it from a loop of its own (the CPU emitter's shift buffer),
 which vectorises; the fence stays for row-level values such as the label loss x[c] - m + log d.
+The printer calls it for the ``RoundedShift`` nodes of ``codegen.numerics``.
 """
 
 from __future__ import annotations

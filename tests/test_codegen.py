@@ -1,4 +1,4 @@
-"""The generator's parts: printer, stability rewrites and lowering, on small expressions."""
+"""The generator's parts: printer, lowering and emitters, on small expressions."""
 
 import re
 from pathlib import Path
@@ -8,8 +8,7 @@ import sympy as sp
 from softce.codegen.cpu import CHUNK, MAX_SPAN
 from softce.codegen.lower import KernelSpec, extract_reductions, lower, m
 from softce.codegen.printer import NumbaPrinter
-from softce.codegen.rewrite import shift_to_min
-from softce.derive.symbols import D, c, d1, d2, i, k, m1, m2, row_sum, t, x, y
+from softce.derive.symbols import c, d1, d2, i, k, m1, m2, row_sum, t, x, y
 
 MERGE = (sp.Max(m1, m2), d1 * sp.exp(m1 - sp.Max(m1, m2)) + d2 * sp.exp(m2 - sp.Max(m1, m2)))
 
@@ -26,46 +25,11 @@ def test_float64_printing_uses_the_float64_exp() -> None:
     assert NumbaPrinter("f64").doprint(sp.exp(-x[i])) == "exp_f64(-x_r[i])"
 
 
-def test_exp_of_a_difference_below_its_max_prints_the_nonpositive_exp() -> None:
-    """D2: x_k - max_j x_j <= 0; the chunk max m_c, row max m and merged max m_new each bound
-    everything of lower rank. Any other argument keeps the general exp."""
-    pr = NumbaPrinter("f32", x)
-    x_chunk = sp.IndexedBase("x_chunk")
-    m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
-    for arg in (x[i] - m, x_chunk[k] - m_c, m_c - m_new, m - m_new, m_c - m, x[k] - m_new):
-        assert pr.doprint(sp.exp(arg)).startswith("exp_nonpos_f32("), arg
-    for arg in (m - m_c, m - x[i], y[i] - m, x[i] - m + 1, 2 * x[i] - m, x[i] - y[i], -x[i]):
-        assert pr.doprint(sp.exp(arg)).startswith("exp_f32("), arg
-    assert NumbaPrinter("f64").doprint(sp.exp(x[i] - m)) == "exp_f64(x_r[i] - m)"
-
-
-def test_loads_and_shift_are_printed_first() -> None:
-    """x[i] - m is rounded (behind an arithmetic fence) before row-level terms are added."""
-    lse_tail = sp.Symbol("t0")
-    assert NumbaPrinter("f64").doprint(lse_tail - m + x[i]) == "shift_f64(x_r[i], m) + t0"
-    assert NumbaPrinter("f32").doprint(lse_tail + m - x[c]) == "-shift_f32(x_r[c], m) + t0"
-    assert NumbaPrinter("f32").doprint(x[i] - m) == "x_r[i] - m"
-
-
 def test_max_min_delta_print_as_selects() -> None:
     pr = NumbaPrinter("f64")
     assert pr.doprint(sp.Max(m1, m2)) == "fmax(m1, m2)"
     assert pr.doprint(sp.Min(0, t)) == "fmin(np.float64(0), t)"
     assert pr.doprint(sp.KroneckerDelta(i, c)) == "(np.float64(1) if c == i else np.float64(0))"
-
-
-def test_shift_to_min_is_an_identity() -> None:
-    u, v = sp.symbols("u v", real=True)
-    lhs = u - sp.Max(u, v)
-    rhs = shift_to_min(lhs)
-    assert rhs == sp.Min(0, u - v)
-    diff = sp.piecewise_fold((lhs - rhs).rewrite(sp.Piecewise))
-    assert sp.simplify(diff) == 0
-
-
-def test_shift_to_min_rewrites_the_sigmoid_exponents() -> None:
-    e = sp.exp(t - D).subs(D, sp.Max(t, 0))
-    assert shift_to_min(e) == sp.exp(sp.Min(0, t))
 
 
 def test_sums_become_named_reductions() -> None:
@@ -210,3 +174,26 @@ def test_every_kernel_carries_its_parameter_table() -> None:
             text = Path(module.__file__).read_text()
             comments.add(text[text.index("#: Parameters in call order"):text.index("PARAMETERS")])
     assert len(comments) == 1
+
+
+def test_the_loop_plan_follows_what_the_outputs_read() -> None:
+    """softmax keeps its exps in the output row (one max per span, a block's chunk maxima as
+    its buffer); log_softmax streams its outputs and reads x[i] - m from a shift buffer; a
+    kernel with row outputs only needs no buffers."""
+    from softce.codegen.cpu import RowPlan, round_shifts
+    from softce.codegen.numerics import ExpNonPos
+
+    def plan(**spec: object) -> tuple[RowPlan, list[str]]:
+        kernel = round_shifts(lower(KernelSpec(name="s", doc="", rows=(x,), merge=MERGE,
+                                               **spec)))
+        return RowPlan.of(kernel), [name for name, _ in RowPlan.of(kernel).buffers(kernel)]
+
+    lse = sp.log(row_sum(sp.exp(x[k] - m)))
+    softmax, buffers = plan(outputs={"out": sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))})
+    assert softmax == RowPlan(ExpNonPos(x[i] - m), streamed=False, shift_buffer=False)
+    assert buffers == ["m_chunks"]
+    log_softmax, buffers = plan(outputs={"out": x[i] - m - lse})
+    assert log_softmax == RowPlan(None, streamed=True, shift_buffer=True)
+    assert buffers == ["out_buf", "shift_r"]
+    logsumexp, buffers = plan(row_outputs={"lse": m + lse})
+    assert logsumexp == RowPlan(None, streamed=False, shift_buffer=False) and buffers == []

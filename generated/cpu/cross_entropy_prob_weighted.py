@@ -7,8 +7,8 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  b244b71ac3d7aeba
-#   softce/shift.py       d118cbb83b842b28
+#   softce/primitives.py  305a79dc08e8c20d
+#   softce/shift.py       42442489f175ff00
 #   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
 # SymPy 1.14.0.

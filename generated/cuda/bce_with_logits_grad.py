@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D15  bce_grad         aee43a22f3195707
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c384f2f2d498e56b
+#   softce/cuda/runtime.py 2ec38cec98e31ac1
 # SymPy 1.14.0.
 
 import numpy as np

@@ -7,7 +7,7 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c384f2f2d498e56b
+#   softce/cuda/runtime.py 2ec38cec98e31ac1
 # SymPy 1.14.0.
 
 import numpy as np

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D16  kl_term_log_target 3c70c88a60dd347d
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c384f2f2d498e56b
+#   softce/cuda/runtime.py 2ec38cec98e31ac1
 # SymPy 1.14.0.
 
 import numpy as np

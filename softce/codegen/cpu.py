@@ -6,30 +6,37 @@ read once for its reductions), then one pass writes the elementwise outputs, a c
 through ``softce.stream.put``. Where the outputs need exp(x[i] - m) (softmax, the label
 gradients), the reduction pass keeps each chunk's exps in the output row and the output pass
 rescales them there instead: one exp per element; there a span of chunks (``MAX_SPAN``) shares
-one max, read first. A KroneckerDelta(i, c) in an output is taken
-out of its loop. A kernel that needs scratch buffers loops ``prange`` over blocks of rows (``BLOCK``
-elements each) and allocates them once per block.
+one max, read first. A KroneckerDelta(i, c) in an output is taken out of its loop. A kernel
+that needs scratch buffers loops ``prange`` over blocks of rows (``BLOCK`` elements each) and
+allocates them once per block. Which of these loops a kernel runs is decided once, in its
+``RowPlan``; the functions below print the plan.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import sympy as sp
 
 from softce.derive.symbols import d1, d2, i, k, m1, m2
 
-from .ir import Assignment, ElementwiseKernel, RowKernel, Unmasked
+from .ir import ElementwiseKernel, RowKernel
 from .lower import m
-from .parameters import names, signatures, table
+from .numerics import (
+    MERGED_SUM_DTYPE,
+    DeltaSplit,
+    ExpNonPos,
+    RoundedShift,
+    RoundShifts,
+    Unmasked,
+    on_kernel,
+)
+from .parameters import names, signatures
 from .printer import DTYPES, NumbaPrinter
+from .source import Code, definitions, load_row
 
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
-
-#: The dtype of a row's merged sums, by kernel dtype. A row of n elements takes n / CHUNK
-#: sequential D11 merges; in float32 their rounding grows with that count (over 10^6 classes in
-#: 256-element chunks the normaliser was 1.4e-6 off, 12 ulp), in float64 it stays below the
-#: chunk sums' own. One merge per chunk, so the wider type costs nothing measurable.
-MERGED_SUM_DTYPE = {"f32": "float64", "f64": "float64"}
 
 #: Elements per span of a kernel that stores its exps (``_stored_exp``). Such a kernel takes the
 #: max of a span in a loop that only reads x, then computes, stores and sums the span's exps
@@ -46,27 +53,12 @@ MAX_SPAN = 32768
 BLOCK = 16384
 
 
-class _Lines:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.indent = 0  # added to every depth: 1 inside a block of rows
-
-    def add(self, depth: int, text: str) -> None:
-        self.lines.append("    " * (depth + self.indent) + text if text else "")
-
-
-def _assign(out: _Lines, depth: int, pr: NumbaPrinter, assigns: tuple[Assignment, ...]) -> None:
-    for a in assigns:
-        out.add(depth, f"{a.symbol} = {pr.doprint(a.expr)}")
-
-
 class _HeldPrinter(NumbaPrinter):
     """Prints the loads in ``held`` as the locals that hold them (read before the row is
     overwritten); the expression keeps its Indexed, so x[c] - m still prints as a shift."""
 
-    def __init__(self, dtype: str, held: dict[sp.Indexed, str],
-                 max_of: sp.IndexedBase | None = None) -> None:
-        super().__init__(dtype, max_of)
+    def __init__(self, dtype: str, held: dict[sp.Indexed, str]) -> None:
+        super().__init__(dtype)
         self.held = held
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
@@ -89,7 +81,7 @@ def _stored_exp(kernel: RowKernel) -> sp.Expr | None:
     """
     if not kernel.outputs or kernel.pair_outputs or kernel.scratch:
         return None
-    exps = [r.summand for r in kernel.reductions if r.shifted and r.summand.func is sp.exp]
+    exps = [r.summand for r in kernel.reductions if r.shifted and isinstance(r.summand, ExpNonPos)]
     if not exps:
         return None
     pattern = exps[0].xreplace({k: i})
@@ -105,354 +97,348 @@ def _stored_exp(kernel: RowKernel) -> sp.Expr | None:
     return pattern
 
 
-def _reductions(out: _Lines, pr: NumbaPrinter, kernel: RowKernel,
-                stored: sp.Expr | None = None) -> None:
-    """The reduction pass over one row (depth 2 inside the row loop); with ``stored``, each
-    chunk's exp(x[k] - m_c) is kept in the first output row and m_c in ``m_chunks``, m_c being
-    the max of the chunk's span (``MAX_SPAN``) rather than of the chunk."""
-    zero, ninf = pr.const("0"), pr.const("-np.inf")
-    shifted = [r for r in kernel.reductions if r.shifted]
-    plain = [r for r in kernel.reductions if not r.shifted]
-    for r in plain:
-        out.add(2, f"{r.symbol} = {zero}")
-    if not shifted:
-        if plain:
-            out.add(2, "for k in range(n):")
-            for r in plain:
-                out.add(3, f"{r.symbol} += {pr.doprint(r.summand)}")
-        return
-    x = kernel.max_of
-    chunk = {r.symbol: sp.Symbol(f"{r.symbol}_c") for r in shifted}
-    # Chunk loops index views from 0: LLVM then sees k >= 0 and vectorises plain loads
-    # (indexing the row from ``start`` leaves Numba's negative-index wraparound in place,
-    # and the loads become gathers, 2-4x slower).
-    rows = (*kernel.rows, *kernel.class_rows)
-    views = {row: sp.IndexedBase(f"{row}_chunk") for row in rows}
+@dataclass(frozen=True)
+class RowPlan:
+    """The loop structure of one row kernel, decided once from its IR.
 
-    def viewed(expr: sp.Expr, names: dict[sp.IndexedBase, sp.IndexedBase]) -> sp.Expr:
-        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in names,
-                            lambda e: sp.Indexed(names[e.base], *e.indices))
+    stored: exp(x[i] - m), kept in the first output row between the reduction pass and the
+    output pass (``_stored_exp``); such a kernel takes one max per ``MAX_SPAN`` span, has a sum
+    loop of its own for out = x, and rescales its outputs in place (None: not stored).
+    streamed: the outputs are computed a chunk at a time into buffers and handed to ``put``.
+    shift_buffer: the streamed outputs read RoundedShift(x[i], m) from ``shift_r``, stored by
+    a loop of its own.
+    """
 
-    m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
-    merge_m = kernel.merge_m.xreplace({m1: m, m2: m_c})
-    wide = MERGED_SUM_DTYPE[pr.dtype]
-    widened = wide != DTYPES[pr.dtype]
-    merged = {r.symbol: sp.Symbol(f"{r.symbol}_row") if widened else r.symbol for r in shifted}
-    for r in shifted:
-        out.add(2, f"{merged[r.symbol]} = np.{wide}(0)" + f"  # merged in {wide}" * widened)
-    out.add(2, f"m = {ninf}")
+    stored: sp.Expr | None
+    streamed: bool
+    shift_buffer: bool
 
-    def max_loop(depth: int, names: dict[sp.IndexedBase, sp.IndexedBase], stop: str) -> None:
-        out.add(depth, f"m_c = {ninf}")
-        out.add(depth, f"for k in range({stop}):")
-        out.add(depth + 1, f"m_c = fmax(m_c, {pr.doprint(viewed(x[k], names))})")
-        for r in plain:
-            out.add(depth + 1, f"{r.symbol} += {pr.doprint(viewed(r.summand, names))}")
+    @classmethod
+    def of(cls, kernel: RowKernel) -> RowPlan:
+        """The plan of a kernel as the emitter prints it (after ``round_shifts``)."""
+        stored = _stored_exp(kernel)
+        streamed = stored is None and bool(kernel.outputs)
+        exprs = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
+        shift = kernel.max_of is not None and any(
+            e.has(RoundedShift(kernel.max_of[i], m)) for e in exprs)
+        return cls(stored, streamed, streamed and shift)
 
-    def read(exprs: list[sp.Expr]) -> list[sp.IndexedBase]:
-        """The rows that ``exprs`` index, in the kernel's order."""
-        bases = {e.base for expr in exprs for e in expr.atoms(sp.Indexed)}
-        return [row for row in rows if row in bases]
+    def buffers(self, kernel: RowKernel) -> list[tuple[str, str]]:
+        """(name, length) of each scratch buffer of a block of rows."""
+        buffers = []
+        if self.stored is not None:
+            buffers.append(("m_chunks", "(n + CHUNK - 1) // CHUNK"))
+        elif kernel.outputs:
+            buffers += [(f"{name}_buf", "CHUNK") for name, _ in kernel.outputs]
+            if self.shift_buffer:
+                buffers.append(("shift_r", "CHUNK"))
+        return buffers + [(f"{base}_r", "n") for base, _, _ in kernel.scratch]
 
-    maxed = [x[k], *(r.summand for r in plain)]
-    summed = [r.summand for r in shifted] + ([stored] if stored is not None else [])
-    depth = 3
-    if stored is not None:
-        spans = {row: sp.IndexedBase(f"{row}_span") for row in read(maxed)}
-        out.add(2, "for span in range(0, n, MAX_SPAN):")
-        out.add(3, "span_stop = min(span + MAX_SPAN, n)")
-        for row in spans:
-            out.add(3, f"{spans[row]}_r = {row}_r[span:span_stop]")
-        max_loop(3, spans, "span_stop - span")
-        out.add(3, "for start in range(span, span_stop, CHUNK):")
-        depth = 4
-    else:
-        out.add(2, "for start in range(0, n, CHUNK):")
-    out.add(depth, f"stop = min(start + CHUNK, {'n' if stored is None else 'span_stop'})")
-    for row in read(summed if stored is not None else maxed + summed):
-        out.add(depth, f"{views[row]}_r = {row}_r[start:stop]")
-    if stored is None:
-        max_loop(depth, views, "stop - start")
-    else:
-        store = f"{kernel.outputs[0][0]}_chunk_r"
-        out.add(depth, f"{store} = {kernel.outputs[0][0]}_r[start:stop]")
-        out.add(depth, "m_chunks[start // CHUNK] = m_c")
-    out.add(depth, "if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)")
-    for r in shifted:
-        out.add(depth + 1, f"{chunk[r.symbol]} = {zero}")
 
-    def sum_loop(depth: int, names: dict[sp.IndexedBase, sp.IndexedBase],
-                 pr: NumbaPrinter = pr) -> None:
-        out.add(depth, "for k in range(stop - start):")
-        kept = {}
-        if stored is not None:
-            e_k = viewed(stored.xreplace({i: k, m: m_c}), names)
+def _viewed(expr: sp.Expr, names: dict[sp.IndexedBase, sp.IndexedBase]) -> sp.Expr:
+    """expr reading each row of ``names`` through its view (the same index)."""
+    return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in names,
+                        lambda e: sp.Indexed(names[e.base], *e.indices))
+
+
+def _chunk_view(expr: sp.Expr, views: dict[sp.IndexedBase, sp.IndexedBase]) -> sp.Expr:
+    """expr with each load base[i] of a row in ``views`` read as view[k] (k = i - start)."""
+    return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views
+                        and e.indices == (i,), lambda e: sp.Indexed(views[e.base], k))
+
+
+def _views(out: Code, kernel: RowKernel, exprs: list[sp.Expr], suffix: str, bounds: str
+           ) -> dict[sp.IndexedBase, sp.IndexedBase]:
+    """``<row>_<suffix>_r = <row>_r[bounds]`` for each row that ``exprs`` read; its views.
+
+    Loops index views from 0: LLVM then sees k >= 0 and vectorises plain loads (indexing the
+    row from ``start`` leaves Numba's negative-index wraparound in place, and the loads become
+    gathers, 2-4x slower)."""
+    bases = {e.base for expr in exprs for e in expr.atoms(sp.Indexed)}
+    read = [row for row in (*kernel.rows, *kernel.class_rows) if row in bases]
+    views = {row: sp.IndexedBase(f"{row}_{suffix}") for row in read}
+    out.add(*(f"{views[row]}_r = {row}_r[{bounds}]" for row in read))
+    return views
+
+
+def _max_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel,
+              views: dict[sp.IndexedBase, sp.IndexedBase], length: str) -> None:
+    """m_c, the max of x over the view, and the plain sums over it."""
+    out.add(f"m_c = {pr.const('-np.inf')}")
+    with out.block(f"for k in range({length}):"):
+        out.add(f"m_c = fmax(m_c, {pr.doprint(_viewed(kernel.max_of[k], views))})")
+        out.add(*(f"{r.symbol} += {pr.doprint(_viewed(r.summand, views))}"
+                  for r in kernel.reductions if not r.shifted))
+
+
+def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
+              views: dict[sp.IndexedBase, sp.IndexedBase]) -> None:
+    """The chunk's shifted sums against m_c; with a stored exp, each exp(x[k] - m_c) is also
+    stored in the first output row's chunk."""
+    m_c = sp.Symbol("m_c")
+    kept = {}
+    with out.block("for k in range(stop - start):"):
+        if plan.stored is not None:
+            e_k = _viewed(plan.stored.xreplace({i: k, m: m_c}), views)
             kept = {e_k: sp.Symbol("e_k")}
-            out.add(depth + 1, f"e_k = {pr.doprint(e_k)}")
-            out.add(depth + 1, f"{store}[k] = e_k")
-        for r in shifted:
-            summand = viewed(r.summand.xreplace({m: m_c}), names).xreplace(kept)
-            out.add(depth + 1, f"{chunk[r.symbol]} += {pr.doprint(summand)}")
+            out.add(f"e_k = {pr.doprint(e_k)}", f"{kernel.outputs[0][0]}_chunk_r[k] = e_k")
+        for r in kernel.reductions:
+            if r.shifted:
+                summand = _viewed(r.summand.xreplace({m: m_c}), views).xreplace(kept)
+                out.add(f"{r.symbol}_c += {pr.doprint(summand)}")
 
-    if stored is None:
-        sum_loop(depth + 1, views)
+
+def _merged(kernel: RowKernel, dtype: str) -> dict[sp.Symbol, sp.Symbol]:
+    """Each shifted sum -> the variable its D11 merges accumulate in (``<d>_row`` when
+    ``MERGED_SUM_DTYPE`` widens it)."""
+    widened = MERGED_SUM_DTYPE[dtype] != DTYPES[dtype]
+    return {r.symbol: sp.Symbol(f"{r.symbol}_row") if widened else r.symbol
+            for r in kernel.reductions if r.shifted}
+
+
+def _chunk_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
+                 views: dict[sp.IndexedBase, sp.IndexedBase]) -> None:
+    """A chunk's shifted sums against its m_c, merged into the row's (m, d) with D11 (a chunk
+    of -inf only is D11's identity and is skipped; its stored exps are 0)."""
+    zero = pr.const("0")
+    m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
+    merged = _merged(kernel, pr.dtype)
+    with out.block("if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)"):
+        out.add(*(f"{r.symbol}_c = {zero}" for r in kernel.reductions if r.shifted))
+        if plan.stored is None:
+            _sum_loop(out, pr, kernel, plan, views)
+        else:
+            # in place (out = x) a loop reading x and writing out sees two arrays that may
+            # alias, and LLVM runs it scalar; reading the output row itself, it vectorises
+            with out.block("if in_place:"):
+                held = sp.IndexedBase(f"{kernel.outputs[0][0]}_chunk")
+                _sum_loop(out, pr, kernel, plan, {**views, kernel.max_of: held})
+            with out.block("else:"):
+                _sum_loop(out, pr, kernel, plan, views)
+        merge_m = kernel.merge_m.xreplace({m1: m, m2: m_c})
+        out.add(f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
+        for d, row in merged.items():
+            merge = kernel.merge_d.xreplace({d1: row, d2: sp.Symbol(f"{d}_c")})
+            merge = merge.xreplace({kernel.merge_m: m_new, m1: m, m2: m_c})
+            out.add(f"{row} = {pr.doprint(merge)}  # D11 merge_d")
+        out.add("m = m_new")
+    if plan.stored is not None:
+        with out.block("else:  # exp(x[k] - m) is 0 there"):
+            with out.block("for k in range(stop - start):"):
+                out.add(f"{kernel.outputs[0][0]}_chunk_r[k] = {zero}")
+
+
+def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
+    """The reduction pass over one row: plain sums, and the shifted sums in D11's online form,
+    chunk by chunk; with a stored exp, m_c is the max of the chunk's span (``MAX_SPAN``), not
+    of the chunk, and is kept in ``m_chunks``."""
+    plain = [r for r in kernel.reductions if not r.shifted]
+    out.add(*(f"{r.symbol} = {pr.const('0')}" for r in plain))
+    if kernel.max_of is None:
+        if plain:
+            with out.block("for k in range(n):"):
+                out.add(*(f"{r.symbol} += {pr.doprint(r.summand)}" for r in plain))
+        return
+    wide = MERGED_SUM_DTYPE[pr.dtype]
+    merged = _merged(kernel, pr.dtype)
+    out.add(*(f"{row} = np.{wide}(0)" + f"  # merged in {wide}" * (row != d)
+              for d, row in merged.items()))
+    out.add(f"m = {pr.const('-np.inf')}")
+    maxed = [kernel.max_of[k], *(r.summand for r in plain)]
+    summed = [r.summand for r in kernel.reductions if r.shifted]
+    if plan.stored is None:
+        with out.block("for start in range(0, n, CHUNK):"):
+            out.add("stop = min(start + CHUNK, n)")
+            views = _views(out, kernel, maxed + summed, "chunk", "start:stop")
+            _max_loop(out, pr, kernel, views, "stop - start")
+            _chunk_merge(out, pr, kernel, plan, views)
     else:
-        # in place (out = x) a loop reading x and writing out sees two arrays that may alias,
-        # and LLVM runs it scalar; reading the output row itself, it vectorises
-        held = store.removesuffix("_r")
-        out.add(depth + 1, "if in_place:")
-        sum_loop(depth + 2, {**views, x: sp.IndexedBase(held)},
-                 NumbaPrinter(pr.dtype, x, holding=(held,)))
-        out.add(depth + 1, "else:")
-        sum_loop(depth + 2, views)
-    out.add(depth + 1, f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
-    for r in shifted:
-        merge = kernel.merge_d.xreplace({d1: merged[r.symbol], d2: chunk[r.symbol]})
-        merge = merge.xreplace({kernel.merge_m: m_new, m1: m, m2: m_c})
-        out.add(depth + 1, f"{merged[r.symbol]} = {pr.doprint(merge)}  # D11 merge_d")
-    out.add(depth + 1, "m = m_new")
-    if stored is not None:
-        out.add(depth, "else:  # exp(x[k] - m) is 0 there")
-        out.add(depth + 1, "for k in range(stop - start):")
-        out.add(depth + 2, f"{store}[k] = {zero}")
-    if widened:  # narrowed once, so the row-level values and element loops stay in the dtype
-        for r in shifted:
-            out.add(2, f"{r.symbol} = {pr.np_type}({merged[r.symbol]})")
+        with out.block("for span in range(0, n, MAX_SPAN):"):
+            out.add("span_stop = min(span + MAX_SPAN, n)")
+            spans = _views(out, kernel, maxed, "span", "span:span_stop")
+            _max_loop(out, pr, kernel, spans, "span_stop - span")
+            with out.block("for start in range(span, span_stop, CHUNK):"):
+                out.add("stop = min(start + CHUNK, span_stop)")
+                views = _views(out, kernel, [*summed, plan.stored], "chunk", "start:stop")
+                store = kernel.outputs[0][0]
+                out.add(f"{store}_chunk_r = {store}_r[start:stop]",
+                        "m_chunks[start // CHUNK] = m_c")
+                _chunk_merge(out, pr, kernel, plan, views)
+    # narrowed once, so the row-level values and element loops stay in the dtype
+    out.add(*(f"{d} = {pr.np_type}({row})" for d, row in merged.items() if row != d))
 
 
-def _stored_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, stored: sp.Expr) -> None:
+def _stored_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, stored: sp.Expr) -> None:
     """The output pass, chunk by chunk, reading exp(x[i] - m) back from the first output row:
     exp(x[i] - m) = exp(x[i] - m_c) * exp(m_c - m), the factor D11's merge_d gives a chunk's
     sum d_c when the maxima merge to the row's m."""
-    m_c = sp.Symbol("m_c")
-    factor = sp.diff(kernel.merge_d, d2).xreplace({kernel.merge_m: m, m2: m_c})
+    factor = sp.diff(kernel.merge_d, d2).xreplace({kernel.merge_m: m, m2: sp.Symbol("m_c")})
     names = [name for name, _ in kernel.outputs]
     views = {v: sp.IndexedBase(f"{v}_chunk") for v in kernel.class_rows}
 
     def in_chunk(expr: sp.Expr) -> sp.Expr:
-        expr = expr.xreplace({stored: sp.Symbol("e_x")})
-        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views
-                            and e.indices == (i,), lambda e: sp.Indexed(views[e.base], k))
+        return _chunk_view(expr.xreplace({stored: sp.Symbol("e_x")}), views)
 
-    out.add(2, "for start in range(0, n, CHUNK):")
-    out.add(3, "stop = min(start + CHUNK, n)")
-    out.add(3, "m_c = m_chunks[start // CHUNK]")
-    out.add(3, f"f_c = {pr.doprint(factor)}  # D11 merge_d's factor for d_c")
-    for name in names:
-        out.add(3, f"{name}_chunk_r = {name}_r[start:stop]")
-    for v in kernel.class_rows:
-        out.add(3, f"{v}_chunk_r = {v}_r[start:stop]")
-    assigns = [(a.symbol, in_chunk(a.expr)) for a in kernel.element_level]
-    values = [(f"{name}_chunk_r", in_chunk(value)) for name, value in kernel.outputs]
-    _element_loop(out, pr, assigns, values, f"e_x = {names[0]}_chunk_r[k]*f_c  # {stored}")
+    with out.block("for start in range(0, n, CHUNK):"):
+        out.add("stop = min(start + CHUNK, n)", "m_c = m_chunks[start // CHUNK]",
+                f"f_c = {pr.doprint(factor)}  # D11 merge_d's factor for d_c")
+        out.add(*(f"{name}_chunk_r = {name}_r[start:stop]" for name in names))
+        out.add(*(f"{v}_chunk_r = {v}_r[start:stop]" for v in kernel.class_rows))
+        assigns = [(a.symbol, in_chunk(a.expr)) for a in kernel.element_level]
+        values = [(f"{name}_chunk_r", in_chunk(value)) for name, value in kernel.outputs]
+        first = f"e_x = {names[0]}_chunk_r[k]*f_c  # {stored.rewrite(sp.exp)}"
+        _element_loop(out, pr, assigns, values, first)
 
 
-def _delta_index(exprs: list[sp.Expr]) -> sp.Expr | None:
-    """The one index c of every KroneckerDelta(i, c) in ``exprs`` (None if there is none, or
-    more than one c). The output pass then runs its loop with the delta at 0, and computes the
-    element i = c again with the delta at 1: no compare and select per element."""
-    others = {next(a for a in delta.args if a != i) for e in exprs
-              for delta in e.atoms(sp.KroneckerDelta) if i in delta.args}
-    return others.pop() if len(others) == 1 else None
-
-
-def _with_delta(expr: sp.Expr, value: int) -> sp.Expr:
-    return expr.replace(lambda e: isinstance(e, sp.KroneckerDelta) and i in e.args,
-                        lambda e: sp.Integer(value))
-
-
-def _element_loop(out: _Lines, pr: NumbaPrinter, assigns: list[tuple[sp.Symbol, sp.Expr]],
+def _element_loop(out: Code, pr: NumbaPrinter, assigns: list[tuple[sp.Symbol, sp.Expr]],
                   values: list[tuple[str, sp.Expr]], first: str | None = None) -> None:
-    """``for k`` over the chunk (depth 3): the line ``first``, the element values, then
+    """``for k`` over the chunk: the line ``first``, the element values, then
     ``target[k] = value`` for each (target, value). A KroneckerDelta(i, c) is taken out of the
-    loop (``_delta_index``): the element i = c is computed before the loop, which may overwrite
+    loop (``DeltaSplit``): the element i = c is computed before the loop, which may overwrite
     what it reads, and stored after it."""
     exprs = [e for _, e in assigns + values]
-    c = _delta_index(exprs)
+    c = DeltaSplit.of(exprs).index
 
     def element(delta: int, store: str) -> None:
-        if first:
-            out.add(4, first)
-        if any(_with_delta(e, delta).has(i) for e in exprs):
-            out.add(4, "i = start + k")
+        out.add(*([first] if first else []))
+        if any(DeltaSplit.at(e, delta).has(i) for e in exprs):
+            out.add("i = start + k")
         for symbol, expr in assigns:
-            out.add(4, f"{symbol} = {pr.doprint(_with_delta(expr, delta))}")
+            out.add(f"{symbol} = {pr.doprint(DeltaSplit.at(expr, delta))}")
         for target, value in values:
-            out.add(4, store.format(target) + pr.doprint(_with_delta(value, delta)))
+            out.add(store.format(target) + pr.doprint(DeltaSplit.at(value, delta)))
 
     if c is not None:
-        out.add(3, f"at_c = start <= {pr.doprint(c)} < stop  # the chunk holds i = c")
-        for target, _ in values:
-            out.add(3, f"{target}_at_c = {pr.const('0')}")
-        out.add(3, "if at_c:")
-        out.add(4, f"k = {pr.doprint(c)} - start")
-        element(1, "{}_at_c = ")
-    out.add(3, "for k in range(stop - start):")
-    element(0, "{}[k] = ")
+        out.add(f"at_c = start <= {pr.doprint(c)} < stop  # the chunk holds i = c")
+        out.add(*(f"{target}_at_c = {pr.const('0')}" for target, _ in values))
+        with out.block("if at_c:"):
+            out.add(f"k = {pr.doprint(c)} - start")
+            element(1, "{}_at_c = ")
+    with out.block("for k in range(stop - start):"):
+        element(0, "{}[k] = ")
     if c is not None:
-        out.add(3, "if at_c:")
-        for target, _ in values:
-            out.add(4, f"{target}[{pr.doprint(c)} - start] = {target}_at_c")
+        with out.block("if at_c:"):
+            out.add(*(f"{target}[{pr.doprint(c)} - start] = {target}_at_c"
+                      for target, _ in values))
 
 
-def _round_shift(expr: sp.Expr, x_i: sp.Indexed, rounded: sp.Expr) -> sp.Expr:
-    """Every sum x[i] - m + t (D2's shift joined by other terms) with x[i] - m as ``rounded``."""
-
-    def joined(e: sp.Expr) -> bool:
-        return e.is_Add and len(e.args) > 2 and (
-            {x_i, -m} <= set(e.args) or {-x_i, m} <= set(e.args))
-
-    def swap(e: sp.Expr) -> sp.Expr:
-        sign = 1 if x_i in e.args else -1
-        return sign * rounded + sp.Add(*(a for a in e.args if a not in (x_i, -x_i, m, -m)))
-
-    return expr.replace(joined, swap)
-
-
-def _chunked_outputs(out: _Lines, pr: NumbaPrinter, kernel: RowKernel, shift: bool) -> None:
+def _streamed_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
     """The output pass, chunk by chunk: each output chunk is computed into the block's buffer
     ``<out>_buf`` and handed to ``put``, which stores it around the caches when the first
-    output is large (``softce.stream``). With ``shift``, every sum x[i] - m + t reads x[i] - m from
-    ``shift_r``, filled by a loop of its own: its store rounds x[i] - m before t joins it,
-    which ``reassoc`` would otherwise rewrite as x[i] + (t - m) (``softce.shift``'s fence
-    forbids that too, but keeps the loop from vectorising)."""
+    output is large (``softce.stream``). With a shift buffer, every RoundedShift(x[i], m) is
+    read from ``shift_r``, filled by a loop of its own: its store rounds x[i] - m before other
+    terms join it, which ``reassoc`` would otherwise rewrite as x[i] + (t - m)
+    (``softce.shift``'s fence forbids that too, but keeps the loop from vectorising)."""
     x = kernel.max_of
     bases = (*kernel.rows, *kernel.class_rows, *(base for base, _, _ in kernel.scratch))
     views = {base: sp.IndexedBase(f"{base}_chunk") for base in bases}
 
     def in_chunk(expr: sp.Expr) -> sp.Expr:
-        if shift:
-            expr = _round_shift(expr, x[i], sp.IndexedBase("shift")[k])
-        return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in views
-                            and e.indices == (i,), lambda e: sp.Indexed(views[e.base], k))
+        if plan.shift_buffer:
+            expr = expr.xreplace({RoundedShift(x[i], m): sp.IndexedBase("shift")[k]})
+        return _chunk_view(expr, views)
 
     assigns = [(a.symbol, in_chunk(a.expr)) for a in kernel.element_level]
     values = [(name, in_chunk(value)) for name, value in kernel.outputs]
     exprs = [e for _, e in assigns + values]
     used = [base for base in bases if any(e.has(views[base]) for e in exprs)]
-    if shift and x not in used:
+    if plan.shift_buffer and x not in used:
         used.insert(0, x)
-    out.add(2, "for start in range(0, n, CHUNK):")
-    out.add(3, "stop = min(start + CHUNK, n)")
-    for base in used:
-        out.add(3, f"{views[base]}_r = {base}_r[start:stop]")
-    if shift:
-        out.add(3, "for k in range(stop - start):")
-        out.add(4, f"shift_r[k] = {x}_chunk_r[k] - m  # D2's shift, rounded by this store")
-    _element_loop(out, pr, assigns, [(f"{name}_buf", v) for name, v in values])
-    for name, _ in kernel.outputs:
-        out.add(3, f"put({name}_r[start:stop], {name}_buf, stream)")
-    out.add(2, "stream_fence(stream)")
+    with out.block("for start in range(0, n, CHUNK):"):
+        out.add("stop = min(start + CHUNK, n)")
+        out.add(*(f"{views[base]}_r = {base}_r[start:stop]" for base in used))
+        if plan.shift_buffer:
+            with out.block("for k in range(stop - start):"):
+                out.add(f"shift_r[k] = {x}_chunk_r[k] - m  # D2's shift, rounded by this store")
+        _element_loop(out, pr, assigns, [(f"{name}_buf", v) for name, v in values])
+        out.add(*(f"put({name}_r[start:stop], {name}_buf, stream)" for name, _ in kernel.outputs))
+    out.add("stream_fence(stream)")
 
 
-def _uses_shift(kernel: RowKernel) -> bool:
+def _row(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
+    """Everything one row r computes: its reductions, row values, scratch rows and outputs."""
+    load_row(out, kernel)
+    row_pr = pr
+    if plan.stored is not None:  # the sum pass overwrites the output row, which may alias x
+        held = {load: f"held{q}" for q, load in enumerate(sorted(_row_loads(kernel), key=str))}
+        out.add(*(f"{local} = {pr.doprint(load)}  # read before the row is overwritten"
+                  for load, local in held.items()))
+        row_pr = _HeldPrinter(pr.dtype, held)
+    _reductions(out, pr, kernel, plan)
+    out.assign(row_pr, kernel.row_level)
+    for base, assigns, value in kernel.scratch:
+        with out.block("for i in range(n):"):
+            out.assign(pr, assigns)
+            out.add(f"{base}_r[i] = {pr.doprint(value)}")
+    # before the outputs: out may alias an input
+    out.add(*(f"{name}[r] = {row_pr.doprint(value)}" for name, value in kernel.row_outputs))
+    if plan.stored is not None:
+        _stored_outputs(out, pr, kernel, plan.stored)
+    elif plan.streamed:
+        _streamed_outputs(out, pr, kernel, plan)
+    if kernel.pair_outputs:
+        with out.block("for i in range(n):"), out.block("for j in range(n):"):
+            out.assign(pr, kernel.element_level)
+            out.add(*(f"{name}_r[i, j] = {pr.doprint(value)}"
+                      for name, value in kernel.pair_outputs))
+
+
+def round_shifts(kernel: RowKernel) -> RowKernel:
+    """The kernel with every x[q] - m that other terms join as a RoundedShift (the CPU kernels
+    compile with ``reassoc``)."""
     if kernel.max_of is None:
-        return False
-    exprs = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
-    probe = sp.Symbol("rounded_shift")
-    return any(_round_shift(e, kernel.max_of[i], probe).has(probe) for e in exprs)
-
-
-def _buffers(kernel: RowKernel, stored: sp.Expr | None, shift: bool) -> list[tuple[str, str]]:
-    """(name, length) of each scratch buffer of a block of rows."""
-    buffers = []
-    if stored is not None:
-        buffers.append(("m_chunks", "(n + CHUNK - 1) // CHUNK"))
-    elif kernel.outputs:
-        buffers += [(f"{name}_buf", "CHUNK") for name, _ in kernel.outputs]
-        if shift:
-            buffers.append(("shift_r", "CHUNK"))
-    buffers += [(f"{base}_r", "n") for base, _, _ in kernel.scratch]
-    return buffers
+        return kernel
+    return on_kernel(kernel, RoundShifts(kernel.max_of, m))
 
 
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for one RowKernel."""
-    pr = NumbaPrinter(dtype, kernel.max_of)
-    out = _Lines()
+    kernel = round_shifts(kernel)
+    plan = RowPlan.of(kernel)
+    pr = NumbaPrinter(dtype)
+    out = Code()
     sigs = ", ".join(f'"{sig}"' for sig in signatures(kernel, dtype))
-    out.add(0, f"@nb.njit([{sigs}], **CPU_OPTIONS)")
-    out.add(0, f"def {kernel.name}_{dtype}({names(kernel)}):")
-    out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
-    first = kernel.rows[0]
-    out.add(1, f"rows, n = {first}.shape")
-    stored = _stored_exp(kernel)
-    chunked = stored is None and bool(kernel.outputs)
-    shift = chunked and _uses_shift(kernel)
-    buffers = _buffers(kernel, stored, shift)
-    if chunked:
-        out.add(1, f"stream = {kernel.outputs[0][0]}.nbytes >= STREAM_BYTES  # softce.stream")
-    if stored is not None:
-        name, row = kernel.outputs[0][0], kernel.max_of
-        out.add(1, f"in_place = {name}.ctypes.data == {row}.ctypes.data  # out = {row}")
-    if buffers:
-        out.add(1, "block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers")
-        out.add(1, "for b in nb.prange((rows + block - 1) // block):")
-        for name, length in buffers:
-            out.add(2, f"{name} = np.empty({length}, np.{DTYPES[dtype]})")
-        out.add(2, "for r in range(b * block, min(b * block + block, rows)):")
-        out.indent = 1
-    else:
-        out.add(1, "for r in nb.prange(rows):")
-    for row in kernel.rows:
-        out.add(2, f"{row}_r = {row}[r]")
-    for vector in kernel.class_rows:
-        out.add(2, f"{vector}_r = {vector}  # shared by every row")
-    for name, sym in kernel.row_scalars:
-        out.add(2, f"{sym} = {name}[r]")
-    for name, _ in (*kernel.outputs, *kernel.pair_outputs):
-        out.add(2, f"{name}_r = {name}[r]")
-    row_pr = pr
-    if stored is not None:  # the sum pass overwrites the output row, which may alias x
-        held = {load: f"held{q}" for q, load in enumerate(sorted(_row_loads(kernel), key=str))}
-        for load, local in held.items():
-            out.add(2, f"{local} = {pr.doprint(load)}  # read before the row is overwritten")
-        row_pr = _HeldPrinter(dtype, held, kernel.max_of)
-    _reductions(out, pr, kernel, stored)
-    _assign(out, 2, row_pr, kernel.row_level)
-    for base, assigns, value in kernel.scratch:
-        out.add(2, "for i in range(n):")
-        _assign(out, 3, pr, assigns)
-        out.add(3, f"{base}_r[i] = {pr.doprint(value)}")
-    for name, value in kernel.row_outputs:  # before the outputs: out may alias an input
-        out.add(2, f"{name}[r] = {row_pr.doprint(value)}")
-    if stored is not None:
-        _stored_outputs(out, pr, kernel, stored)
-    elif chunked:
-        _chunked_outputs(out, pr, kernel, shift)
-    if kernel.pair_outputs:
-        out.add(2, "for i in range(n):")
-        out.add(3, "for j in range(n):")
-        _assign(out, 4, pr, kernel.element_level)
-        for name, value in kernel.pair_outputs:
-            out.add(4, f"{name}_r[i, j] = {pr.doprint(value)}")
-    out.indent = 0
+    out.add(f"@nb.njit([{sigs}], **CPU_OPTIONS)")
+    with out.block(f"def {kernel.name}_{dtype}({names(kernel)}):"):
+        out.add(f'"""{kernel.doc} ({DTYPES[dtype]})"""', f"rows, n = {kernel.rows[0]}.shape")
+        if plan.streamed:
+            out.add(f"stream = {kernel.outputs[0][0]}.nbytes >= STREAM_BYTES  # softce.stream")
+        if plan.stored is not None:
+            name, row = kernel.outputs[0][0], kernel.max_of
+            out.add(f"in_place = {name}.ctypes.data == {row}.ctypes.data  # out = {row}")
+        buffers = plan.buffers(kernel)
+        if not buffers:
+            with out.block("for r in nb.prange(rows):"):
+                _row(out, pr, kernel, plan)
+            return out.lines
+        out.add("block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers")
+        with out.block("for b in nb.prange((rows + block - 1) // block):"):
+            out.add(*(f"{name} = np.empty({length}, np.{DTYPES[dtype]})"
+                      for name, length in buffers))
+            with out.block("for r in range(b * block, min(b * block + block, rows)):"):
+                _row(out, pr, kernel, plan)
     return out.lines
 
 
 def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for a flat elementwise kernel."""
     pr = NumbaPrinter(dtype)
-    out = _Lines()
+    out = Code()
     (sig,) = signatures(kernel, dtype)
-    out.add(0, f'@nb.njit(["{sig}"], **CPU_OPTIONS)')
-    out.add(0, f"def {kernel.name}_{dtype}({names(kernel)}):")
-    out.add(1, f'"""{kernel.doc} ({DTYPES[dtype]})"""')
-    out.add(1, "for q in nb.prange(out.shape[0]):")
-    for a in kernel.args:
-        out.add(2, f"{a} = {a}_in[q]")
-    _assign(out, 2, pr, kernel.element_level)
-    out.add(2, f"out[q] = {pr.doprint(kernel.output)}")
+    out.add(f'@nb.njit(["{sig}"], **CPU_OPTIONS)')
+    with out.block(f"def {kernel.name}_{dtype}({names(kernel)}):"):
+        out.add(f'"""{kernel.doc} ({DTYPES[dtype]})"""')
+        with out.block("for q in nb.prange(out.shape[0]):"):
+            out.add(*(f"{a} = {a}_in[q]" for a in kernel.args))
+            out.assign(pr, kernel.element_level)
+            out.add(f"out[q] = {pr.doprint(kernel.output)}")
     return out.lines
 
 
 def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     """Imports and both dtype variants of one kernel (the header is added by the writer)."""
     emit = emit_row_kernel if isinstance(kernel, RowKernel) else emit_elementwise_kernel
-    body: list[str] = []
-    for dtype in DTYPES:
-        body += ["", "", *emit(kernel, dtype)]
-    body += ["", "", *table(kernel)]
+    body = definitions(kernel, emit)
     text = "\n".join(body)
     used = [name for name in ("exp_f32", "exp_f64", "exp_nonpos_f32", "exp_nonpos_f64", "fmax",
                               "fmin") if f"{name}(" in text]

@@ -13,24 +13,6 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 
-class Unmasked(sp.Function):
-    """Unmasked(x, h) = h where the logit x is finite, 0 where x = -inf (a mask).
-
-    The catalogue writes a derivation's guarded term Piecewise((0, Eq(p_q, 0)), (p_q h, True))
-    as p_q Unmasked(x_q, h): p_q = softmax(x)_q is 0 exactly at x_q = -inf, and there the
-    term's limit is 0. SymPy takes x real, hence finite, so the guard needs its own node; it
-    evaluates for numbers only.
-    """
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, x: sp.Expr, h: sp.Expr) -> sp.Expr | None:
-        if x.is_Number:
-            return sp.Integer(0) if x == sp.S.NegativeInfinity else h
-        return None
-
-
 @dataclass(frozen=True)
 class Source:
     """A derived expression a kernel is built from: derivation id, result name, its hash."""
@@ -58,18 +40,14 @@ class Assignment:
     expr: sp.Expr
 
 
-@dataclass
-class RowKernel:
-    """One lowered kernel.
+@dataclass(frozen=True)
+class KernelInputs:
+    """A row kernel's name, its docstring and what it reads.
 
     rows: names of the (rows, n) input arrays, each an IndexedBase of the derivations.
     class_rows: length-n arrays shared by every row (per-class weights), indexed like a row.
     row_scalars: (array name, per-row symbol) pairs, e.g. ("labels", c).
     params: scalar arguments shared by all rows.
-    max_of: the row whose max m is the shift of every shifted reduction (None: no shift).
-    scratch: rows materialised before the outputs (name -> element expression in i).
-    outputs: elementwise outputs (name -> expression in i); pair_outputs in i and j.
-    row_outputs: per-row scalar outputs.
     """
 
     name: str
@@ -78,6 +56,18 @@ class RowKernel:
     class_rows: tuple[sp.IndexedBase, ...] = ()
     row_scalars: tuple[tuple[str, sp.Symbol], ...] = ()
     params: tuple[sp.Symbol, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowKernel(KernelInputs):
+    """One lowered kernel: its inputs (``KernelInputs``) and
+
+    max_of: the row whose max m is the shift of every shifted reduction (None: no shift).
+    scratch: rows materialised before the outputs (name -> element expression in i).
+    outputs: elementwise outputs (name -> expression in i); pair_outputs in i and j.
+    row_outputs: per-row scalar outputs.
+    """
+
     max_of: sp.IndexedBase | None = None
     merge_m: sp.Expr | None = None
     merge_d: sp.Expr | None = None

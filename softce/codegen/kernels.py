@@ -18,8 +18,9 @@ from softce.derive.d15_bce_logits import pw, wt, yb
 from softce.derive.d16_kl_div import lq, lt, yt
 from softce.derive.symbols import LSE, D, b, c, g, i, p, t, x, y
 
-from .ir import ElementwiseKernel, RowKernel, Source, Unmasked
+from .ir import ElementwiseKernel, RowKernel, Source
 from .lower import KernelSpec, lower, lower_elementwise, m
+from .numerics import Unmask
 
 Results = Callable[[str], Mapping[str, sp.Expr]]
 
@@ -62,21 +63,6 @@ class Catalogue:
                             lambda e: p_of(e.indices[0]))
         return expr.xreplace({LSE: self.lse()}) if expr.has(LSE) else expr
 
-    def unmask(self, expr: sp.Expr) -> sp.Expr:
-        """Piecewise((0, Eq(p[q], 0)), (p[q] h, True)) -> p[q] Unmasked(x[q], h): the guard
-        of a term at a zero probability, which softmax gives exactly at x[q] = -inf."""
-        def guarded(e: sp.Expr) -> bool:
-            if not isinstance(e, sp.Piecewise) or len(e.args) != 2 or e.args[0][0] != 0:
-                return False
-            cond = e.args[0][1]
-            return (isinstance(cond, sp.Eq) and cond.rhs == 0 and isinstance(cond.lhs, sp.Indexed)
-                    and cond.lhs.base == p)
-
-        def rewrite(e: sp.Piecewise) -> sp.Expr:
-            q = e.args[0][1].lhs.indices[0]
-            return p[q] * Unmasked(x[q], sp.cancel(e.args[1][0] / p[q]))
-        return expr.replace(guarded, rewrite)
-
     def merge(self) -> tuple[sp.Expr, sp.Expr]:
         return self.get("D11", "merge_m"), self.get("D11", "merge_d")
 
@@ -85,40 +71,70 @@ class Catalogue:
         return lower(KernelSpec(merge=merge, sources=self.take_sources(), **kwargs))
 
 
-def row_kernels(results: Results) -> list[RowKernel | ElementwiseKernel]:
-    """Every kernel of the CPU and CUDA back ends, lowered to the IR."""
+Entry = Callable[[Catalogue], list[RowKernel | ElementwiseKernel]]
+
+#: The catalogue: functions of a Catalogue, each returning the kernels of one family, in the
+#: order they were registered with ``entry``.
+ENTRIES: list[Entry] = []
+
+
+def entry(build: Entry) -> Entry:
+    """Register a catalogue entry: ``build(cat)`` returns its kernels, lowered."""
+    ENTRIES.append(build)
+    return build
+
+
+def row_kernels(results: Results, entries: list[Entry] | None = None
+                ) -> list[RowKernel | ElementwiseKernel]:
+    """Every kernel of the catalogue's entries (default: ENTRIES), lowered to the IR."""
     cat = Catalogue(results)
+    return [kernel for build in (ENTRIES if entries is None else entries)
+            for kernel in build(cat)]
+
+
+@entry
+def softmax_kernels(cat: Catalogue) -> list[RowKernel]:
+    """softmax, log_softmax, logsumexp and its gradient [D2, D7, D10, D11]."""
     soft = cat.softmax_at
-    kernels: list[RowKernel | ElementwiseKernel] = []
+    return [
+        cat.spec(name="softmax", doc="out[i] = softmax(x)[i] with the max shift [D2, D11]",
+                 rows=(x,), outputs={"out": soft(i)}),
+        cat.spec(name="log_softmax", doc="out[i] = x[i] - LSE(x) [D10, D2, D11]",
+                 rows=(x,), outputs={"out": cat.fold_in(cat.get("D10", "log_softmax"), soft)}),
+        cat.spec(name="logsumexp",
+                 doc="lse[r] = LSE(x) = m + log(sum_k exp(x[k] - m)) [D2, D11]",
+                 rows=(x,), row_outputs={"lse": cat.lse()}),
+        cat.spec(name="logsumexp_grad",
+                 doc="out[i] = w * dLSE/dx[i] = w * softmax(x)[i] [D7, D2, D11]",
+                 rows=(x,), row_scalars=(("grad_output", w),),
+                 outputs={"out": w * cat.fold_in(cat.get("D7", "grad_lse"), soft)}),
+    ]
 
-    kernels.append(cat.spec(
-        name="softmax", doc="out[i] = softmax(x)[i] with the max shift [D2, D11]",
-        rows=(x,), outputs={"out": soft(i)}))
-    kernels.append(cat.spec(
-        name="log_softmax", doc="out[i] = x[i] - LSE(x) [D10, D2, D11]",
-        rows=(x,), outputs={"out": cat.fold_in(cat.get("D10", "log_softmax"), soft)}))
-    kernels.append(cat.spec(
-        name="logsumexp", doc="lse[r] = LSE(x) = m + log(sum_k exp(x[k] - m)) [D2, D11]",
-        rows=(x,), row_outputs={"lse": cat.lse()}))
-    kernels.append(cat.spec(
-        name="logsumexp_grad", doc="out[i] = w * dLSE/dx[i] = w * softmax(x)[i] [D7, D2, D11]",
-        rows=(x,), row_scalars=(("grad_output", w),),
-        outputs={"out": w * cat.fold_in(cat.get("D7", "grad_lse"), soft)}))
 
+@entry
+def entropy_kernels(cat: Catalogue) -> list[RowKernel]:
+    """The entropy of a given distribution, in nats and in base b [D5]."""
     entropy = cat.get("D5", "entropy")
     sources = cat.take_sources()
-    kernels.append(lower(KernelSpec(
-        name="entropy", doc="h[r] = -sum_k p[k] log p[k], 0 log 0 = 0, in nats [D5]",
-        rows=(p,), row_outputs={"h": entropy.subs(b, sp.E)}, sources=sources)))
-    kernels.append(lower(KernelSpec(
-        name="entropy_base", doc="h[r] = -sum_k p[k] log_b p[k], 0 log 0 = 0 [D5]",
-        rows=(p,), params=(b,), row_outputs={"h": entropy}, sources=sources)))
+    return [
+        lower(KernelSpec(
+            name="entropy", doc="h[r] = -sum_k p[k] log p[k], 0 log 0 = 0, in nats [D5]",
+            rows=(p,), row_outputs={"h": entropy.subs(b, sp.E)}, sources=sources)),
+        lower(KernelSpec(
+            name="entropy_base", doc="h[r] = -sum_k p[k] log_b p[k], 0 log 0 = 0 [D5]",
+            rows=(p,), params=(b,), row_outputs={"h": entropy}, sources=sources)),
+    ]
 
+
+@entry
+def cross_entropy_kernels(cat: Catalogue) -> list[RowKernel]:
+    """Cross-entropy against labels or probabilities, and its fused gradient [D8, D9]."""
+    soft = cat.softmax_at
     label = (("labels", c),)
     loss_label = cat.fold_in(cat.get("D9", "ce_loss_label"), soft)
-    kernels.append(cat.spec(
+    kernels = [cat.spec(
         name="cross_entropy_label", doc="loss[r] = LSE(x) - x[c] [D9, D2, D11]",
-        rows=(x,), row_scalars=label, row_outputs={"loss": loss_label}))
+        rows=(x,), row_scalars=label, row_outputs={"loss": loss_label})]
     grad_label = cat.fold_in(cat.get("D9", "ce_grad_label"), soft)
     kernels.append(cat.spec(
         name="cross_entropy_grad_label",
@@ -136,43 +152,35 @@ def row_kernels(results: Results) -> list[RowKernel | ElementwiseKernel]:
             "[D8, D9, D2, D11]",
         rows=(x, y), row_scalars=(("grad_output", w),),
         outputs={"grad": w * grad_prob}, row_outputs={"loss": loss_prob}))
+    return kernels
 
+
+@entry
+def vjp_kernels(cat: Catalogue) -> list[RowKernel]:
+    """Vector-Jacobian products given softmax's or log_softmax's output [D10]."""
     vjp = cat.get("D10", "softmax_vjp")
-    kernels.append(cat.spec(
+    kernels = [cat.spec(
         name="softmax_vjp", doc="out[i] = p[i] (g[i] - p.g), p = softmax(x) given [D10]",
-        rows=(p, g), outputs={"out": vjp}, shifted=False))
+        rows=(p, g), outputs={"out": vjp}, shifted=False)]
     log_vjp = cat.fold_in(cat.get("D10", "log_softmax_vjp"), lambda q: sp.exp(logp[q]))
     kernels.append(cat.spec(
         name="log_softmax_vjp",
         doc="out[i] = g[i] - exp(logp[i]) sum(g), logp = log_softmax(x) given [D10]",
         rows=(logp, g), outputs={"out": log_vjp}, shifted=False))
-
-    jacobian = cat.get("D4", "jacobian")
-    kernels.append(cat.spec(
-        name="softmax_jacobian", doc="out[i, j] = d softmax(x)[i] / d x[j] [D4, D2, D11]",
-        rows=(x,), scratch={p: soft(i)}, pair_outputs={"out": jacobian}))
-
-    kernels += _option_kernels(cat)
-
-    h = cat.fold_in(cat.unmask(cat.get("D17", "softmax_entropy")), soft)
-    kernels.append(cat.spec(
-        name="softmax_entropy", doc="h[r] = LSE(x) - sum_k p[k] x[k], p = softmax(x), "
-        "masked terms 0 [D17, D2, D11]", rows=(x,), row_outputs={"h": h}))
-    dh = cat.fold_in(cat.unmask(cat.get("D17", "softmax_entropy_grad")), soft)
-    kernels.append(cat.spec(
-        name="softmax_entropy_grad", doc="h[r] as softmax_entropy; out[i] = w * dh/dx[i] "
-        "[D17, D2, D11]", rows=(x,), row_scalars=(("grad_output", w),),
-        outputs={"grad": w * dh}, row_outputs={"h": h}))
-
-    sigmoid = cat.get("D3", "sigmoid")
-    kernels.append(lower_elementwise(
-        "sigmoid", "out = sigmoid(t) = softmax([t, 0])[0] shifted by D = max(t, 0) [D3, D2]",
-        (t,), sigmoid, cat.take_sources(), shift=(D, sp.Max(t, 0))))
-    kernels += _elementwise_kernels(cat)
     return kernels
 
 
-def _option_kernels(cat: Catalogue) -> list[RowKernel]:
+@entry
+def jacobian_kernels(cat: Catalogue) -> list[RowKernel]:
+    """softmax's Jacobian per row [D4]."""
+    jacobian = cat.get("D4", "jacobian")
+    return [cat.spec(
+        name="softmax_jacobian", doc="out[i, j] = d softmax(x)[i] / d x[j] [D4, D2, D11]",
+        rows=(x,), scratch={p: cat.softmax_at(i)}, pair_outputs={"out": jacobian})]
+
+
+@entry
+def option_kernels(cat: Catalogue) -> list[RowKernel]:
     """PyTorch's options [D13]: class weights cw, the ignore mask v, label smoothing eps and
     the z-loss z, each kernel also writing the row's LSE. The smoothed kernels take eps as a
     parameter; the weighted ones are the same results at eps = 0 (their sums then skip the
@@ -205,7 +213,32 @@ def _option_kernels(cat: Catalogue) -> list[RowKernel]:
     return kernels
 
 
-def _elementwise_kernels(cat: Catalogue) -> list[ElementwiseKernel]:
+@entry
+def softmax_entropy_kernels(cat: Catalogue) -> list[RowKernel]:
+    """The entropy of softmax(x) and its gradient, masked terms 0 [D17]."""
+    soft = cat.softmax_at
+    h = cat.fold_in(Unmask()(cat.get("D17", "softmax_entropy")), soft)
+    kernels = [cat.spec(
+        name="softmax_entropy", doc="h[r] = LSE(x) - sum_k p[k] x[k], p = softmax(x), "
+        "masked terms 0 [D17, D2, D11]", rows=(x,), row_outputs={"h": h})]
+    dh = cat.fold_in(Unmask()(cat.get("D17", "softmax_entropy_grad")), soft)
+    kernels.append(cat.spec(
+        name="softmax_entropy_grad", doc="h[r] as softmax_entropy; out[i] = w * dh/dx[i] "
+        "[D17, D2, D11]", rows=(x,), row_scalars=(("grad_output", w),),
+        outputs={"grad": w * dh}, row_outputs={"h": h}))
+    return kernels
+
+
+@entry
+def sigmoid_kernels(cat: Catalogue) -> list[ElementwiseKernel]:
+    """sigmoid as the two-class softmax, shifted by max(t, 0) [D3, D2]."""
+    return [lower_elementwise(
+        "sigmoid", "out = sigmoid(t) = softmax([t, 0])[0] shifted by D = max(t, 0) [D3, D2]",
+        (t,), cat.get("D3", "sigmoid"), cat.take_sources(), shift=(D, sp.Max(t, 0)))]
+
+
+@entry
+def elementwise_kernels(cat: Catalogue) -> list[ElementwiseKernel]:
     """Flat kernels: the soft-cap [D14] and its chain rule, binary cross-entropy with logits
     and its gradient [D15], PyTorch's kl_div terms [D16]."""
     kernels = []

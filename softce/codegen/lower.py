@@ -2,11 +2,13 @@
 
 Passes, in order: every row Sum becomes a named reduction (those carrying exp(x[k] - m) become
 D11 online sums); each elementwise expression keeps only what varies with the element index,
-the rest is hoisted to row level; common subexpressions are shared with ``sympy.cse``.
+the rest is hoisted to row level; common subexpressions are shared with ``sympy.cse``; last,
+the exps the derivation bounds by 0 become ``ExpNonPos`` (``codegen.numerics``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -14,22 +16,17 @@ import sympy as sp
 
 from softce.derive.symbols import i, j, k, n
 
-from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel, Source
-from .rewrite import shift_to_min
+from .ir import Assignment, ElementwiseKernel, KernelInputs, Reduction, RowKernel, Source
+from .numerics import MarkMergeFactors, MarkShiftedExps, ShiftToMin, on_kernel
 
 #: The shift every shifted reduction uses: the row's max (D2 with D = max).
 m = sp.Symbol("m", real=True)
 
+
 @dataclass(frozen=True)
-class KernelSpec:
+class KernelSpec(KernelInputs):
     """What a kernel computes, in derived expressions (p and LSE already substituted)."""
 
-    name: str
-    doc: str
-    rows: tuple[sp.IndexedBase, ...]
-    class_rows: tuple[sp.IndexedBase, ...] = ()
-    row_scalars: tuple[tuple[str, sp.Symbol], ...] = ()
-    params: tuple[sp.Symbol, ...] = ()
     outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
     pair_outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
     row_outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
@@ -169,16 +166,26 @@ def lower(spec: KernelSpec) -> RowKernel:
     outs = list(zip(spec.outputs, elem_reduced[: len(spec.outputs)]))
     pairs = list(zip(spec.pair_outputs, elem_reduced[len(spec.outputs):]))
     merge_m, merge_d = spec.merge if spec.merge else (None, None)
-    return RowKernel(
-        name=spec.name, doc=spec.doc, rows=spec.rows, class_rows=spec.class_rows,
-        row_scalars=spec.row_scalars,
-        params=spec.params, max_of=shift_row(reductions), merge_m=merge_m, merge_d=merge_d,
+    inputs = {f.name: getattr(spec, f.name) for f in dataclasses.fields(KernelInputs)}
+    kernel = RowKernel(
+        **inputs, max_of=shift_row(reductions), merge_m=merge_m, merge_d=merge_d,
         reductions=tuple(reductions), row_level=tuple(row_level), scratch=tuple(scratch),
         element_level=tuple(element_level), outputs=tuple(outs), pair_outputs=tuple(pairs),
         row_outputs=tuple(row_outputs), sources=spec.sources,
         formulas=tuple({**spec.outputs, **spec.pair_outputs, **spec.row_outputs}.items()),
         scratch_formulas=tuple(spec.scratch.items()),
     )
+    return mark_nonpositive_exps(kernel)
+
+
+def mark_nonpositive_exps(kernel: RowKernel) -> RowKernel:
+    """The exps whose argument the derivation bounds by 0 become ExpNonPos: exp(x[q] - m) with
+    m the max of x (D2), and D11's merge factors exp(m_j - max(m_1, m_2))."""
+    if kernel.max_of is not None:
+        kernel = on_kernel(kernel, MarkShiftedExps(kernel.max_of, m))
+    if kernel.merge_d is None:
+        return kernel
+    return dataclasses.replace(kernel, merge_d=MarkMergeFactors(kernel.merge_m)(kernel.merge_d))
 
 def lower_elementwise(name: str, doc: str, args: tuple[sp.Symbol, ...], expr: sp.Expr,
                       sources: tuple[Source, ...], params: tuple[sp.Symbol, ...] = (),
@@ -187,6 +194,6 @@ def lower_elementwise(name: str, doc: str, args: tuple[sp.Symbol, ...], expr: sp
     D = max(t, 0)), then u - Max(u, v) rewritten as Min(0, u - v) so that t = +inf gives no
     NaN."""
     formula = expr.subs(*shift) if shift else expr
-    element_level, (out,) = _cse([shift_to_min(formula)], "e")
+    element_level, (out,) = _cse([ShiftToMin()(formula)], "e")
     return ElementwiseKernel(name, doc, tuple(args), tuple(params), tuple(element_level), out,
                              formula, sources)

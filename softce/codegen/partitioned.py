@@ -26,6 +26,7 @@ from softce.derive.symbols import LSE, D, b, c, d1, i, m1, p, x, y
 
 from .ir import Source
 from .kernels import Catalogue
+from .printer import nested_call
 
 Results = Callable[[str], Mapping[str, sp.Expr]]
 
@@ -44,10 +45,7 @@ class BlockPrinter(NumPyPrinter):
         super().__init__({"fully_qualified_modules": True})
 
     def _print_Max(self, expr: sp.Max) -> str:
-        first, *rest = (self._print(a) for a in expr.args)
-        for arg in rest:
-            first = f"numpy.maximum({first}, {arg})"
-        return first
+        return nested_call("numpy.maximum", [self._print(a) for a in expr.args])
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
         a, bb = (self._print(q) for q in expr.args)

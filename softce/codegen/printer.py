@@ -1,7 +1,8 @@
 """Printing scalar SymPy expressions as Numba-compatible Python for one float dtype.
 
 Every constant is typed (``np.float32(0.5)``), so float32 kernels never widen to float64;
-exp goes to the vectorisable primitive of the dtype; a row element x[i] prints as ``x_r[i]``.
+exp goes to the vectorisable primitive of the dtype, the nodes of ``codegen.numerics`` to
+theirs (``exp_nonpos_<dtype>``, ``shift_<dtype>``); a row element x[i] prints as ``x_r[i]``.
 Sums stay out of here: lowering replaced them by accumulators.
 """
 
@@ -17,27 +18,14 @@ from .lower import m
 
 DTYPES = {"f32": "float32", "f64": "float64"}
 
-#: The running maxima a row kernel names, each a max over those of lower rank (elements: 0).
-_MAX_RANK = {"m_c": 1, "m": 2, "m_new": 3}
-
 
 class NumbaPrinter(PythonCodePrinter):
     """A SymPy Python printer whose numbers and functions fit a float32/float64 kernel."""
 
-    #: Print x[i] - m through ``shift_<dtype>`` (kernels compiled with ``reassoc``).
-    ordered_shift = True
-
-    def __init__(self, dtype: str, max_of: sp.IndexedBase | None = None,
-                 holding: tuple[str, ...] = ()) -> None:
+    def __init__(self, dtype: str) -> None:
         super().__init__({"standard": "python3"})
         self.dtype = dtype
         self.np_type = f"np.{DTYPES[dtype]}"
-        #: The row whose max is the kernel's shift: exp(a - b) with b a max over a's values
-        #: prints as ``exp_nonpos_<dtype>`` (``None``: every exp prints as ``exp_<dtype>``).
-        self.max_of = max_of
-        #: The arrays whose elements are max_of's: the row, its chunk view, and ``holding``
-        #: (an output row that a loop reads in place of x, out = x).
-        self.rows_of_max = {str(max_of), f"{max_of}_chunk", *holding}
 
     def const(self, value: str) -> str:
         return f"{self.np_type}({value})"
@@ -71,23 +59,12 @@ class NumbaPrinter(PythonCodePrinter):
         return f"{expr.base}_r[{index}]"
 
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
-        """Loads first, then the shift m, then the rest. When row-level terms follow, x[i] - m
-        is computed by ``shift_<dtype>``, which LLVM may not re-associate, so it is rounded
-        before they join it (a log-probability near 0 stays accurate to itself)."""
+        """Loads first, then the shift m, then the rest (left to right, as Python adds)."""
 
         def rank(term: sp.Expr) -> int:
             return 0 if term.atoms(sp.Indexed) else 1 if term.has(m) else 2
 
         terms = sorted(expr.args, key=lambda a: (rank(a), sp.default_sort_key(a)))
-        loads = [a for a in terms if rank(a) == 0]
-        rest = [a for a in terms if rank(a) == 2]
-        sign = -1 if -m in terms else 1 if m in terms else 0
-        if self.ordered_shift and loads and sign and rest:
-            load = self._print(sp.Add(*loads) * -sign)
-            shifted = f"{'-' if sign > 0 else ''}shift_{self.dtype}({load}, m)"
-            others = [a for a in terms if a not in loads and a != sign * m]
-            tail = self._print_Add(sp.Add(*others)) if len(others) > 1 else self._print(others[0])
-            return f"{shifted} + {tail}" if not tail.startswith("-") else f"{shifted} - {tail[1:]}"
         out = self._print(terms[0])
         for term in terms[1:]:
             coeff, rest = term.as_coeff_Mul()
@@ -116,46 +93,24 @@ class NumbaPrinter(PythonCodePrinter):
 
     # functions -------------------------------------------------------------------------
     def _print_exp(self, expr: sp.exp) -> str:
-        arg = expr.args[0]
-        name = "exp_nonpos" if self._nonpositive(arg) else "exp"
-        return f"{name}_{self.dtype}({self._print(arg)})"
+        return f"exp_{self.dtype}({self._print(expr.args[0])})"
 
-    def _nonpositive(self, arg: sp.Expr) -> bool:
-        """arg = a - b with b a max taken over a (D2: x_k - max_j x_j <= 0), so arg <= 0.
+    def _print_ExpNonPos(self, expr: sp.Expr) -> str:
+        return f"exp_nonpos_{self.dtype}({self._print(expr.args[0])})"
 
-        The maxima, each over everything of lower rank: an element of ``max_of`` (or of an
-        array holding its elements, ``rows_of_max``), a chunk's (or its span's) max ``m_c``,
-        the row's max ``m`` (final wherever an exp reads it), and ``m_new`` = max(m, m_c),
-        D11's merge.
-        """
-        if self.max_of is None or not arg.is_Add or len(arg.args) != 2:
-            return False
-        low, high = sorted(arg.args, key=lambda t: t.could_extract_minus_sign())
-        if not high.could_extract_minus_sign() or low.could_extract_minus_sign():
-            return False
-        return _MAX_RANK.get(str(-high), -1) > self._rank(low)
-
-    def _rank(self, term: sp.Expr) -> int:
-        if isinstance(term, sp.Indexed) and str(term.base) in self.rows_of_max:
-            return 0
-        return _MAX_RANK.get(str(term), 4) if isinstance(term, sp.Symbol) else 4
+    def _print_RoundedShift(self, expr: sp.Expr) -> str:
+        return f"shift_{self.dtype}({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
     def _print_log(self, expr: sp.log) -> str:
         return f"math.log({self._print(expr.args[0])})"
 
     def _print_Max(self, expr: sp.Max) -> str:
-        args = sorted(expr.args, key=sp.default_sort_key)
-        out = self._print(args[0])
-        for a in args[1:]:
-            out = f"fmax({out}, {self._print(a)})"
-        return out
+        return nested_call("fmax", [self._print(a) for a in sorted(expr.args,
+                                                                   key=sp.default_sort_key)])
 
     def _print_Min(self, expr: sp.Min) -> str:
-        args = sorted(expr.args, key=sp.default_sort_key)
-        out = self._print(args[0])
-        for a in args[1:]:
-            out = f"fmin({out}, {self._print(a)})"
-        return out
+        return nested_call("fmin", [self._print(a) for a in sorted(expr.args,
+                                                                   key=sp.default_sort_key)])
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
         a, b = (self._print(q) for q in expr.args)
@@ -177,6 +132,14 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         """The row length n is an integer: as a value it is converted to the dtype."""
         return self.const("n") if expr == n else expr.name
+
+
+def nested_call(function: str, args: list[str]) -> str:
+    """A binary function folded over printed arguments: f(f(a, b), c)."""
+    out = args[0]
+    for arg in args[1:]:
+        out = f"{function}({out}, {arg})"
+    return out
 
 
 def print_index(expr: sp.Expr) -> str:

@@ -15,7 +15,7 @@ import sympy as sp
 from . import cuda, partitioned
 from .cpu import emit_module_body
 from .ir import ElementwiseKernel, RowKernel
-from .kernels import row_kernels
+from .kernels import Entry, row_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,9 +72,11 @@ def _package_init(backend: str, names: list[str]) -> str:
     )
 
 
-def render(results: Results | None = None) -> dict[str, str]:
-    """Relative path -> text of every generated file."""
-    kernels = row_kernels(results or _default_results)
+def render(results: Results | None = None, entries: list[Entry] | None = None
+           ) -> dict[str, str]:
+    """Relative path -> text of every generated file, from the catalogue's entries (default:
+    ``kernels.ENTRIES``) and the derivations' results (default: ``softce.derive.results``)."""
+    kernels = row_kernels(results or _default_results, entries)
     files = {"cpu/__init__.py": _package_init("cpu", [kn.name for kn in kernels])}
     for kernel in kernels:
         files[f"cpu/{kernel.name}.py"] = header(kernel, "cpu") + "\n" + emit_module_body(kernel)

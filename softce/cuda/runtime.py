@@ -43,21 +43,17 @@ def fmin(a, b):
 
 if SIMULATOR:
 
-    def exp_f32(v):
-        with np.errstate(all="ignore"):
-            return np.exp(np.float32(v))
+    def _ieee(function, ftype):
+        """NumPy's IEEE ``function`` of a ``ftype`` scalar, without floating-point warnings."""
 
-    def exp_f64(v):
-        with np.errstate(all="ignore"):
-            return np.exp(np.float64(v))
+        def call(v):
+            with np.errstate(all="ignore"):
+                return function(ftype(v))
 
-    def log_f32(v):
-        with np.errstate(all="ignore"):
-            return np.log(np.float32(v))
+        return call
 
-    def log_f64(v):
-        with np.errstate(all="ignore"):
-            return np.log(np.float64(v))
+    exp_f32, exp_f64 = _ieee(np.exp, np.float32), _ieee(np.exp, np.float64)
+    log_f32, log_f64 = _ieee(np.log, np.float32), _ieee(np.log, np.float64)
 
 else:
     _device = cuda.jit(device=True, inline="always")
@@ -65,17 +61,13 @@ else:
     fmin = _device(fmin)
 
     @_device
-    def exp_f32(v):
+    def _exp(v):
         return math.exp(v)
 
     @_device
-    def exp_f64(v):
-        return math.exp(v)
-
-    @_device
-    def log_f32(v):
+    def _log(v):
         return math.log(v)
 
-    @_device
-    def log_f64(v):
-        return math.log(v)
+    # one device function each, compiled per argument type: libdevice's expf/logf for float32
+    exp_f32 = exp_f64 = _exp
+    log_f32 = log_f64 = _log

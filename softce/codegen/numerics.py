@@ -1,0 +1,230 @@
+"""The kernels' numerics as named IR nodes, and the passes that put them in.
+
+Nodes (SymPy functions; ``doit()`` gives what each stands for):
+
+- ``ExpNonPos(a)`` = exp(a) for an a known to be <= 0: printed as ``exp_nonpos_<dtype>``.
+- ``RoundedShift(x, m)`` = x - m, rounded before any other term joins it: printed as
+  ``shift_<dtype>`` (kernels compiled with ``reassoc`` could otherwise fold m into the rest).
+- ``Unmasked(x, h)`` = h where the logit x is finite, 0 at x = -inf.
+
+Passes (each a small object called on an expression):
+
+- ``MarkShiftedExps(x, m)``: exp(x[q] - m) -> ExpNonPos, m = max_k x[k] (D2).
+- ``MarkMergeFactors(merge_m)``: exp(m_j - M) -> ExpNonPos in D11's merge, M = Max(..., m_j).
+- ``RoundShifts(x, m)``: x[q] - m + t -> RoundedShift(x[q], m) + t (run by the CPU emitter:
+  the CUDA kernels compile without ``reassoc``).
+- ``Unmask()``: the derivations' guard Piecewise((0, Eq(p[q], 0)), (p[q] h, True)) ->
+  p[q] Unmasked(x[q], h).
+- ``ShiftToMin()``: u - Max(u, v) -> Min(0, u - v), which is 0, not inf - inf, at u = +inf.
+- ``DeltaSplit``: a KroneckerDelta(i, c) taken out of an element loop (its index and the
+  expression at delta 0 or 1).
+
+Data: ``MERGED_SUM_DTYPE``, the dtype of a row's D11-merged sums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy as sp
+
+from softce.derive.symbols import i, p, x
+
+from .ir import Assignment, RowKernel
+
+#: The dtype of a row's merged sums, by kernel dtype. A row of n elements takes n / CHUNK
+#: sequential D11 merges; in float32 their rounding grows with that count (over 10^6 classes in
+#: 256-element chunks the normaliser was 1.4e-6 off, 12 ulp), in float64 it stays below the
+#: chunk sums' own. One merge per chunk, so the wider type costs nothing measurable.
+MERGED_SUM_DTYPE = {"f32": "float64", "f64": "float64"}
+
+
+class ExpNonPos(sp.Function):
+    """exp(a) where a <= 0 is known from the derivation (a shift by a max over a's values)."""
+
+    nargs = 1
+
+    def _eval_rewrite_as_exp(self, a: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.exp(a)
+
+    def doit(self, **hints: object) -> sp.Expr:
+        return sp.exp(self.args[0])
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return self
+
+
+class RoundedShift(sp.Function):
+    """x - m, rounded on its own before other terms are added to it (D2's shift)."""
+
+    nargs = 2
+
+    def doit(self, **hints: object) -> sp.Expr:
+        return self.args[0] - self.args[1]
+
+
+class Unmasked(sp.Function):
+    """Unmasked(x, h) = h where the logit x is finite, 0 where x = -inf (a mask).
+
+    The derivations' guarded term Piecewise((0, Eq(p_q, 0)), (p_q h, True)) becomes
+    p_q Unmasked(x_q, h) (``Unmask``): p_q = softmax(x)_q is 0 exactly at x_q = -inf, and there
+    the term's limit is 0. SymPy takes x real, hence finite, so the guard needs its own node; it
+    evaluates for numbers only.
+    """
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x: sp.Expr, h: sp.Expr) -> sp.Expr | None:
+        if x.is_Number:
+            return sp.Integer(0) if x == sp.S.NegativeInfinity else h
+        return None
+
+
+@dataclass(frozen=True)
+class MarkShiftedExps:
+    """exp(x[q] - m) -> ExpNonPos(x[q] - m): m is the max of the row x, so x[q] - m <= 0 (D2).
+    Only that exact difference: exp(x[q] - m + t) and exp(y[q] - m) stay exp."""
+
+    row: sp.IndexedBase
+    shift: sp.Symbol
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        def shifted(e: sp.Expr) -> bool:
+            if not isinstance(e, sp.exp) or not e.args[0].is_Add or len(e.args[0].args) != 2:
+                return False
+            a, b = e.args[0].args
+            return -self.shift in (a, b) and any(
+                isinstance(t, sp.Indexed) and t.base == self.row for t in (a, b))
+
+        return expr.replace(shifted, lambda e: ExpNonPos(e.args[0]))
+
+
+@dataclass(frozen=True)
+class MarkMergeFactors:
+    """exp(m_j - M) -> ExpNonPos(m_j - M) in D11's merge, where M = ``merge_m`` is a Max with
+    m_j among its arguments: m_j <= max(m_1, m_2)."""
+
+    merge_m: sp.Expr
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        def bounded(e: sp.Expr) -> bool:
+            if not isinstance(e, sp.exp) or not isinstance(self.merge_m, sp.Max):
+                return False
+            rest = e.args[0] + self.merge_m
+            return rest in self.merge_m.args
+
+        return expr.replace(bounded, lambda e: ExpNonPos(e.args[0]))
+
+
+@dataclass(frozen=True)
+class RoundShifts:
+    """x[q] - m + t -> RoundedShift(x[q], m) + t (and -x[q] + m + t -> -RoundedShift + t):
+    D2's shift x[q] - m is exact to itself when rounded alone; a sum where nothing joins it
+    is left as it is."""
+
+    row: sp.IndexedBase
+    shift: sp.Symbol
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        return expr.replace(lambda e: self._match(e) is not None, self._rewrite)
+
+    def _match(self, e: sp.Expr) -> tuple[int, sp.Indexed] | None:
+        """(sign, x[q]) when e = sign (x[q] - m) + t with t not empty."""
+        if not e.is_Add or len(e.args) < 3:
+            return None
+        for t in e.args:
+            sign = -1 if t.could_extract_minus_sign() else 1
+            load = sign * t
+            if isinstance(load, sp.Indexed) and load.base == self.row \
+                    and -sign * self.shift in e.args:
+                return sign, load
+        return None
+
+    def _rewrite(self, e: sp.Expr) -> sp.Expr:
+        sign, load = self._match(e)
+        rest = [a for a in e.args if a not in (sign * load, -sign * self.shift)]
+        return sign * RoundedShift(load, self.shift) + sp.Add(*rest)
+
+
+@dataclass(frozen=True)
+class ShiftToMin:
+    """u - Max(u, v) -> Min(0, u - v) in every sum: with u = +inf the left side is
+    inf - inf = NaN, the right side 0 (the sigmoid's per-element shift, D2 at n = 2)."""
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        return expr.replace(lambda e: e.is_Add, self._rewrite)
+
+    @staticmethod
+    def _rewrite(expr: sp.Add) -> sp.Expr:
+        for term in expr.args:
+            coeff, rest = term.as_coeff_Mul()
+            if coeff == -1 and isinstance(rest, sp.Max) and len(rest.args) == 2:
+                for u, v in (rest.args, rest.args[::-1]):
+                    if u in expr.args:
+                        others = [a for a in expr.args if a not in (term, u)]
+                        return sp.Add(*others, sp.Min(0, u - v))
+        return expr
+
+
+@dataclass(frozen=True)
+class Unmask:
+    """Piecewise((0, Eq(p[q], 0)), (p[q] h, True)) -> p[q] Unmasked(x[q], h): the guard of a
+    term at a zero probability, which softmax gives exactly at x[q] = -inf."""
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        def guarded(e: sp.Expr) -> bool:
+            if not isinstance(e, sp.Piecewise) or len(e.args) != 2 or e.args[0][0] != 0:
+                return False
+            cond = e.args[0][1]
+            return (isinstance(cond, sp.Eq) and cond.rhs == 0 and isinstance(cond.lhs, sp.Indexed)
+                    and cond.lhs.base == p)
+
+        def rewrite(e: sp.Piecewise) -> sp.Expr:
+            q = e.args[0][1].lhs.indices[0]
+            return p[q] * Unmasked(x[q], sp.cancel(e.args[1][0] / p[q]))
+
+        return expr.replace(guarded, rewrite)
+
+
+@dataclass(frozen=True)
+class DeltaSplit:
+    """KroneckerDelta(i, c) taken out of an element loop over i: the loop runs with the delta
+    at 0, and the element i = c is computed again with the delta at 1 (no compare and select
+    per element). ``index`` is the one c of the expressions (None: no delta, or several c)."""
+
+    index: sp.Expr | None
+
+    @classmethod
+    def of(cls, exprs: list[sp.Expr]) -> DeltaSplit:
+        others = {next(a for a in delta.args if a != i) for e in exprs
+                  for delta in e.atoms(sp.KroneckerDelta) if i in delta.args}
+        return cls(others.pop() if len(others) == 1 else None)
+
+    @staticmethod
+    def at(expr: sp.Expr, value: int) -> sp.Expr:
+        """expr with every KroneckerDelta(i, c) set to ``value``."""
+        return expr.replace(lambda e: isinstance(e, sp.KroneckerDelta) and i in e.args,
+                            lambda e: sp.Integer(value))
+
+
+def on_kernel(kernel: RowKernel, rewrite: Callable[[sp.Expr], sp.Expr]) -> RowKernel:
+    """The kernel with ``rewrite`` applied to every expression it evaluates (the reductions'
+    summands, row-level values, scratch rows, element values and outputs)."""
+
+    def assigns(items: tuple[Assignment, ...]) -> tuple[Assignment, ...]:
+        return tuple(Assignment(a.symbol, rewrite(a.expr)) for a in items)
+
+    def named(items: tuple[tuple[str, sp.Expr], ...]) -> tuple[tuple[str, sp.Expr], ...]:
+        return tuple((name, rewrite(e)) for name, e in items)
+
+    return dataclasses.replace(
+        kernel,
+        reductions=tuple(dataclasses.replace(r, summand=rewrite(r.summand))
+                         for r in kernel.reductions),
+        row_level=assigns(kernel.row_level),
+        scratch=tuple((base, assigns(a), rewrite(v)) for base, a, v in kernel.scratch),
+        element_level=assigns(kernel.element_level), outputs=named(kernel.outputs),
+        pair_outputs=named(kernel.pair_outputs), row_outputs=named(kernel.row_outputs))
