@@ -78,15 +78,16 @@ def check_real_array(arr: np.ndarray, name: str, kind: str = "array") -> np.ndar
 
 def check_weight(weight: np.ndarray | None, n_classes: int, dtype: np.dtype,
                  name: str = "weight") -> np.ndarray | None:
-    """Per-class weights: a 1-D real array of length C, finite and >= 0."""
+    """Per-class weights: a 1-D real array of length C of finite values, of any sign (as in
+    PyTorch)."""
     if weight is None:
         return None
     check_real_array(weight, name)
     if weight.shape != (n_classes,):
         raise ValueError(f"{name} must have shape ({n_classes},), one weight per class; got "
                          f"{weight.shape}")
-    if not np.all(np.isfinite(weight)) or (weight < 0).any():
-        raise ValueError(f"{name} must hold finite weights >= 0")
+    if not np.all(np.isfinite(weight)):
+        raise ValueError(f"{name} must hold finite weights")
     return np.ascontiguousarray(weight, dtype)
 
 

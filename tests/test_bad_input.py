@@ -186,11 +186,14 @@ def _cases(sc, D, device: bool):
     params = inspect.signature(sc.cross_entropy).parameters
     if "weight" in params:
         for wname, w in (("short", np.ones(2)), ("long", np.ones(4)), ("2d", np.ones((1, 3))),
-                         ("negative", np.array([1.0, -1.0, 1.0])),
-                         ("nan", np.array([1.0, np.nan, 1.0]))):
+                         ("nan", np.array([1.0, np.nan, 1.0])),
+                         ("inf", np.array([1.0, np.inf, 1.0]))):
             for fname, fn in ce.items():
                 add(f"{fname}/weight/{wname}", lambda fn=fn, w=w: fn(x, labels, weight=D(w)),
                     "error", "weight")
+        for fname, fn in ce.items():  # any finite sign, as in PyTorch
+            add(f"{fname}/weight/negative", lambda fn=fn: fn(
+                x, labels, weight=D(np.array([1.0, -1.0, 1.0]))), "ok")
     if "ignore_index" in params:
         for fname, fn in ce.items():
             add(f"{fname}/ignore_index/ok", lambda fn=fn: fn(x, D(np.array([2, -100])),
@@ -244,10 +247,11 @@ def _cases(sc, D, device: bool):
                                  ("shape", np.array([0, 1, 2]), "ValueError")):
         add(f"nll_loss/target/{tname}", lambda t=tgt: sc.nll_loss(X, t), expected, "target",
             host_only=True)
-    for wname, w in (("short", np.ones(2)), ("negative", np.array([1.0, -1.0, 1.0])),
-                     ("nan", np.array([1.0, np.nan, 1.0]))):
+    for wname, w in (("short", np.ones(2)), ("nan", np.array([1.0, np.nan, 1.0]))):
         add(f"nll_loss/weight/{wname}", lambda w=w: sc.nll_loss(X, LABELS, weight=w), "error",
             "weight", host_only=True)
+    add("nll_loss/weight/negative", lambda: sc.nll_loss(X, LABELS, weight=np.array(
+        [1.0, -1.0, 1.0])), "ok", host_only=True)
     for fname in ("bce", "bce_grad"):
         fn = family[fname][0]
         call = getattr(sc, "binary_cross_entropy_with_logits"
@@ -258,9 +262,13 @@ def _cases(sc, D, device: bool):
             host_only=True)
         add(f"{fname}/weight/broadcast", lambda fn=fn: fn(X, weight=np.ones(2)), "ValueError",
             "weight", host_only=True)
-        add(f"{fname}/weight/negative", lambda fn=fn: fn(X, weight=-np.ones(3)), "ValueError",
-            "weight", host_only=True)
-        add(f"{fname}/pos_weight/negative", lambda fn=fn: fn(X, pos_weight=-np.ones(3)),
+        add(f"{fname}/weight/negative", lambda fn=fn: fn(X, weight=-np.ones(3)), "ok",
+            host_only=True)
+        add(f"{fname}/pos_weight/negative", lambda fn=fn: fn(X, pos_weight=-np.ones(3)), "ok",
+            host_only=True)
+        add(f"{fname}/weight/inf", lambda fn=fn: fn(X, weight=np.array([1.0, np.inf, 1.0])),
+            "ValueError", "weight", host_only=True)
+        add(f"{fname}/pos_weight/nan", lambda fn=fn: fn(X, pos_weight=np.full(3, np.nan)),
             "ValueError", "pos_weight", host_only=True)
         add(f"{fname}/pos_weight/str", lambda fn=fn: fn(X, pos_weight="2"), "TypeError",
             "pos_weight", host_only=True)
