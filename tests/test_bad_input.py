@@ -94,16 +94,31 @@ def _cases(sc, D, device: bool):
         if fname == "sigmoid":
             add("sigmoid/ok/0d", lambda: sc.sigmoid(D(np.array(0.5))), "ok", host_only=True)
             continue
-        # axes: out of range, wrong type; 0-d input
+        # axes: out of range, repeated, wrong type; 0-d input
         if fname not in ("softmax_vjp_g", "log_softmax_vjp_g"):
             for axis in (2, -3, 10**6, -(2**63)):
                 add(f"{fname}/axis/{axis}", lambda fn=fn, v=value, a=axis: fn(D(v), axis=a),
                     "ValueError", "axis")
-            for axis in (1.0, "0", None, True, (0,)):
-                add(f"{fname}/axis/{type(axis).__name__}",
+            for axis in (1.0, "0", True, [0], (0, 1.0)):
+                add(f"{fname}/axis/{type(axis).__name__}-{axis}",
                     lambda fn=fn, v=value, a=axis: fn(D(v), axis=a), "TypeError", "axis")
-    for fname in ("softmax", "log_softmax", "logsumexp", "entropy", "softmax_jacobian",
-                  "cross_entropy", "cross_entropy_grad"):
+            several = fname not in ("softmax_jacobian", "cross_entropy", "cross_entropy_grad")
+            for axis in (None, (0,), (1, 0)) if fname != "logsumexp_vjp" else ():
+                # several class axes: SciPy's tuples and None (logsumexp_vjp's g of shape (2,)
+                # fits axis=1 only)
+                add(f"{fname}/axis/{axis}", lambda fn=fn, v=value, a=axis: fn(D(v), axis=a),
+                    "ok" if several else "TypeError", None if several else "axis")
+            for axis in ((1, -1), (0, 2), (-3,)) if several else ():  # repeated, out of range
+                add(f"{fname}/axis/{axis}", lambda fn=fn, v=value, a=axis: fn(D(v), axis=a),
+                    "ValueError", "axis")
+    # a 0-d input is one element along axis 0 / -1 (PyTorch); no class axis for the rest
+    for fname in ("softmax", "log_softmax", "logsumexp", "entropy"):
+        for axis in (0, -1, None):
+            add(f"{fname}/0d/{axis}", lambda f=unary[fname][0], a=axis: f(D(np.array(0.5)),
+                                                                        axis=a), "ok")
+        add(f"{fname}/0d/axis-1", lambda f=unary[fname][0]: f(D(np.array(0.5)), axis=1),
+            "ValueError", "axis")
+    for fname in ("softmax_jacobian", "cross_entropy", "cross_entropy_grad"):
         zero_d = D(np.array(0.5))
         if fname.startswith("cross"):
             ce_fn = getattr(sc, fname)
@@ -235,9 +250,13 @@ def _cases(sc, D, device: bool):
                 host_only=True)
         add(f"{fname}/ok/float_list", lambda fn=fn: fn(X.tolist()), "ok", host_only=True)
         if has_axis:
-            for axis in (2, -3, 1.0, None):
+            several = fname.startswith("softmax_entropy")  # tuples and None, as softmax
+            for axis in (2, -3, 1.0) + ((1, 1),) * several + (None,) * (not several):
                 add(f"{fname}/axis/{axis!r}", lambda fn=fn, a=axis: fn(X, axis=a), "error",
                     "axis", host_only=True)
+            for axis in (None, (0, 1)) if several else ():
+                add(f"{fname}/axis/{axis!r}", lambda fn=fn, a=axis: fn(X, axis=a), "ok",
+                    host_only=True)
         if fname != "softmax_entropy" and fname != "softmax_entropy_grad":
             add(f"{fname}/reduction/avg", lambda fn=fn: fn(X, reduction="avg"), "ValueError",
                 "reduction", host_only=True)
