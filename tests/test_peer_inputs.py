@@ -347,3 +347,49 @@ def test_keepdims_must_be_a_bool() -> None:
     for fn in (softce.logsumexp, softce.entropy, softce.softmax_entropy):
         with pytest.raises(TypeError, match="keepdims"):
             fn(np.ones((2, 3)), keepdims="yes")
+
+
+# Dask: the same axes, block-wise ---------------------------------------------------------------
+
+@pytest.mark.parametrize("axis", [(1, 2), (0, 2), (2, 0), None, (), 1], ids=str)
+@pytest.mark.parametrize("chunks", [(2, 4, 5), (2, 3, 2)], ids=["whole", "split"])
+def test_dask_tuple_axes(axis, chunks) -> None:
+    import dask.array as da
+    from scipy import special
+
+    from softce import dask as sd
+
+    x = RNG.normal(size=(3, 4, 5))
+    X = da.from_array(x, chunks=chunks)
+    tol = {"rtol": 1e-12, "atol": 1e-14}
+    for keep in (False, True):
+        got = sd.logsumexp(X, axis=axis, keepdims=keep)
+        want = special.logsumexp(x, axis=axis, keepdims=keep)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.compute(), want, **tol)
+    for fn, ref in ((sd.softmax, special.softmax), (sd.log_softmax, special.log_softmax)):
+        got = fn(X, axis=axis)
+        assert got.shape == x.shape
+        np.testing.assert_allclose(got.compute(), ref(x, axis=axis), **tol)
+    p = special.softmax(x, axis=axis)
+    for keep in (False, True):
+        got = sd.entropy(da.from_array(p, chunks=chunks), axis=axis, keepdims=keep)
+        want = _entr_sum(p, axis, keep)
+        assert got.shape == np.shape(want)
+        np.testing.assert_allclose(got.compute(), want, **tol)
+
+
+def test_dask_0d_and_bad_axes() -> None:
+    import dask.array as da
+
+    from softce import dask as sd
+
+    assert sd.logsumexp(da.asarray(3.0)).compute() == 3.0
+    assert sd.softmax(da.asarray(3.0)).compute() == 1.0
+    assert sd.entropy(da.asarray(0.5), keepdims=True).shape == ()
+    X = da.ones((2, 3), chunks=1)
+    for axis in ((0, 0), (0, 2)):
+        with pytest.raises(ValueError, match="axis"):
+            sd.softmax(X, axis=axis)
+    with pytest.raises(TypeError, match="keepdims"):
+        sd.entropy(X, keepdims=1)
