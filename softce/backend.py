@@ -22,7 +22,7 @@ Array = Any
 
 
 class Layout(Protocol):
-    """An array laid out for a kernel: ``data`` is (rows, n) with the class axis last (row
+    """An array laid out for a kernel: ``data`` is (rows, n) with the class axes last (row
     layouts) or 1-D (flat layouts); ``shape`` is the caller's shape."""
 
     data: Array
@@ -35,7 +35,8 @@ class Layout(Protocol):
         """A result laid out as ``data`` back in the caller's shape (and axis order)."""
 
     def restore_batch(self, result: Array) -> Array:
-        """A per-row result back in the batch shape (the caller's shape without the axis)."""
+        """A per-row result back in the batch shape (the caller's shape without the class
+        axes)."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,10 @@ class Backend(ABC):
 
     # layouts ---------------------------------------------------------------------------
     @abstractmethod
-    def to_rows(self, arr: Array, axis: int) -> Layout:
-        """arr with ``axis`` moved last and the other axes flattened to rows (a view when the
-        memory allows, else one copy)."""
+    def to_rows(self, arr: Array, axes: tuple[int, ...]) -> Layout:
+        """arr with the class ``axes`` (sorted) moved last and flattened to one axis of length
+        n, the other axes flattened to rows (a view when the memory allows, else one copy);
+        no axes (a 0-d array): n = 1."""
 
     @abstractmethod
     def to_flat(self, arr: Array) -> Layout:

@@ -27,16 +27,48 @@ def float_dtype(dtype: object, name: str) -> np.dtype:
     return dt
 
 
-def check_axis(axis: object, ndim: int, name: str = "axis") -> int:
-    """Normalise a class axis; 0-d arrays have none."""
+def _axis_int(axis: object, name: str, kinds: str = "an int") -> int:
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+        raise TypeError(f"{name} must be {kinds}, got {type(axis).__name__}")
+    return int(axis)
+
+
+def check_axis(axis: object, ndim: int, name: str = "axis") -> int:
+    """Normalise one class axis of an array with at least one dimension."""
+    ax = _axis_int(axis, name)
     if ndim == 0:
         raise ValueError(f"{name}={axis} needs an array with at least one dimension, got a 0-d "
                          "array")
-    if not -ndim <= axis < ndim:
+    if not -ndim <= ax < ndim:
         raise ValueError(f"{name}={axis} is out of range for an array of {ndim} dimensions")
-    return int(axis) % ndim
+    return ax % ndim
+
+
+def check_axes(axis: object, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """The class axes as sorted non-negative axes: an int, a tuple of distinct ints, or None
+    (every axis), as NumPy and SciPy take them. A 0-d array is one element along axis 0 (or
+    -1, as in PyTorch): its class axes are () and each row holds one number."""
+    if axis is None:
+        return tuple(range(ndim))
+    several = isinstance(axis, tuple)
+    if not several:
+        axis = (_axis_int(axis, name, "an int, a tuple of ints or None"),)
+    span = max(ndim, 1)  # a 0-d array takes axis 0 / -1
+    axes = []
+    for a in axis:
+        ax = _axis_int(a, name, "an int, a tuple of ints or None")
+        if not -span <= ax < span:
+            raise ValueError(f"{name}={axis if several else ax} is out of range for an array "
+                             f"of {ndim} dimensions")
+        axes.append(ax % span)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{name}={axis} repeats an axis")
+    return tuple(sorted(axes)) if ndim else ()
+
+
+def kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` with each reduced axis kept as length 1 (NumPy's keepdims)."""
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
 
 
 def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) -> None:
@@ -78,15 +110,16 @@ def check_real_array(arr: np.ndarray, name: str, kind: str = "array") -> np.ndar
 
 def check_weight(weight: np.ndarray | None, n_classes: int, dtype: np.dtype,
                  name: str = "weight") -> np.ndarray | None:
-    """Per-class weights: a 1-D real array of length C, finite and >= 0."""
+    """Per-class weights: a 1-D real array of length C of finite values, of any sign (as in
+    PyTorch)."""
     if weight is None:
         return None
     check_real_array(weight, name)
     if weight.shape != (n_classes,):
         raise ValueError(f"{name} must have shape ({n_classes},), one weight per class; got "
                          f"{weight.shape}")
-    if not np.all(np.isfinite(weight)) or (weight < 0).any():
-        raise ValueError(f"{name} must hold finite weights >= 0")
+    if not np.all(np.isfinite(weight)):
+        raise ValueError(f"{name} must hold finite weights")
     return np.ascontiguousarray(weight, dtype)
 
 

@@ -19,23 +19,25 @@ from .signature import Library
 
 @dataclass(frozen=True)
 class Rows:
-    """A (rows, n) C-contiguous view (or copy) of an array with its class axis moved last."""
+    """A (rows, n) C-contiguous view (or copy) of an array with its class axes moved last and
+    flattened together (n = the product of their lengths; 1 with no class axes, a 0-d array)."""
 
     data: np.ndarray
     shape: tuple[int, ...]  # the original shape
-    axis: int
+    axes: tuple[int, ...]  # the class axes, sorted
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
-        return self.shape[: self.axis] + self.shape[self.axis + 1:]
+        return tuple(s for i, s in enumerate(self.shape) if i not in self.axes)
 
     def restore(self, result: np.ndarray) -> np.ndarray:
         """(rows, n) back to the original shape and axis order."""
-        moved = result.reshape(self.batch_shape + (self.shape[self.axis],))
-        return moved if self.axis == len(self.shape) - 1 else np.moveaxis(moved, -1, self.axis)
+        moved = result.reshape(self.batch_shape + tuple(self.shape[a] for a in self.axes))
+        last = tuple(range(len(self.shape) - len(self.axes), len(self.shape)))
+        return moved if last == self.axes else np.moveaxis(moved, last, self.axes)
 
     def restore_batch(self, result: np.ndarray) -> np.ndarray:
-        """(rows,) back to the shape without the class axis."""
+        """(rows,) back to the shape without the class axes."""
         return result.reshape(self.batch_shape)
 
 
@@ -82,11 +84,13 @@ class CPU(Backend):
     def reshape(self, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return arr.reshape(shape)
 
-    def to_rows(self, arr: np.ndarray, axis: int) -> Rows:
-        moved = arr if axis == arr.ndim - 1 else np.moveaxis(arr, axis, -1)
-        n = arr.shape[axis]
-        rows = math.prod(moved.shape[:-1])
-        return Rows(np.ascontiguousarray(moved).reshape(rows, n), arr.shape, axis)
+    def to_rows(self, arr: np.ndarray, axes: tuple[int, ...]) -> Rows:
+        last = tuple(range(arr.ndim - len(axes), arr.ndim))
+        # a view; C-contiguous when the axes already are
+        moved = arr if last == axes else np.moveaxis(arr, axes, last)
+        n = math.prod(arr.shape[a] for a in axes)
+        rows = math.prod(moved.shape[:arr.ndim - len(axes)])
+        return Rows(np.ascontiguousarray(moved).reshape(rows, n), arr.shape, axes)
 
     def to_flat(self, arr: np.ndarray) -> Flat:
         return Flat(self.from_host(arr).reshape(-1), arr.shape, np.reshape)
@@ -117,8 +121,10 @@ class CPU(Backend):
     def direct_view(self, out: np.ndarray | None, layout: Rows | Flat) -> np.ndarray | None:
         if out is None or not out.flags.c_contiguous:
             return None
-        if isinstance(layout, Rows) and layout.axis != len(layout.shape) - 1:
-            return None
+        ndim = len(layout.shape)
+        if isinstance(layout, Rows) and layout.axes != tuple(range(ndim - len(layout.axes),
+                                                                  ndim)):
+            return None  # the kernel writes rows with the class axes last
         return out.reshape(layout.data.shape)
 
     def finish(self, layout: Rows | Flat, dest: np.ndarray, direct: np.ndarray | None,

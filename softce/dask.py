@@ -31,7 +31,14 @@ import dask.array as da
 import numpy as np
 
 import softce as F
-from softce.checks import check_axis, check_entropy_base, check_reduction
+from softce.checks import (
+    check_axes,
+    check_axis,
+    check_bool,
+    check_entropy_base,
+    check_reduction,
+    kept_shape,
+)
 from softce.generated import partitioned as P
 
 __all__ = [
@@ -58,12 +65,45 @@ def _as_float(value: object, name: str) -> da.Array:
     return arr
 
 
-def _classes_last(arr: da.Array, axis: object) -> tuple[da.Array, int]:
-    ax = check_axis(axis, arr.ndim)
+def _known_chunks(arr: da.Array) -> None:
     if any(np.isnan(n) for n in arr.shape):
         raise ValueError("arrays with unknown chunk sizes are not supported: call "
                          "compute_chunk_sizes() first")
+
+
+def _classes_last(arr: da.Array, axis: object) -> tuple[da.Array, int]:
+    ax = check_axis(axis, arr.ndim)
+    _known_chunks(arr)
     return (arr if ax == arr.ndim - 1 else da.moveaxis(arr, ax, -1)), ax
+
+
+def _class_axes_last(arr: da.Array, axis: object) -> tuple[da.Array, tuple[int, ...]]:
+    """arr with the class axes (an int, a tuple or None, as ``softce.softmax`` takes them)
+    moved last and reshaped into one (of length 1 for a 0-d array); the sorted axes."""
+    axes = check_axes(axis, arr.ndim)
+    _known_chunks(arr)
+    nb = arr.ndim - len(axes)
+    last = tuple(range(nb, arr.ndim))
+    moved = arr if axes == last else da.moveaxis(arr, axes, last)
+    if len(axes) != 1:
+        n = int(np.prod([arr.shape[a] for a in axes], dtype=np.int64))
+        moved = moved.reshape(moved.shape[:nb] + (n,))
+    return moved, axes
+
+
+def _restore_axes(out: da.Array, shape: tuple[int, ...], axes: tuple[int, ...]) -> da.Array:
+    """The inverse of _class_axes_last for an output laid out as its result."""
+    nb = len(shape) - len(axes)
+    if len(axes) != 1:
+        out = out.reshape(out.shape[:nb] + tuple(shape[a] for a in axes))
+    last = tuple(range(nb, len(shape)))
+    return out if axes == last else da.moveaxis(out, last, axes)
+
+
+def _reduced(out: da.Array, shape: tuple[int, ...], axes: tuple[int, ...],
+             keepdims: object) -> da.Array:
+    """A per-row result (the batch shape), with the reduced axes kept as 1 if asked."""
+    return out.reshape(kept_shape(shape, axes)) if check_bool(keepdims, "keepdims") else out
 
 
 def _indices(ndim: int) -> tuple[str, str]:
@@ -170,17 +210,19 @@ def _split(x: da.Array) -> bool:
 
 # the API ---------------------------------------------------------------------------------------
 
-def logsumexp(x: object, axis: int = -1, *, keepdims: bool = False,
+def logsumexp(x: object, axis: int | tuple[int, ...] | None = -1, *, keepdims: bool = False,
               split_every: int | None = None) -> da.Array:
-    """LSE(x) along ``axis`` (reduced), as ``softce.logsumexp``."""
-    arr, ax = _classes_last(_as_float(x, "x"), axis)
+    """LSE(x) along ``axis`` (reduced; a tuple of axes or None as one), as
+    ``softce.logsumexp``."""
+    src = _as_float(x, "x")
+    arr, axes = _class_axes_last(src, axis)
     if not _split(arr):
         out = arr.map_blocks(F.logsumexp, axis=-1, drop_axis=arr.ndim - 1, dtype=arr.dtype,
                              meta=_meta(arr.ndim - 1, arr.dtype))
     else:
         states = _lse_state(arr, split_every)
         out = _per_row(_lse_from_states, arr.dtype, states)
-    return da.expand_dims(out, ax) if keepdims else out
+    return _reduced(out, src.shape, axes, keepdims)
 
 
 @_quiet
@@ -188,8 +230,9 @@ def _lse_from_states(s: np.ndarray) -> np.ndarray:
     return P.lse_of_pair(s["m"], s["d"])
 
 
-def softmax(x: object, axis: int = -1, *, split_every: int | None = None) -> da.Array:
-    """softmax(x) along ``axis``, chunked as x."""
+def softmax(x: object, axis: int | tuple[int, ...] | None = -1, *,
+            split_every: int | None = None) -> da.Array:
+    """softmax(x) along ``axis`` (a tuple of axes or None as one), chunked as x."""
     return _elementwise_rows(F.softmax, _softmax_block, x, axis, split_every)
 
 
@@ -198,23 +241,25 @@ def _softmax_block(xb: np.ndarray, s: np.ndarray) -> np.ndarray:
     return P.softmax(xb, s["m"][..., None], s["d"][..., None])
 
 
-def log_softmax(x: object, axis: int = -1, *, split_every: int | None = None) -> da.Array:
-    """log_softmax(x) along ``axis``, chunked as x."""
+def log_softmax(x: object, axis: int | tuple[int, ...] | None = -1, *,
+                split_every: int | None = None) -> da.Array:
+    """log_softmax(x) along ``axis`` (a tuple of axes or None as one), chunked as x."""
     return _elementwise_rows(F.log_softmax, _log_softmax_block, x, axis, split_every)
 
 
-def _elementwise_rows(whole, block, x: object, axis: int, split_every: int | None
+def _elementwise_rows(whole, block, x: object, axis: object, split_every: int | None
                       ) -> da.Array:
     """An output of x's shape: ``whole`` on blocks holding whole rows, else ``block`` on each
     block and its rows' merged (m, d) state."""
-    arr, ax = _classes_last(_as_float(x, "x"), axis)
+    src = _as_float(x, "x")
+    arr, axes = _class_axes_last(src, axis)
     if not _split(arr):
-        return _restore(arr.map_blocks(whole, dtype=arr.dtype), ax)
+        return _restore_axes(arr.map_blocks(whole, dtype=arr.dtype), src.shape, axes)
     states = _lse_state(arr, split_every)
     full, batch = _indices(arr.ndim)
     out = da.blockwise(block, full, arr, full, states, batch, dtype=arr.dtype,
                        meta=_meta(arr.ndim, arr.dtype))
-    return _restore(out, ax)
+    return _restore_axes(out, src.shape, axes)
 
 
 @_quiet
@@ -222,20 +267,24 @@ def _log_softmax_block(xb: np.ndarray, s: np.ndarray) -> np.ndarray:
     return P.log_softmax(xb, P.lse_of_pair(s["m"], s["d"])[..., None])
 
 
-def entropy(p: object, axis: int = -1, base: float | None = None, *,
-            split_every: int | None = None) -> da.Array:
-    """H(p) = -sum p log_b p along ``axis`` (nats when base is None), as ``softce.entropy``."""
-    arr, _ = _classes_last(_as_float(p, "p"), axis)
+def entropy(p: object, axis: int | tuple[int, ...] | None = -1, base: float | None = None, *,
+            keepdims: bool = False, split_every: int | None = None) -> da.Array:
+    """H(p) = -sum p log_b p along ``axis`` (a tuple of axes or None as one; nats when base
+    is None), as ``softce.entropy``."""
+    src = _as_float(p, "p")
+    arr, axes = _class_axes_last(src, axis)
     check_entropy_base(base)
     if not _split(arr):
-        return arr.map_blocks(F.entropy, axis=-1, base=base, drop_axis=arr.ndim - 1,
-                              dtype=arr.dtype, meta=_meta(arr.ndim - 1, arr.dtype))
+        out = arr.map_blocks(F.entropy, axis=-1, base=base, drop_axis=arr.ndim - 1,
+                             dtype=arr.dtype, meta=_meta(arr.ndim - 1, arr.dtype))
+        return _reduced(out, src.shape, axes, keepdims)
     rec = _record(arr.dtype, ("sum_p",))
     states = _row_reduce(_block_records(partial(_entropy_state, rec=rec), arr, rec),
                          split_every)
     finish = (P.entropy if base is None
               else partial(_entropy_base, b=arr.dtype.type(base)))
-    return _per_row(partial(_entropy_from_states, finish=finish), arr.dtype, states)
+    out = _per_row(partial(_entropy_from_states, finish=finish), arr.dtype, states)
+    return _reduced(out, src.shape, axes, keepdims)
 
 
 @_quiet

@@ -5,6 +5,10 @@ Each function checks its arguments, lays the class axis out as rows (moved last,
 axes flattened; a copy only when the memory needs one), picks the kernel and returns results
 in the caller's shape; the backend of its first array (``softce.backend``) allocates and
 launches.
+
+``axis`` is the class axis as in SciPy and PyTorch: an int, or (except for softmax_jacobian)
+a tuple of axes or None (every axis), taken together as one class axis; a 0-d input is one
+element along axis 0 / -1 (softmax(3.0) = 1, logsumexp(3.0) = 3).
 """
 
 from __future__ import annotations
@@ -12,33 +16,35 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import Array, Backend, Layout, backend_for
-from .checks import check_axis, check_entropy_base
+from .checks import check_axes, check_axis, check_bool, check_entropy_base, kept_shape
+
+Axis = int | tuple[int, ...] | None
 
 
-def softmax(x: object, axis: int = -1, *, out: object = None) -> Array:
+def softmax(x: object, axis: Axis = -1, *, out: object = None) -> Array:
     """softmax(x)_j = exp(x_j - m) / sum_i exp(x_i - m), m = max(x), along ``axis``."""
     be = backend_for(x)
     arr = be.float_array(x, "x")
-    return rowwise(be, "softmax", arr, check_axis(axis, arr.ndim), out, "x")
+    return rowwise(be, "softmax", arr, check_axes(axis, arr.ndim), out, "x")
 
 
-def log_softmax(x: object, axis: int = -1, *, out: object = None) -> Array:
+def log_softmax(x: object, axis: Axis = -1, *, out: object = None) -> Array:
     """log_softmax(x)_j = x_j - LSE(x) along ``axis``."""
     be = backend_for(x)
     arr = be.float_array(x, "x")
-    return rowwise(be, "log_softmax", arr, check_axis(axis, arr.ndim), out, "x")
+    return rowwise(be, "log_softmax", arr, check_axes(axis, arr.ndim), out, "x")
 
 
-def logsumexp(x: object, axis: int = -1, *, keepdims: bool = False) -> Array:
+def logsumexp(x: object, axis: Axis = -1, *, keepdims: bool = False) -> Array:
     """LSE(x) = m + log sum_i exp(x_i - m), reducing ``axis`` (-inf for an empty axis)."""
     return row_reduction("logsumexp", x, axis, "x", "lse", keepdims=keepdims)
 
 
-def logsumexp_vjp(x: object, g: object, axis: int = -1) -> Array:
+def logsumexp_vjp(x: object, g: object, axis: Axis = -1) -> Array:
     """Vector-Jacobian product of logsumexp: g * softmax(x), g of the reduced shape."""
     be = backend_for(x)
     arr = be.float_array(x, "x")
-    rows = be.to_rows(arr, check_axis(axis, arr.ndim))
+    rows = be.to_rows(arr, check_axes(axis, arr.ndim))
     w = row_values(be, g, "g", rows, arr.dtype)
     dest = be.empty(rows.data.shape, arr.dtype)
     be.launch("logsumexp_grad", arr.dtype, x=rows.data, grad_output=w, out=dest)
@@ -57,25 +63,26 @@ def sigmoid(x: object, *, out: object = None) -> Array:
     return be.finish(flat, dest, direct, out, checked)
 
 
-def entropy(p: object, axis: int = -1, base: float | None = None) -> Array:
+def entropy(p: object, axis: Axis = -1, base: float | None = None, *,
+            keepdims: bool = False) -> Array:
     """H(p) = -sum_i p_i log_b p_i along ``axis`` (nats when base is None), 0 log 0 = 0.
 
     p is taken as given (not normalised); a negative entry gives NaN.
     """
     b = check_entropy_base(base)
     if b is None:
-        return row_reduction("entropy", p, axis, "p", "h")
-    return row_reduction("entropy_base", p, axis, "p", "h", b=b)
+        return row_reduction("entropy", p, axis, "p", "h", keepdims=keepdims)
+    return row_reduction("entropy_base", p, axis, "p", "h", keepdims=keepdims, b=b)
 
 
-def softmax_vjp(y: object, g: object, axis: int = -1, *, out: object = None) -> Array:
+def softmax_vjp(y: object, g: object, axis: Axis = -1, *, out: object = None) -> Array:
     """sum_k g_k d softmax_k / d x_i = y_i (g_i - y.g), given y = softmax(x)."""
     be = backend_for(y)
     arr, grad, ax = _pair(be, y, g, axis)
     return rowwise(be, "softmax_vjp", arr, ax, out, "p", g=grad)
 
 
-def log_softmax_vjp(y: object, g: object, axis: int = -1, *, out: object = None) -> Array:
+def log_softmax_vjp(y: object, g: object, axis: Axis = -1, *, out: object = None) -> Array:
     """sum_k g_k d log_softmax_k / d x_i = g_i - exp(y_i) sum(g), given y = log_softmax(x)."""
     be = backend_for(y)
     arr, grad, ax = _pair(be, y, g, axis)
@@ -87,25 +94,26 @@ def softmax_jacobian(x: object, axis: int = -1) -> Array:
     be = backend_for(x)
     arr = be.float_array(x, "x")
     ax = check_axis(axis, arr.ndim)
-    rows = be.to_rows(arr, ax)
+    rows = be.to_rows(arr, (ax,))
     n = arr.shape[ax]
     jac = be.empty((rows.data.shape[0], n, n), arr.dtype)
     be.launch("softmax_jacobian", arr.dtype, x=rows.data, out=jac)
     return be.reshape(jac, rows.batch_shape + (n, n))
 
 
-def softmax_entropy(logits: object, axis: int = -1) -> Array:
+def softmax_entropy(logits: object, axis: Axis = -1, *, keepdims: bool = False) -> Array:
     """H(softmax(x)) = LSE(x) - sum_k p_k x_k along ``axis``, a -inf logit's term 0 [D17]."""
-    return row_reduction("softmax_entropy", logits, axis, "x", "h", name="logits")
+    return row_reduction("softmax_entropy", logits, axis, "x", "h", name="logits",
+                         keepdims=keepdims)
 
 
-def softmax_entropy_grad(logits: object, axis: int = -1, grad_output: object = None
+def softmax_entropy_grad(logits: object, axis: Axis = -1, grad_output: object = None
                          ) -> tuple[Array, Array]:
     """(h, dlogits): h = H(softmax(x)), dlogits_i = grad_output * p_i (sum_k p_k x_k - x_i),
     0 at a -inf logit [D17]; grad_output a scalar or an array of h's shape (default 1)."""
     be = backend_for(logits)
     arr = be.float_array(logits, "logits")
-    rows = be.to_rows(arr, check_axis(axis, arr.ndim))
+    rows = be.to_rows(arr, check_axes(axis, arr.ndim))
     w = row_values(be, 1.0 if grad_output is None else grad_output, "grad_output", rows,
                    arr.dtype)
     h = be.empty((rows.data.shape[0],), arr.dtype)
@@ -116,31 +124,31 @@ def softmax_entropy_grad(logits: object, axis: int = -1, grad_output: object = N
 
 # shared by the front end ------------------------------------------------------------------
 
-def row_reduction(kernel: str, value: object, axis: int, row: str, result: str, *,
-                  name: str | None = None, keepdims: bool = False, **params: float) -> Array:
+def row_reduction(kernel: str, value: object, axis: object, row: str, result: str, *,
+                  name: str | None = None, keepdims: object = False, **params: float
+                  ) -> Array:
     """A kernel reducing each row of ``value`` along ``axis`` to one number: kernel(<row>=rows,
-    **params, <result>=(rows,)), returned in the batch shape (``keepdims``: with the axis kept,
-    of length 1). ``name`` names the argument in errors (default: ``row``)."""
+    **params, <result>=(rows,)), returned in the batch shape (``keepdims``: with the reduced
+    axes kept, of length 1). ``name`` names the argument in errors (default: ``row``)."""
     be = backend_for(value)
     arr = be.float_array(value, name or row)
-    ax = check_axis(axis, arr.ndim)
-    rows = be.to_rows(arr, ax)
+    axes = check_axes(axis, arr.ndim)
+    keep = check_bool(keepdims, "keepdims")
+    rows = be.to_rows(arr, axes)
     out = be.empty((rows.data.shape[0],), arr.dtype)
     be.launch(kernel, arr.dtype, **{row: rows.data}, **params, **{result: out})
-    if keepdims:
-        shape = list(rows.batch_shape)
-        shape.insert(ax, 1)
-        return be.reshape(out, tuple(shape))
+    if keep:
+        return be.reshape(out, kept_shape(tuple(arr.shape), axes))
     return rows.restore_batch(out)
 
 
-def rowwise(be: Backend, kernel: str, arr: Array, axis: int, out: object, input_name: str,
-            **others: Array) -> Array:
+def rowwise(be: Backend, kernel: str, arr: Array, axes: tuple[int, ...], out: object,
+            input_name: str, **others: Array) -> Array:
     """An elementwise-output row kernel: kernel(<input_name>=rows, **others, out=rows), its
     result in the caller's shape or written into ``out``."""
     checked = checked_out(be, out, arr, ("the input", arr), *(("g", o) for o in others.values()))
-    rows = be.to_rows(arr, axis)
-    extra = {name: be.to_rows(o, axis).data for name, o in others.items()}
+    rows = be.to_rows(arr, axes)
+    extra = {name: be.to_rows(o, axes).data for name, o in others.items()}
     direct = be.direct_view(checked, rows)
     dest = direct if direct is not None else be.empty(rows.data.shape, arr.dtype)
     be.launch(kernel, arr.dtype, **{input_name: rows.data}, **extra, out=dest)
@@ -176,11 +184,12 @@ def row_values(be: Backend, value: object, name: str, rows: Layout, dtype: np.dt
     return be.cast(be.to_flat(be.operand(value)).data, dtype)
 
 
-def _pair(be: Backend, y: object, g: object, axis: int) -> tuple[Array, Array, int]:
+def _pair(be: Backend, y: object, g: object, axis: object
+          ) -> tuple[Array, Array, tuple[int, ...]]:
     arr = be.float_array(y, "y")
     grad = be.float_array(g, "g")
     if tuple(grad.shape) != tuple(arr.shape):
         raise ValueError(f"g has shape {tuple(grad.shape)}, expected the shape of y "
                          f"{tuple(arr.shape)}")
-    return arr, be.cast(grad, arr.dtype), check_axis(axis, arr.ndim)
+    return arr, be.cast(grad, arr.dtype), check_axes(axis, arr.ndim)
 

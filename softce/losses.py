@@ -146,7 +146,7 @@ class CECall:
         arr = be.float_array(logits, name)
         ax = check_axis(axis, arr.ndim)
         check_reduction(reduction)
-        rows = be.to_rows(arr, ax)
+        rows = be.to_rows(arr, (ax,))
         n = arr.shape[ax]
         dtype = np.dtype(arr.dtype)
         opts = check_options(n, dtype, None if weight is None else be.to_host(weight),
@@ -165,7 +165,7 @@ class CECall:
                                                        opts.ignore_index)
                 labels = be.from_host(labels_host)
         else:
-            probs = be.to_rows(be.cast(be.operand(target), dtype), ax).data
+            probs = be.to_rows(be.cast(be.operand(target), dtype), (ax,)).data
         x = rows.data
         if opts.softcap is not None:
             x = be.empty(rows.data.shape, dtype)

@@ -72,17 +72,18 @@ def _pair(be: Backend, x: object, y: object, xname: str, yname: str) -> tuple[Ar
 
 
 def _broadcast(be: Backend, value: object, name: str, shape: tuple[int, ...],
-               dtype: np.dtype, nonnegative: bool = False) -> np.ndarray:
+               dtype: np.dtype, finite: bool = False) -> np.ndarray:
     """value broadcast to ``shape`` as a flat C-contiguous host array of ``dtype`` (a CUDA
-    array's values are checked and broadcast on the host)."""
+    array's values are checked and broadcast on the host); ``finite``: refuse inf and NaN
+    (weights may have any sign, as in PyTorch)."""
     arr = check_real_array(be.to_host(value), name, "array or number")
     try:
         full = np.broadcast_to(arr, shape)
     except ValueError:
         raise ValueError(f"{name} has shape {arr.shape}, which does not broadcast to the "
                          f"input's shape {shape}") from None
-    if nonnegative and (not np.all(np.isfinite(arr)) or (arr < 0).any()):
-        raise ValueError(f"{name} must hold finite values >= 0")
+    if finite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must hold finite values")
     return np.ascontiguousarray(full, dtype).reshape(-1)
 
 

@@ -94,16 +94,31 @@ def _cases(sc, D, device: bool):
         if fname == "sigmoid":
             add("sigmoid/ok/0d", lambda: sc.sigmoid(D(np.array(0.5))), "ok", host_only=True)
             continue
-        # axes: out of range, wrong type; 0-d input
+        # axes: out of range, repeated, wrong type; 0-d input
         if fname not in ("softmax_vjp_g", "log_softmax_vjp_g"):
             for axis in (2, -3, 10**6, -(2**63)):
                 add(f"{fname}/axis/{axis}", lambda fn=fn, v=value, a=axis: fn(D(v), axis=a),
                     "ValueError", "axis")
-            for axis in (1.0, "0", None, True, (0,)):
-                add(f"{fname}/axis/{type(axis).__name__}",
+            for axis in (1.0, "0", True, [0], (0, 1.0)):
+                add(f"{fname}/axis/{type(axis).__name__}-{axis}",
                     lambda fn=fn, v=value, a=axis: fn(D(v), axis=a), "TypeError", "axis")
-    for fname in ("softmax", "log_softmax", "logsumexp", "entropy", "softmax_jacobian",
-                  "cross_entropy", "cross_entropy_grad"):
+            several = fname not in ("softmax_jacobian", "cross_entropy", "cross_entropy_grad")
+            for axis in (None, (0,), (1, 0)) if fname != "logsumexp_vjp" else ():
+                # several class axes: SciPy's tuples and None (logsumexp_vjp's g of shape (2,)
+                # fits axis=1 only)
+                add(f"{fname}/axis/{axis}", lambda fn=fn, v=value, a=axis: fn(D(v), axis=a),
+                    "ok" if several else "TypeError", None if several else "axis")
+            for axis in ((1, -1), (0, 2), (-3,)) if several else ():  # repeated, out of range
+                add(f"{fname}/axis/{axis}", lambda fn=fn, v=value, a=axis: fn(D(v), axis=a),
+                    "ValueError", "axis")
+    # a 0-d input is one element along axis 0 / -1 (PyTorch); no class axis for the rest
+    for fname in ("softmax", "log_softmax", "logsumexp", "entropy"):
+        for axis in (0, -1, None):
+            add(f"{fname}/0d/{axis}", lambda f=unary[fname][0], a=axis: f(D(np.array(0.5)),
+                                                                        axis=a), "ok")
+        add(f"{fname}/0d/axis-1", lambda f=unary[fname][0]: f(D(np.array(0.5)), axis=1),
+            "ValueError", "axis")
+    for fname in ("softmax_jacobian", "cross_entropy", "cross_entropy_grad"):
         zero_d = D(np.array(0.5))
         if fname.startswith("cross"):
             ce_fn = getattr(sc, fname)
@@ -186,11 +201,14 @@ def _cases(sc, D, device: bool):
     params = inspect.signature(sc.cross_entropy).parameters
     if "weight" in params:
         for wname, w in (("short", np.ones(2)), ("long", np.ones(4)), ("2d", np.ones((1, 3))),
-                         ("negative", np.array([1.0, -1.0, 1.0])),
-                         ("nan", np.array([1.0, np.nan, 1.0]))):
+                         ("nan", np.array([1.0, np.nan, 1.0])),
+                         ("inf", np.array([1.0, np.inf, 1.0]))):
             for fname, fn in ce.items():
                 add(f"{fname}/weight/{wname}", lambda fn=fn, w=w: fn(x, labels, weight=D(w)),
                     "error", "weight")
+        for fname, fn in ce.items():  # any finite sign, as in PyTorch
+            add(f"{fname}/weight/negative", lambda fn=fn: fn(
+                x, labels, weight=D(np.array([1.0, -1.0, 1.0]))), "ok")
     if "ignore_index" in params:
         for fname, fn in ce.items():
             add(f"{fname}/ignore_index/ok", lambda fn=fn: fn(x, D(np.array([2, -100])),
@@ -232,9 +250,13 @@ def _cases(sc, D, device: bool):
                 host_only=True)
         add(f"{fname}/ok/float_list", lambda fn=fn: fn(X.tolist()), "ok", host_only=True)
         if has_axis:
-            for axis in (2, -3, 1.0, None):
+            several = fname.startswith("softmax_entropy")  # tuples and None, as softmax
+            for axis in (2, -3, 1.0) + ((1, 1),) * several + (None,) * (not several):
                 add(f"{fname}/axis/{axis!r}", lambda fn=fn, a=axis: fn(X, axis=a), "error",
                     "axis", host_only=True)
+            for axis in (None, (0, 1)) if several else ():
+                add(f"{fname}/axis/{axis!r}", lambda fn=fn, a=axis: fn(X, axis=a), "ok",
+                    host_only=True)
         if fname != "softmax_entropy" and fname != "softmax_entropy_grad":
             add(f"{fname}/reduction/avg", lambda fn=fn: fn(X, reduction="avg"), "ValueError",
                 "reduction", host_only=True)
@@ -244,10 +266,11 @@ def _cases(sc, D, device: bool):
                                  ("shape", np.array([0, 1, 2]), "ValueError")):
         add(f"nll_loss/target/{tname}", lambda t=tgt: sc.nll_loss(X, t), expected, "target",
             host_only=True)
-    for wname, w in (("short", np.ones(2)), ("negative", np.array([1.0, -1.0, 1.0])),
-                     ("nan", np.array([1.0, np.nan, 1.0]))):
+    for wname, w in (("short", np.ones(2)), ("nan", np.array([1.0, np.nan, 1.0]))):
         add(f"nll_loss/weight/{wname}", lambda w=w: sc.nll_loss(X, LABELS, weight=w), "error",
             "weight", host_only=True)
+    add("nll_loss/weight/negative", lambda: sc.nll_loss(X, LABELS, weight=np.array(
+        [1.0, -1.0, 1.0])), "ok", host_only=True)
     for fname in ("bce", "bce_grad"):
         fn = family[fname][0]
         call = getattr(sc, "binary_cross_entropy_with_logits"
@@ -258,9 +281,13 @@ def _cases(sc, D, device: bool):
             host_only=True)
         add(f"{fname}/weight/broadcast", lambda fn=fn: fn(X, weight=np.ones(2)), "ValueError",
             "weight", host_only=True)
-        add(f"{fname}/weight/negative", lambda fn=fn: fn(X, weight=-np.ones(3)), "ValueError",
-            "weight", host_only=True)
-        add(f"{fname}/pos_weight/negative", lambda fn=fn: fn(X, pos_weight=-np.ones(3)),
+        add(f"{fname}/weight/negative", lambda fn=fn: fn(X, weight=-np.ones(3)), "ok",
+            host_only=True)
+        add(f"{fname}/pos_weight/negative", lambda fn=fn: fn(X, pos_weight=-np.ones(3)), "ok",
+            host_only=True)
+        add(f"{fname}/weight/inf", lambda fn=fn: fn(X, weight=np.array([1.0, np.inf, 1.0])),
+            "ValueError", "weight", host_only=True)
+        add(f"{fname}/pos_weight/nan", lambda fn=fn: fn(X, pos_weight=np.full(3, np.nan)),
             "ValueError", "pos_weight", host_only=True)
         add(f"{fname}/pos_weight/str", lambda fn=fn: fn(X, pos_weight="2"), "TypeError",
             "pos_weight", host_only=True)

@@ -348,6 +348,49 @@ def test_any_axis_and_strides_and_out() -> None:
 
 
 @on_cuda
+def test_tuple_axes_none_and_0d_inputs() -> None:
+    """Several class axes laid out as one (a view when they are already contiguous), axis=None,
+    keepdims, out=, and 0-d inputs, as on the CPU."""
+    import softce
+    from softce.cuda import device
+
+    x = np.random.default_rng(5).standard_normal((3, 4, 5))
+    d = dev(x)
+    for axes in ((1, 2), (0, 1, 2)):  # contiguous: the layout views the input
+        rows = device.to_rows(device.as_device(d), axes)
+        assert device.same_array(device.reshape_c(rows.data, x.shape), d), axes
+    for axis in ((1, 2), (0, 2), (2, 0), None, ()):
+        for keep in (False, True):
+            close(softce.logsumexp(d, axis=axis, keepdims=keep),
+                  softce.logsumexp(x, axis=axis, keepdims=keep), F64)
+        close(softce.softmax(d, axis=axis), softce.softmax(x, axis=axis), F64)
+        p = softce.softmax(x, axis=axis)
+        close(softce.entropy(dev(p), axis=axis, keepdims=True),
+              softce.entropy(p, axis=axis, keepdims=True), F64)
+    strided = dev(x[:, ::-1, ::2].copy())[:, ::-1]  # negative strides: gathered
+    close(softce.log_softmax(strided, axis=(0, 2)),
+          softce.log_softmax(x[:, :, ::2], axis=(0, 2)), F64)
+    for axis in ((1, 2), (0, 2)):  # out= written directly, then through a scatter
+        out = dev(np.zeros_like(x))
+        assert softce.log_softmax(d, axis=axis, out=out) is out
+        close(out, softce.log_softmax(x, axis=axis), F64)
+    g = np.random.default_rng(6).standard_normal(4)
+    close(softce.logsumexp_vjp(d, dev(g), axis=(0, 2)),
+          softce.logsumexp_vjp(x, g, axis=(0, 2)), F64)
+    from numba import cuda
+
+    zero_d = cuda.to_device(np.array(0.5, F32))  # (dev() would make it 1-d)
+    assert zero_d.shape == ()
+    for fn, want in ((softce.softmax, 1.0), (softce.log_softmax, 0.0),
+                     (softce.logsumexp, 0.5), (softce.entropy, -0.5 * np.log(0.5))):
+        got = fn(zero_d)
+        assert got.shape == () and got.dtype == F32
+        close(got, np.array(want, F32), F32)
+    with pytest.raises(ValueError, match="axis"):
+        softce.softmax(d, axis=(1, -2))
+
+
+@on_cuda
 def test_results_are_device_arrays_of_the_input_dtype() -> None:
     import softce
 

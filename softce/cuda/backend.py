@@ -63,8 +63,8 @@ class CUDA(Backend):
     def reshape(self, arr: Any, shape: tuple[int, ...]) -> Any:
         return dev.reshape_c(arr, shape)
 
-    def to_rows(self, arr: Any, axis: int) -> dev.DeviceRows:
-        return dev.to_rows(arr, axis)
+    def to_rows(self, arr: Any, axes: tuple[int, ...]) -> dev.DeviceRows:
+        return dev.to_rows(arr, axes)
 
     def to_flat(self, arr: Any) -> Flat:
         return Flat(dev.contiguous_flat(arr), tuple(arr.shape), dev.reshape_c)
@@ -112,7 +112,7 @@ class CUDA(Backend):
         if isinstance(layout, Flat):
             dev.scatter_into(dest, checked_out)
         else:
-            shape, strides = dev.moved_last(checked_out, layout.axis)
+            shape, strides = dev.moved_last(checked_out, layout.axes)
             dev.scatter_into(dev.contiguous_flat(dest), dev.view(checked_out, shape, strides))
         return out
 

@@ -292,60 +292,74 @@ def same_array(a, b) -> bool:
 
 @dataclass(frozen=True)
 class DeviceRows:
-    """A (rows, n) device array of the class axis moved last (a view when possible)."""
+    """A (rows, n) device array of the class axes moved last and flattened together (a view
+    when possible); n = 1 with no class axes (a 0-d array)."""
 
     data: object
     shape: tuple[int, ...]
-    axis: int
+    axes: tuple[int, ...]  # the class axes, sorted
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
-        return self.shape[: self.axis] + self.shape[self.axis + 1:]
+        return tuple(s for i, s in enumerate(self.shape) if i not in self.axes)
 
     def restore(self, flat):
         """A C-contiguous (rows, n) result back to the original shape and axis order (a view)."""
-        moved = self.batch_shape + (self.shape[self.axis],)
+        order = axes_last(len(self.shape), self.axes)
+        moved = tuple(self.shape[a] for a in order)
         strides = c_strides(moved, flat.dtype.itemsize)
-        perm = list(range(len(moved) - 1))
-        perm.insert(self.axis, len(moved) - 1)
-        return view(flat, tuple(moved[p] for p in perm), tuple(strides[p] for p in perm))
+        place = {a: q for q, a in enumerate(order)}  # where each original axis went
+        return view(flat, self.shape, tuple(strides[place[a]] for a in range(len(self.shape))))
 
     def restore_batch(self, flat):
         return reshape_c(flat, self.batch_shape)
 
 
-def moved_last(arr, axis: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    shape, strides = list(arr.shape), list(arr.strides)
-    shape.append(shape.pop(axis))
-    strides.append(strides.pop(axis))
-    return tuple(shape), tuple(strides)
+def axes_last(ndim: int, axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The axis order with ``axes`` (sorted) moved last, the others first in their order."""
+    return tuple(a for a in range(ndim) if a not in axes) + axes
 
 
-def to_rows(arr, axis: int) -> DeviceRows:
-    """Move the class axis last and flatten the rest; copies only when no (rows, n) view
-    addresses the elements."""
-    shape, strides = moved_last(arr, axis)
-    n = shape[-1]
-    rows = int(np.prod(shape[:-1], dtype=np.int64))
-    merged = _merge_dims(shape[:-1], strides[:-1], arr.dtype.itemsize)
-    if arr.size and merged is not None and min(strides) >= 0:
-        data = view(arr, (rows, n), (merged[1], strides[-1]))
+def moved_last(arr, axes: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(shape, strides) of arr with ``axes`` moved last."""
+    order = axes_last(len(arr.shape), axes)
+    return (tuple(arr.shape[a] for a in order), tuple(arr.strides[a] for a in order))
+
+
+def _rows_strides(shape: tuple[int, ...], strides: tuple[int, ...], k: int, itemsize: int
+                  ) -> tuple[int, int] | None:
+    """The (row, class) strides of a (rows, n) view of an array whose last k axes (already
+    moved last) are the class axes, if one addresses its elements; None if not."""
+    nb = len(shape) - k
+    batch = _merge_dims(shape[:nb], strides[:nb], itemsize)
+    classes = _merge_dims(shape[nb:], strides[nb:], itemsize)
+    if batch is None or classes is None or min(strides, default=0) < 0:
+        return None
+    return batch[1], classes[1]
+
+
+def to_rows(arr, axes: tuple[int, ...]) -> DeviceRows:
+    """Move the class axes last, flatten them to one and the rest to rows; copies only when
+    no (rows, n) view addresses the elements."""
+    shape, strides = moved_last(arr, axes)
+    nb = len(shape) - len(axes)
+    rows = int(np.prod(shape[:nb], dtype=np.int64))
+    n = int(np.prod(shape[nb:], dtype=np.int64))
+    found = _rows_strides(shape, strides, len(axes), arr.dtype.itemsize) if arr.size else None
+    if found is not None:
+        data = view(arr, (rows, n), found)
+    elif arr.size:
+        data = reshape_c(gather_c(view(arr, shape, strides)), (rows, n))
     else:
-        moved = view(arr, shape, strides) if arr.size else arr
-        data = reshape_c(gather_c(moved), (rows, n)) if arr.size else empty((rows, n),
-                                                                            arr.dtype)
-    return DeviceRows(data, tuple(arr.shape), axis)
+        data = empty((rows, n), arr.dtype)
+    return DeviceRows(data, tuple(arr.shape), axes)
 
 
 def rows_view_of(out, rows: DeviceRows):
-    """out itself as (rows, n) when the kernel can write it directly (class axis last and the
-    batch axes addressable as one), else None."""
-    if out is None or not out.size:
+    """out itself as (rows, n) when the kernel can write it directly (class axes last and
+    the batch axes, and the class axes, addressable as one each), else None."""
+    ndim, k = len(rows.shape), len(rows.axes)
+    if out is None or not out.size or rows.axes != tuple(range(ndim - k, ndim)):
         return None
-    shape, strides = moved_last(out, rows.axis)
-    if rows.axis != len(rows.shape) - 1:
-        return None
-    merged = _merge_dims(shape[:-1], strides[:-1], out.dtype.itemsize)
-    if merged is None or min(strides) < 0:
-        return None
-    return view(out, tuple(rows.data.shape), (merged[1], strides[-1]))
+    found = _rows_strides(tuple(out.shape), tuple(out.strides), k, out.dtype.itemsize)
+    return None if found is None else view(out, tuple(rows.data.shape), found)
