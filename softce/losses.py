@@ -50,7 +50,7 @@ def cross_entropy(logits: object, target: object, *, axis: int = -1,
     z LSE(x)^2 at each counted position; ``softcap`` c replaces the logits by c tanh(x / c)
     first [D14]; ``return_lse`` returns (loss, lse) with the per-position LSE.
     """
-    ce = CECall.check(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
+    ce = CEPlan.check(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
                       z_loss, softcap, return_lse, empty_mean)
     loss = ce.be.empty((ce.n_rows,), ce.dtype)
     lse = ce.run(loss)
@@ -74,7 +74,7 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     ``out=logits`` writes the gradient over the logits (no rows x classes temporary when the
     class axis is last and logits is C-contiguous).
     """
-    ce = CECall.check(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
+    ce = CEPlan.check(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
                       z_loss, softcap, return_lse, empty_mean)
     be = ce.be
     # the kernel reads labels or probabilities while it writes out: no overlap at all
@@ -96,7 +96,7 @@ def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = N
     tdt, _ = be.describe(target)
     if tdt.kind not in "iu":
         raise TypeError(f"target must hold integer class labels, got dtype {tdt}")
-    ce = CECall.check(logp, target, axis, reduction, weight, ignore_index, 0.0, 0.0, None,
+    ce = CEPlan.check(logp, target, axis, reduction, weight, ignore_index, 0.0, 0.0, None,
                       False, None, name="logp", masked=True)
     loss = be.empty((ce.n_rows,), ce.dtype)
     counted = ce.counted_values()
@@ -120,8 +120,10 @@ def chain_weights(be: Backend, grad_output: object, reduction: str, rows: Layout
 
 
 @dataclass
-class CECall:
-    """Checked inputs of one cross-entropy call, as rows."""
+class CEPlan:
+    """The plan of one cross-entropy call: its checked inputs as rows (labels, with the host
+    mask where one is needed, or probability rows), its options, and from them the kernel it
+    runs (``plain``: D9/D8's, else D13's) and PyTorch's divisor for "mean"."""
 
     be: Backend
     arr: Array
@@ -139,7 +141,7 @@ class CECall:
     def check(cls, logits: object, target: object, axis: object, reduction: object,
               weight: object, ignore_index: object, label_smoothing: object, z_loss: object,
               softcap: object, return_lse: object, empty_mean: object, name: str = "logits",
-              masked: bool = False) -> CECall:
+              masked: bool = False) -> CEPlan:
         """Check every argument of a cross-entropy call and lay its inputs out as rows;
         ``masked`` takes the labels' mask on the host whatever the options (nll_loss)."""
         be = backend_for(logits)
