@@ -36,7 +36,7 @@ from .checking import (
     unfold,
 )
 from .core import CONCRETE, NUMERIC, SYMBOLIC, Derivation, derivation
-from .d08_ce_loss import ce_loss_form
+from .d08_ce_loss import ce_loss_form, guard_zero_targets, guards_ok
 from .d09_ce_gradient import ce_gradient
 from .definitions import SYMBOLIC_ROW, Row, ce_loss, lse, softmax, vec
 from .rules import collapse_delta, expand_sum_bodies, fold_softmax, pull_out_constants
@@ -59,6 +59,8 @@ LABEL_TORCH = "labels: L = v ((1 - eps) nll + (eps / n) smooth + z LSE^2), LossN
 LABEL_GRADIENT = "labels: d L / d x_i = (sum(y') + 2 v z LSE) softmax(x)_i - y'_i"
 PROB_LOSS = ("probabilities: L = -sum_k w_k ((1 - eps) y_k + eps/n) log softmax(x)_k "
              "+ z LSE^2")
+PROB_GUARDED = ("probabilities: a term w_k y_k x_k at y_k = 0 is its limit 0 (D8), also at "
+                "x_k = -oo; the eps/n w_k x_k terms are not guarded (+oo at x_k = -oo)")
 PROB_GRADIENT = "probabilities: d L / d x_i = (sum(y') + 2 z LSE) softmax(x)_i - y'_i"
 NLL = "nll_loss: L = -v w_c logp_c, and at logp = log softmax(x) it is the label loss"
 
@@ -178,8 +180,12 @@ def ce_options(d: Derivation) -> None:
     _check_gradient(d, LABEL_GRADIENT, label_grad, label_def)
 
     prob_loss = _loss_from_d8(d, prob_target, 1, "probabilities")
-    d.results["ce_loss_prob_opts"] = prob_loss
     _check_loss(d, PROB_LOSS, prob_loss, prob_def)
+    guarded = d.step("each term with a factor y_k x_k given its limit at y_k = 0 (D8): 0",
+                     guard_zero_targets(prob_loss))
+    d.check(PROB_GUARDED, SYMBOLIC, guards_ok(guarded, prob_loss),
+            "the default branches give the loss back; each y_k = 0 branch is 0")
+    d.results["ce_loss_prob_opts"] = guarded
     raw, prob_grad = _gradient(d, prob_loss, "probabilities")
     d.results["ce_grad_prob_opts"] = prob_grad
     d.check(PROB_GRADIENT, SYMBOLIC, symbolic_zero(unfold(prob_grad) - raw),

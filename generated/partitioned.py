@@ -10,7 +10,7 @@
 #   D10  log_softmax      2370cfe94f6d26f1
 #   D9   ce_loss_label    b4d07ee249810e95
 #   D9   ce_grad_label    a4268b45925206b8
-#   D8   ce_loss          4832c7ee10fa07ae
+#   D8   ce_loss_guarded  8c4a50ffbbfc941f
 #   D9   ce_grad          cf3db021c5430079
 #   D5   entropy          35ec13671e735291
 # SymPy 1.14.0.
@@ -57,7 +57,7 @@ def cross_entropy_grad_label(x, m, d, c, i, w):
 
 def cross_entropy_prob_sums(x, y):
     """A block's part of the row sums of the probability-target loss. [D8]"""
-    return (numpy.sum(x*y, axis=-1), numpy.sum(y, axis=-1),)
+    return (numpy.sum(numpy.where(numpy.equal(y, 0), 0, x*y), axis=-1), numpy.sum(y, axis=-1),)
 
 
 def cross_entropy_prob(lse, sum_xy, sum_y):

@@ -648,18 +648,14 @@ def test_minus_inf_masks_cross_entropy_probabilities_gradient(reduction, dtype) 
     np.testing.assert_array_equal(grad[np.isneginf(part)], 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known: the prob-target kernels compute x.y with 0 * -inf = NaN, so a masked logit with a "
-    "zero target makes the loss NaN (PyTorch's F.cross_entropy gives NaN too); the limit, as "
-    "0 log 0 = 0, is finite. Remove this marker once the kernels drop zero-target terms."))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_minus_inf_masks_cross_entropy_probabilities_loss(reduction, dtype) -> None:
     """Probability targets that are zero where the logits are masked: each such term is
     0 * (LSE - (-inf)), whose limit is 0 (as 0 log 0 = 0), so the loss is finite.
 
-    PyTorch computes -sum(y * log_softmax(x)) and gives NaN here (0 * -inf); the closed form
-    LSE(x) sum(y) - x.y has the same trap unless a zero y_i drops its term.
+    PyTorch computes -sum(y * log_softmax(x)) and gives NaN here (0 * -inf); the kernels sum
+    D8's guarded x.y, whose y_i = 0 terms are their limit 0.
     """
     part, y = _masked_probabilities(dtype)
     want, _ = ref.cross_entropy_grad(part, y, -1, reduction)

@@ -50,7 +50,7 @@ def cross_entropy_grad_prob_f32(x, y, grad_output, grad, loss):
                 m_c = np.float32(-np.inf)
                 for k in range(stop - start):
                     m_c = fmax(m_c, x_chunk_r[k])
-                    sum_x_y += x_chunk_r[k]*y_chunk_r[k]
+                    sum_x_y += (np.float32(0) if (y_chunk_r[k] == np.float32(0)) else x_chunk_r[k])*y_chunk_r[k]
                     sum_y += y_chunk_r[k]
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                     d_c = np.float32(0)
@@ -96,7 +96,7 @@ def cross_entropy_grad_prob_f64(x, y, grad_output, grad, loss):
                 m_c = np.float64(-np.inf)
                 for k in range(stop - start):
                     m_c = fmax(m_c, x_chunk_r[k])
-                    sum_x_y += x_chunk_r[k]*y_chunk_r[k]
+                    sum_x_y += (np.float64(0) if (y_chunk_r[k] == np.float64(0)) else x_chunk_r[k])*y_chunk_r[k]
                     sum_y += y_chunk_r[k]
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                     d_c = np.float64(0)

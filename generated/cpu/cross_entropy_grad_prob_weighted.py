@@ -54,7 +54,7 @@ def cross_entropy_grad_prob_weighted_f32(x, y, cw, grad_output, z, grad, loss, l
                 for k in range(stop - start):
                     m_c = fmax(m_c, x_chunk_r[k])
                     sum_cw_y += cw_chunk_r[k]*y_chunk_r[k]
-                    sum_cw_x_y += cw_chunk_r[k]*x_chunk_r[k]*y_chunk_r[k]
+                    sum_cw_x_y += (np.float32(0) if (y_chunk_r[k] == np.float32(0)) else x_chunk_r[k])*cw_chunk_r[k]*y_chunk_r[k]
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                     d_c = np.float32(0)
                     for k in range(stop - start):
@@ -108,7 +108,7 @@ def cross_entropy_grad_prob_weighted_f64(x, y, cw, grad_output, z, grad, loss, l
                 for k in range(stop - start):
                     m_c = fmax(m_c, x_chunk_r[k])
                     sum_cw_y += cw_chunk_r[k]*y_chunk_r[k]
-                    sum_cw_x_y += cw_chunk_r[k]*x_chunk_r[k]*y_chunk_r[k]
+                    sum_cw_x_y += (np.float64(0) if (y_chunk_r[k] == np.float64(0)) else x_chunk_r[k])*cw_chunk_r[k]*y_chunk_r[k]
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                     d_c = np.float64(0)
                     for k in range(stop - start):

@@ -2,7 +2,7 @@
 # regenerate with `python scripts/regenerate.py` (`--check` reports stale files).
 # Kernel cross_entropy_prob: loss[r] = LSE(x) sum(y) - x.y [D8, D2, D11]
 # Derived expressions it was printed from (derivation, result, hash of the expression):
-#   D8   ce_loss          4832c7ee10fa07ae
+#   D8   ce_loss_guarded  8c4a50ffbbfc941f
 #   D2   lse_shifted      71581de510d574cf
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
@@ -42,7 +42,7 @@ def cross_entropy_prob_f32(x, y, loss):
             m_c = np.float32(-np.inf)
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
-                sum_x_y += x_chunk_r[k]*y_chunk_r[k]
+                sum_x_y += (np.float32(0) if (y_chunk_r[k] == np.float32(0)) else x_chunk_r[k])*y_chunk_r[k]
                 sum_y += y_chunk_r[k]
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
@@ -73,7 +73,7 @@ def cross_entropy_prob_f64(x, y, loss):
             m_c = np.float64(-np.inf)
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
-                sum_x_y += x_chunk_r[k]*y_chunk_r[k]
+                sum_x_y += (np.float64(0) if (y_chunk_r[k] == np.float64(0)) else x_chunk_r[k])*y_chunk_r[k]
                 sum_y += y_chunk_r[k]
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)

@@ -2,7 +2,7 @@
 # regenerate with `python scripts/regenerate.py` (`--check` reports stale files).
 # Kernel cross_entropy_prob_weighted: loss[r] = D13's prob loss (weighted, z-loss); lse[r] = LSE(x) [D13, D2, D11]
 # Derived expressions it was printed from (derivation, result, hash of the expression):
-#   D13  ce_loss_prob_opts c16aa08ff4f9ceec
+#   D13  ce_loss_prob_opts efd0c48b7946c247
 #   D2   lse_shifted      71581de510d574cf
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
@@ -45,7 +45,7 @@ def cross_entropy_prob_weighted_f32(x, y, cw, z, loss, lse):
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
                 sum_cw_y += cw_chunk_r[k]*y_chunk_r[k]
-                sum_cw_x_y += cw_chunk_r[k]*x_chunk_r[k]*y_chunk_r[k]
+                sum_cw_x_y += (np.float32(0) if (y_chunk_r[k] == np.float32(0)) else x_chunk_r[k])*cw_chunk_r[k]*y_chunk_r[k]
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
                 for k in range(stop - start):
@@ -80,7 +80,7 @@ def cross_entropy_prob_weighted_f64(x, y, cw, z, loss, lse):
             for k in range(stop - start):
                 m_c = fmax(m_c, x_chunk_r[k])
                 sum_cw_y += cw_chunk_r[k]*y_chunk_r[k]
-                sum_cw_x_y += cw_chunk_r[k]*x_chunk_r[k]*y_chunk_r[k]
+                sum_cw_x_y += (np.float64(0) if (y_chunk_r[k] == np.float64(0)) else x_chunk_r[k])*cw_chunk_r[k]*y_chunk_r[k]
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)
                 for k in range(stop - start):

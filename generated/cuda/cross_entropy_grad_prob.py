@@ -146,7 +146,7 @@ def cross_entropy_grad_prob_f32(x, y, grad_output, grad, loss):
             m_c = np.float32(-np.inf)
             for k in range(start, end, width):
                 m_c = fmax(m_c, x_r[k])
-                sum_x_y += x_r[k]*y_r[k]
+                sum_x_y += (np.float32(0) if (y_r[k] == np.float32(0)) else x_r[k])*y_r[k]
                 sum_y += y_r[k]
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
@@ -291,7 +291,7 @@ def cross_entropy_grad_prob_f64(x, y, grad_output, grad, loss):
             m_c = np.float64(-np.inf)
             for k in range(start, end, width):
                 m_c = fmax(m_c, x_r[k])
-                sum_x_y += x_r[k]*y_r[k]
+                sum_x_y += (np.float64(0) if (y_r[k] == np.float64(0)) else x_r[k])*y_r[k]
                 sum_y += y_r[k]
             if m_c != np.float64(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)

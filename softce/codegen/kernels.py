@@ -141,7 +141,7 @@ def cross_entropy_kernels(cat: Catalogue) -> list[RowKernel]:
         doc="loss[r] = LSE(x) - x[c]; grad[i] = w * (softmax(x)[i] - [i = c]) [D9, D2, D11]",
         rows=(x,), row_scalars=(*label, ("grad_output", w)),
         outputs={"grad": w * grad_label}, row_outputs={"loss": loss_label}))
-    loss_prob = cat.fold_in(cat.get("D8", "ce_loss"), soft)
+    loss_prob = cat.fold_in(cat.get("D8", "ce_loss_guarded"), soft)
     kernels.append(cat.spec(
         name="cross_entropy_prob", doc="loss[r] = LSE(x) sum(y) - x.y [D8, D2, D11]",
         rows=(x, y), row_outputs={"loss": loss_prob}))

@@ -17,7 +17,7 @@ import sympy as sp
 from softce.derive.symbols import i, j, k, n
 
 from .ir import Assignment, ElementwiseKernel, KernelInputs, Reduction, RowKernel, Source
-from .numerics import MarkMergeFactors, MarkShiftedExps, ShiftToMin, on_kernel
+from .numerics import MarkMergeFactors, MarkShiftedExps, SelectFactor, ShiftToMin, on_kernel
 
 #: The shift every shifted reduction uses: the row's max (D2 with D = max).
 m = sp.Symbol("m", real=True)
@@ -175,7 +175,7 @@ def lower(spec: KernelSpec) -> RowKernel:
         formulas=tuple({**spec.outputs, **spec.pair_outputs, **spec.row_outputs}.items()),
         scratch_formulas=tuple(spec.scratch.items()),
     )
-    return mark_nonpositive_exps(kernel)
+    return mark_nonpositive_exps(on_kernel(kernel, SelectFactor()))
 
 
 def mark_nonpositive_exps(kernel: RowKernel) -> RowKernel:

@@ -146,7 +146,7 @@ def _body(results: Results) -> tuple[list[str], list[Source]]:
                  "w * d loss / d x of a block's elements x at class indices i, label c.",
                  [], pr(grad_label))
 
-    loss_prob, sums = _split_sums(mod.cat.get("D8", "ce_loss").xreplace({LSE: LSE_ROW}))
+    loss_prob, sums = _split_sums(mod.cat.get("D8", "ce_loss_guarded").xreplace({LSE: LSE_ROW}))
     _sums_function(mod, "cross_entropy_prob_sums", "x, y", sums,
                    "A block's part of the row sums of the probability-target loss.")
     mod.function("cross_entropy_prob", "lse, " + ", ".join(map(str, sorted(sums, key=str))),
