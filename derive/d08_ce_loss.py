@@ -82,4 +82,5 @@ def ce_loss_form(d: Derivation) -> None:
     d.results["ce_loss_guarded"] = guarded
     d.check(GUARDED, SYMBOLIC, guards_ok(guarded, loss),
             "the default branches give the loss back; each y_k = 0 branch is 0")
+    d.check(GUARDED, NUMERIC, *numeric_ok(numeric_error(guarded, definition)))
 

@@ -7,8 +7,11 @@
 
 With lq the input, yt the target and lt a log-target, the term yt (log yt - lq) is extended
 to yt = 0 by its limit (the u log u limit of D5), so that summed over a row with lq = log q_k
-it is KL(y || q) of the definitions. At yt = exp(lt) the term is the log_target one. The
-gradients in the input are -yt (the two branches agree at yt = 0) and -exp(lt).
+it is KL(y || q) of the definitions. At yt = exp(lt) the term is the log_target one; at
+lt = -oo (target probability 0) it is its limit as lt -> -oo, 0: the guard replaces lt by 0 in
+lt - lq, and exp(-oo) = 0 gives the limit where lq is finite (0 (-oo) would be NaN), while a NaN
+or infinite lq still makes the product NaN (there the limit does not exist). The gradients in
+the input are -yt (the two branches agree at yt = 0) and -exp(lt).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from .symbols import q, y
 lq = sp.Symbol("lq", real=True)
 #: The target, a probability (0 allowed).
 yt = sp.Symbol("yt", nonnegative=True)
-#: The target given as its log (log_target=True).
-lt = sp.Symbol("lt", real=True)
+#: The target given as its log (log_target=True): extended real, -oo for a probability 0.
+lt = sp.Symbol("lt", extended_real=True)
 
 ZERO_TERM = "lim_{yt -> 0+} yt (log yt - lq) = 0, so the term at yt = 0 is 0"
 ROW = "sum_k kl_term(yt = y_k, lq = log q_k) = KL(y || q)"
 LOG_TARGET = "kl_term at yt = exp(lt) is exp(lt) (lt - lq)"
+LOG_LIMIT = ("lim_{lt -> -oo} exp(lt) (lt - lq) = 0 (finite lq), and the guarded term, lt - lq "
+             "with lt = -oo replaced by 0, is that limit at lt = -oo")
 GRADIENT = "d kl_term / d lq = -yt"
 LOG_GRADIENT = "d kl_term_log_target / d lq = -exp(lt)"
 
@@ -112,13 +117,27 @@ def kl_div_terms(d: Derivation) -> None:
             "every term is 0 (the y_k = 0 term in both by the limit)")
     d.check(ROW, NUMERIC, *numeric_ok(_row_error(row, definition)))
 
-    log_target = d.step("yt = exp(lt) > 0: the limit branch drops, log exp(lt) = lt",
-                        kl_term.subs(yt, sp.exp(lt)))
-    d.results["kl_term_log_target"] = log_target
+    plain = d.step("yt = exp(lt) > 0 (lt finite): the limit branch drops, log exp(lt) = lt",
+                   kl_term.args[-1][0].subs(yt, sp.exp(lt)))
     torch_log = sp.exp(lt) * (lt - lq)
-    d.check(LOG_TARGET, SYMBOLIC, sp.simplify(log_target - torch_log) == 0,
+    d.check(LOG_TARGET, SYMBOLIC, sp.simplify(plain - torch_log) == 0,
             "it is PyTorch's exp(target) (target - input)")
+    limit = sp.limit(plain, lt, -sp.oo)
+    d.step("lt -> -oo (target probability 0): the limit", sp.Eq(sp.Limit(plain, lt, -sp.oo),
+                                                                 limit))
+    finite = sp.Piecewise((0, sp.Eq(lt, -sp.oo)), (lt, True))
+    log_target = d.step("the guard: lt - lq with lt = -oo replaced by 0 (finite), so that "
+                        "exp(-oo) = 0 gives the limit",
+                        plain.replace(lambda e: e.is_Add and lt in e.args,
+                                      lambda e: e.xreplace({lt: finite})))
+    d.results["kl_term_log_target"] = log_target
+    d.check(LOG_LIMIT, SYMBOLIC, limit == 0 and log_target.subs(lt, -sp.oo) == limit
+            and log_target.xreplace({finite: lt}) == plain,
+            "sympy.limit; the guarded term at lt = -oo is the limit, elsewhere the term")
     points = _points()
+    d.check(LOG_LIMIT, NUMERIC, *numeric_ok(_error(
+        log_target.subs(lt, -sp.oo), lambda pt: plain.xreplace({**pt, lt: -10**4}).evalf(DIGITS),
+        points)))
     d.check(LOG_TARGET, NUMERIC, *numeric_ok(_error(
         log_target, lambda pt: kl_term.xreplace({**pt, yt: sp.exp(pt[lt])}).evalf(DIGITS),
         points)))

@@ -256,6 +256,37 @@ def test_the_rest_of_the_family_agrees_with_cpu(dtype) -> None:
 
 @on_cuda
 @pytest.mark.parametrize("dtype", [F32, F64])
+def test_limits_at_zero_targets_agree_with_cpu(dtype) -> None:
+    """The limits of 0 * inf terms on the device: a -inf logit under a 0 probability target
+    (D8's guard: finite loss; +inf with label smoothing) and a -inf log-target of kl_div
+    (D16's guard: 0 for a finite input, NaN for an infinite or NaN one), as on the CPU."""
+    import softce
+
+    rng = np.random.default_rng(9)
+    x = (3 * rng.standard_normal((3, 33))).astype(dtype)
+    y = softmax_ref(rng.standard_normal((3, 33))).astype(dtype)
+    y[:2, ::4], x[0, ::4], x[1, 8] = 0, -np.inf, -np.inf
+    weight = rng.random(33) + 0.5
+    for kwargs in ({}, {"weight": weight}, {"weight": weight, "label_smoothing": 0.1}):
+        loss = softce.cross_entropy(dev(x), dev(y), reduction="none", **kwargs)
+        cpu = softce.cross_entropy(x, y, reduction="none", **kwargs)
+        close(loss, cpu, dtype)
+        smoothed = "label_smoothing" in kwargs
+        assert (np.isposinf(cpu[:2]) if smoothed else np.isfinite(cpu)).all(), (kwargs, cpu)
+        got, grad = softce.cross_entropy_grad(dev(x), dev(y), reduction="none", **kwargs)
+        want, cpu_grad = softce.cross_entropy_grad(x, y, reduction="none", **kwargs)
+        close(got, want, dtype)
+        close(grad, cpu_grad, dtype)
+    lq = np.array([-1.0, -np.inf, np.inf, np.nan, -2.0, -0.5], dtype)
+    lt = np.array([-np.inf, -np.inf, -np.inf, -np.inf, -1.0, np.nan], dtype)
+    got = softce.kl_div(dev(lq), dev(lt), reduction="none", log_target=True)
+    got = host(got) if hasattr(got, "copy_to_host") else np.asarray(got)
+    close(got, softce.kl_div(lq, lt, reduction="none", log_target=True), dtype)
+    assert got[0] == 0 and np.isnan(got[[1, 2, 3, 5]]).all() and np.isfinite(got[4])
+
+
+@on_cuda
+@pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", [1, 31, 33])
 def test_softmax_jacobian(n: int, dtype) -> None:
     import softce

@@ -47,7 +47,9 @@ CONTRACT = {
     ("D15", "bce_loss"): wt * (pw * yb * _softplus(-t) + (1 - yb) * _softplus(t)),
     ("D15", "bce_grad"): wt * ((pw * yb + 1 - yb) * _sigmoid(t) - pw * yb),
     ("D16", "kl_term"): sp.Piecewise((0, sp.Eq(yt, 0)), (yt * (sp.log(yt) - lq), True)),
-    ("D16", "kl_term_log_target"): sp.exp(lt) * (lt - lq),
+    # the guard at lt = -oo (target probability 0): lt - lq with lt replaced by 0 there
+    ("D16", "kl_term_log_target"): sp.exp(lt) * (sp.Piecewise((0, sp.Eq(lt, -sp.oo)), (lt, True))
+                                                 - lq),
     ("D16", "kl_term_grad"): -yt,
     ("D16", "kl_term_log_target_grad"): -sp.exp(lt),
     ("D17", "softmax_entropy"): LSE - row_sum(_GUARDED),
@@ -140,6 +142,10 @@ def test_kl_terms_against_mpmath() -> None:
         lt_value = mpmath.log(target)
         assert abs(_at(r["kl_term_log_target"], {lt: lt_value, lq: inp}) - want) < mpmath.mpf(
             "1e-45")
+        # a -inf log-target: the limit of exp(lt) (lt - lq) as lt -> -oo, 0 (mpmath, far out)
+        assert r["kl_term_log_target"].subs({lt: -sp.oo, lq: sp.Float(str(inp), 50)}) == 0
+        far = mpmath.mpf(-2000)
+        assert abs(mpmath.exp(far) * (far - inp)) < mpmath.mpf("1e-800")
         assert _at(r["kl_term_grad"], {yt: "0.25"}) == -target
         assert abs(_at(r["kl_term_log_target_grad"], {lt: lt_value}) + target) < mpmath.mpf(
             "1e-45")

@@ -2,7 +2,10 @@
 
 Probability-target cross-entropy: a term y_k x_k with y_k = 0 is its limit 0 (D8's guard),
 also where x_k = -inf; the references below are written by hand and evaluated with mpmath at
-50 digits, summing only the y_k > 0 terms.
+50 digits, summing only the y_k > 0 terms. kl_div with log_target: exp(lt) (lt - lq) at
+lt = -inf is its limit 0 where lq is finite (D16's guard); PyTorch gives NaN there (0 * -inf).
+At lq = +-inf the limit does not exist (0 as lt -> -inf first, +-inf as lq -> -+inf first) and
+softce gives NaN, as PyTorch; NaN inputs give NaN.
 """
 
 import math
@@ -15,6 +18,7 @@ import sympy as sp
 import softce
 from softce.derive import results, run
 from softce.derive.d08_ce_loss import ZERO_TARGET
+from softce.derive.d16_kl_div import LOG_LIMIT, lq, lt
 from softce.derive.symbols import x, y
 
 DTYPES = [np.float32, np.float64]
@@ -112,3 +116,65 @@ def test_nan_still_propagates(dtype) -> None:
     for w in (None, np.ones(37, dtype)):
         loss = softce.cross_entropy(x_, y_, weight=w, reduction="none")
         assert np.isnan(loss[[0, 2]]).all() and np.isfinite(loss[1])
+
+
+def test_d16_guard_is_derived_and_checked() -> None:
+    d = run("D16")
+    assert all(c.ok for c in d.checks)
+    assert {c.method for c in d.checks if c.claim == LOG_LIMIT} >= {"numeric"}
+    term = results("D16")["kl_term_log_target"]
+    assert term.subs(lt, -sp.oo) == 0 and term.subs({lt: -sp.oo, lq: 5}) == 0
+    assert sp.limit(sp.exp(lt) * (lt - lq), lt, -sp.oo) == 0
+
+
+def _kl_log_ref(inp: float, target: float):
+    """exp(lt) (lt - lq) by hand: at lt = -inf the limit 0 for a finite lq, NaN for an
+    infinite one (no limit); NaN in, NaN out."""
+    if math.isnan(inp) or math.isnan(target):
+        return math.nan
+    if target == -INF:
+        return 0.0 if math.isfinite(inp) else math.nan
+    return mpmath.exp(mpmath.mpf(target)) * (mpmath.mpf(target) - mpmath.mpf(inp))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kl_div_log_target_minus_inf_is_the_limit(dtype) -> None:
+    rng = np.random.default_rng(16)
+    inp = np.log(rng.random(40)).astype(dtype)
+    target = np.log(rng.random(40)).astype(dtype)
+    target[::4] = -np.inf  # probability 0, finite lq
+    specials = [(-np.inf, -np.inf), (np.inf, -np.inf), (np.nan, -np.inf), (-1.0, np.nan),
+                (-np.inf, -1.0), (np.inf, -1.0), (-1.0, np.inf)]
+    for q, (a, b) in enumerate(specials):
+        inp[1 + 4 * q], target[1 + 4 * q] = a, b
+    got = softce.kl_div(inp, target, reduction="none", log_target=True)
+    assert got.dtype == dtype
+    for g, a, b in zip(got.tolist(), inp.tolist(), target.tolist()):
+        want = _kl_log_ref(a, b)
+        if isinstance(want, float) and math.isnan(want):
+            assert math.isnan(g), (a, b, g)
+        elif mpmath.isinf(want):
+            assert g == float(want), (a, b, g)
+        else:
+            tol = 4 * float(np.spacing(dtype(max(abs(float(want)), 1e-30))))
+            assert abs(g - float(want)) <= tol, (a, b, g, want)
+    zero = target == -np.inf
+    finite = zero & np.isfinite(inp)
+    assert np.all(got[finite] == 0) and np.isnan(got[zero & ~np.isfinite(inp)]).all()
+    # a row whose zero-probability targets are -inf: a finite sum, the same as without them
+    clean = np.isfinite(inp) & ~np.isnan(target) & (target != np.inf)
+    total = softce.kl_div(inp[clean], target[clean], reduction="sum", log_target=True)
+    want = mpmath.fsum(_kl_log_ref(a, b) for a, b in zip(inp[clean].tolist(),
+                                                         target[clean].tolist()))
+    assert abs(float(total) - float(want)) <= 1e-5 * max(1.0, abs(float(want)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kl_div_zero_target_without_log_target(dtype) -> None:
+    """yt (log yt - lq) at yt = 0 is D16's limit 0, whatever lq (the branch of the limit)."""
+    inp = np.array([-1.0, -np.inf, np.inf, np.nan, -2.0], dtype)
+    target = np.array([0.0, 0.0, 0.0, 0.0, 0.5], dtype)
+    got = softce.kl_div(inp, target, reduction="none")
+    np.testing.assert_array_equal(got[:4], 0)
+    want = 0.5 * (mpmath.log(mpmath.mpf("0.5")) + 2)
+    assert abs(float(got[4]) - float(want)) <= 4 * float(np.spacing(dtype(1)))

@@ -2,7 +2,7 @@
 # regenerate with `python scripts/regenerate.py` (`--check` reports stale files).
 # Kernel kl_div_log_target: out = exp(lt) (lt - lq) [D16]
 # Derived expressions it was printed from (derivation, result, hash of the expression):
-#   D16  kl_term_log_target 3c70c88a60dd347d
+#   D16  kl_term_log_target 70fb5ff5ed07eaae
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
 #   softce/shift.py       42442489f175ff00
@@ -23,7 +23,7 @@ def kl_div_log_target_f32(lq_in, lt_in, out):
     for q in nb.prange(out.shape[0]):
         lq = lq_in[q]
         lt = lt_in[q]
-        out[q] = (-lq + lt)*exp_f32(lt)
+        out[q] = (-lq + (np.float32(0) if (lt == np.float32(-np.inf)) else lt))*exp_f32(lt)
 
 
 @nb.njit(["void(float64[::1], float64[::1], float64[::1])"], **CPU_OPTIONS)
@@ -32,7 +32,7 @@ def kl_div_log_target_f64(lq_in, lt_in, out):
     for q in nb.prange(out.shape[0]):
         lq = lq_in[q]
         lt = lt_in[q]
-        out[q] = (-lq + lt)*exp_f64(lt)
+        out[q] = (-lq + (np.float64(0) if (lt == np.float64(-np.inf)) else lt))*exp_f64(lt)
 
 
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;

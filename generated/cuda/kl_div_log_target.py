@@ -2,7 +2,7 @@
 # regenerate with `python scripts/regenerate.py` (`--check` reports stale files).
 # Kernel kl_div_log_target: out = exp(lt) (lt - lq) [D16]
 # Derived expressions it was printed from (derivation, result, hash of the expression):
-#   D16  kl_term_log_target 3c70c88a60dd347d
+#   D16  kl_term_log_target 70fb5ff5ed07eaae
 # Runtime modules it calls (hash of the file):
 #   softce/cuda/runtime.py 2ec38cec98e31ac1
 # SymPy 1.14.0.
@@ -20,7 +20,7 @@ def kl_div_log_target_f32(lq_in, lt_in, out):
     for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out.shape[0], step):
         lq = lq_in[q]
         lt = lt_in[q]
-        out[q] = (-lq + lt)*exp_f32(lt)
+        out[q] = (-lq + (np.float32(0) if (lt == np.float32(-np.inf)) else lt))*exp_f32(lt)
 
 
 @cuda.jit
@@ -30,7 +30,7 @@ def kl_div_log_target_f64(lq_in, lt_in, out):
     for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out.shape[0], step):
         lq = lq_in[q]
         lt = lt_in[q]
-        out[q] = (-lq + lt)*exp_f64(lt)
+        out[q] = (-lq + (np.float64(0) if (lt == np.float64(-np.inf)) else lt))*exp_f64(lt)
 
 
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
