@@ -20,6 +20,8 @@ D8's loss LSE sum(y') - x.y' plus that term, and sympy.diff of it, give the loss
 the kernels are printed from; each is checked against the definition for symbolic n, for
 n = 1..8 and at 50 digits, and the label loss against PyTorch's (1 - eps) nll + (eps / n) smooth
 written apart. nll_loss takes log-probabilities as given: -sum_k y'_k logp_k at eps = 0.
+The probability loss's w_k y_k x_k terms carry D8's guard (0 at y_k = 0, also at x_k = -oo);
+its gradient is sympy.diff of the unguarded loss (the same function where y_k != 0).
 """
 
 from __future__ import annotations

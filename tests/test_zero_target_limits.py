@@ -9,6 +9,8 @@ softce gives NaN, as PyTorch; NaN inputs give NaN.
 """
 
 import math
+import re
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -178,3 +180,37 @@ def test_kl_div_zero_target_without_log_target(dtype) -> None:
     np.testing.assert_array_equal(got[:4], 0)
     want = 0.5 * (mpmath.log(mpmath.mpf("0.5")) + 2)
     assert abs(float(got[4]) - float(want)) <= 4 * float(np.spacing(dtype(1)))
+
+
+def test_select_factor_reuses_the_kernels_products() -> None:
+    """The guard becomes a select on x[k] (times cw[k] y[k]), or on cw[k] x[k] (times y[k])
+    where cw[k] x[k] is summed on its own: no product of its own, and no select left on the
+    summand (which LLVM would fold into the sum, stopping vectorisation)."""
+    from softce.codegen.numerics import SelectFactor
+    from softce.derive.d13_ce_options import cw
+    from softce.derive.symbols import k
+
+    guard = sp.Piecewise((0, sp.Eq(y[k], 0)), (cw[k] * x[k] * y[k], True))
+    on_x = SelectFactor()(guard)
+    assert on_x == sp.Piecewise((0, sp.Eq(y[k], 0)), (x[k], True)) * cw[k] * y[k]
+    on_wx = SelectFactor(frozenset({cw[k] * x[k]}))(guard)
+    assert on_wx == sp.Piecewise((0, sp.Eq(y[k], 0)), (cw[k] * x[k], True)) * y[k]
+    for e in (on_x, on_wx):
+        assert sp.piecewise_fold(e) == sp.Piecewise((0, sp.Eq(y[k], 0)),
+                                                    (cw[k] * x[k] * y[k], True))
+
+
+def test_generated_guards_are_selects_on_loads() -> None:
+    """In generated/cpu/cross_entropy_prob*.py the guarded term is one select on loads times
+    loads: no function call in the element loop."""
+    root = Path(__file__).resolve().parents[1] / "generated" / "cpu"
+    load = r"\w+_r\[k\]"
+    select = (rf"\(np\.float(32|64)\(0\) if \({load} == np\.float(32|64)\(0\)\) else "
+              rf"{load}(\*{load})*\)(\*{load})+")
+    files = sorted(root.glob("cross_entropy*prob*.py"))
+    assert len(files) == 6
+    for path in files:
+        lines = [ln.strip() for ln in path.read_text().splitlines() if "_x_y +=" in ln]
+        assert len(lines) == 2, path.name
+        for line in lines:
+            assert re.fullmatch(rf"sum_(cw_)?x_y \+= {select}", line), (path.name, line)

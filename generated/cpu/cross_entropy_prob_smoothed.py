@@ -48,7 +48,7 @@ def cross_entropy_prob_smoothed_f32(x, y, cw, eps, z, loss, lse):
                 m_c = fmax(m_c, x_chunk_r[k])
                 sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
                 sum_cw_y += cw_chunk_r[k]*y_chunk_r[k]
-                sum_cw_x_y += (np.float32(0) if (y_chunk_r[k] == np.float32(0)) else x_chunk_r[k])*cw_chunk_r[k]*y_chunk_r[k]
+                sum_cw_x_y += (np.float32(0) if (y_chunk_r[k] == np.float32(0)) else cw_chunk_r[k]*x_chunk_r[k])*y_chunk_r[k]
                 sum_cw += cw_chunk_r[k]
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
@@ -88,7 +88,7 @@ def cross_entropy_prob_smoothed_f64(x, y, cw, eps, z, loss, lse):
                 m_c = fmax(m_c, x_chunk_r[k])
                 sum_cw_x += cw_chunk_r[k]*x_chunk_r[k]
                 sum_cw_y += cw_chunk_r[k]*y_chunk_r[k]
-                sum_cw_x_y += (np.float64(0) if (y_chunk_r[k] == np.float64(0)) else x_chunk_r[k])*cw_chunk_r[k]*y_chunk_r[k]
+                sum_cw_x_y += (np.float64(0) if (y_chunk_r[k] == np.float64(0)) else cw_chunk_r[k]*x_chunk_r[k])*y_chunk_r[k]
                 sum_cw += cw_chunk_r[k]
             if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)

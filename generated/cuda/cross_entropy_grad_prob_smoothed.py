@@ -178,7 +178,7 @@ def cross_entropy_grad_prob_smoothed_f32(x, y, cw, grad_output, eps, z, grad, lo
                 m_c = fmax(m_c, x_r[k])
                 sum_cw_x += cw_r[k]*x_r[k]
                 sum_cw_y += cw_r[k]*y_r[k]
-                sum_cw_x_y += (np.float32(0) if (y_r[k] == np.float32(0)) else x_r[k])*cw_r[k]*y_r[k]
+                sum_cw_x_y += (np.float32(0) if (y_r[k] == np.float32(0)) else cw_r[k]*x_r[k])*y_r[k]
                 sum_cw += cw_r[k]
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
@@ -365,7 +365,7 @@ def cross_entropy_grad_prob_smoothed_f64(x, y, cw, grad_output, eps, z, grad, lo
                 m_c = fmax(m_c, x_r[k])
                 sum_cw_x += cw_r[k]*x_r[k]
                 sum_cw_y += cw_r[k]*y_r[k]
-                sum_cw_x_y += (np.float64(0) if (y_r[k] == np.float64(0)) else x_r[k])*cw_r[k]*y_r[k]
+                sum_cw_x_y += (np.float64(0) if (y_r[k] == np.float64(0)) else cw_r[k]*x_r[k])*y_r[k]
                 sum_cw += cw_r[k]
             if m_c != np.float64(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)

@@ -175,7 +175,7 @@ def cross_entropy_prob_smoothed_f32(x, y, cw, eps, z, loss, lse):
                 m_c = fmax(m_c, x_r[k])
                 sum_cw_x += cw_r[k]*x_r[k]
                 sum_cw_y += cw_r[k]*y_r[k]
-                sum_cw_x_y += (np.float32(0) if (y_r[k] == np.float32(0)) else x_r[k])*cw_r[k]*y_r[k]
+                sum_cw_x_y += (np.float32(0) if (y_r[k] == np.float32(0)) else cw_r[k]*x_r[k])*y_r[k]
                 sum_cw += cw_r[k]
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float32(0)
@@ -350,7 +350,7 @@ def cross_entropy_prob_smoothed_f64(x, y, cw, eps, z, loss, lse):
                 m_c = fmax(m_c, x_r[k])
                 sum_cw_x += cw_r[k]*x_r[k]
                 sum_cw_y += cw_r[k]*y_r[k]
-                sum_cw_x_y += (np.float64(0) if (y_r[k] == np.float64(0)) else x_r[k])*cw_r[k]*y_r[k]
+                sum_cw_x_y += (np.float64(0) if (y_r[k] == np.float64(0)) else cw_r[k]*x_r[k])*y_r[k]
                 sum_cw += cw_r[k]
             if m_c != np.float64(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 d_c = np.float64(0)

@@ -175,7 +175,8 @@ def lower(spec: KernelSpec) -> RowKernel:
         formulas=tuple({**spec.outputs, **spec.pair_outputs, **spec.row_outputs}.items()),
         scratch_formulas=tuple(spec.scratch.items()),
     )
-    return mark_nonpositive_exps(on_kernel(kernel, SelectFactor()))
+    summed = frozenset(r.summand for r in kernel.reductions)
+    return mark_nonpositive_exps(on_kernel(kernel, SelectFactor(summed)))
 
 
 def mark_nonpositive_exps(kernel: RowKernel) -> RowKernel:

@@ -15,10 +15,11 @@ Passes (each a small object called on an expression):
   the CUDA kernels compile without ``reassoc``).
 - ``Unmask()``: the derivations' guard Piecewise((0, Eq(p[q], 0)), (p[q] h, True)) ->
   p[q] Unmasked(x[q], h).
-- ``SelectFactor()``: D8's guard Piecewise((0, Eq(y[q], 0)), (r y[q] x[q], True)) ->
-  Piecewise((0, Eq(y[q], 0)), (x[q], True)) r y[q]: a select on the factor x[q], which keeps
-  a kernel's sum a plain reduction (a select on the summand is folded into the sum by LLVM and
-  stops the loop vectorising).
+- ``SelectFactor(summed)``: D8's guard Piecewise((0, Eq(y[q], 0)), (r y[q] x[q], True)) ->
+  a select on x[q] times the kernel's products: Piecewise((0, Eq(y[q], 0)), (r x[q], True)) y[q]
+  where r x[q] is summed on its own, else Piecewise((0, Eq(y[q], 0)), (x[q], True)) r y[q]. The
+  sum stays a plain reduction (a select on the summand is folded into the sum by LLVM and stops
+  the loop vectorising) and the guard adds no product of its own.
 - ``ShiftToMin()``: u - Max(u, v) -> Min(0, u - v), which is 0, not inf - inf, at u = +inf.
 - ``DeltaSplit``: a KroneckerDelta(i, c) taken out of an element loop (its index and the
   expression at delta 0 or 1).
@@ -196,27 +197,33 @@ class Unmask:
 @dataclass(frozen=True)
 class SelectFactor:
     """Piecewise((0, Eq(y[q], 0)), (r y[q] x[q], True)) -> Piecewise((0, Eq(y[q], 0)),
-    (x[q], True)) r y[q]: the same value for a finite r (0 r y[q] = 0 at y[q] = 0), the select
-    now on x[q]; printed first, the product rounds as r x[q] y[q] did."""
+    (r x[q], True)) y[q] when r x[q] is in ``summed`` (the kernel's other summands), else
+    Piecewise((0, Eq(y[q], 0)), (x[q], True)) r y[q]: the same value (0 y[q] = 0 at y[q] = 0),
+    built from the products the kernel already forms, so that the other sums round (and fuse
+    into FMAs) as they did without the guard."""
+
+    summed: frozenset[sp.Expr] = frozenset()
 
     def __call__(self, expr: sp.Expr) -> sp.Expr:
-        return expr.replace(lambda e: self._factor(e) is not None, self._rewrite)
+        return expr.replace(self._guard, self._rewrite)
 
     @staticmethod
-    def _factor(e: sp.Expr) -> sp.Indexed | None:
-        """x[q] when e is such a guard on y[q]."""
+    def _guard(e: sp.Expr) -> bool:
+        """e is such a guard on y[q], with x[q] a factor of its term."""
         if not isinstance(e, sp.Piecewise) or len(e.args) != 2 or e.args[0][0] != 0:
-            return None
+            return False
         cond, term = e.args[0][1], e.args[1][0]
-        if not (isinstance(cond, sp.Eq) and cond.rhs == 0 and isinstance(cond.lhs, sp.Indexed)
-                and cond.lhs.base == y and term.is_Mul and cond.lhs in term.args):
-            return None
-        load = x[cond.lhs.indices[0]]
-        return load if load in term.args else None
+        return (isinstance(cond, sp.Eq) and cond.rhs == 0 and isinstance(cond.lhs, sp.Indexed)
+                and cond.lhs.base == y and term.is_Mul and cond.lhs in term.args
+                and x[cond.lhs.indices[0]] in term.args)
 
     def _rewrite(self, e: sp.Piecewise) -> sp.Expr:
-        load = self._factor(e)
-        return sp.Piecewise((0, e.args[0][1]), (load, True)) * (e.args[1][0] / load)
+        cond, term = e.args[0][1], e.args[1][0]
+        target = cond.lhs
+        load = x[target.indices[0]]
+        if term / target in self.summed:
+            return sp.Piecewise((0, cond), (term / target, True)) * target
+        return sp.Piecewise((0, cond), (load, True)) * (term / load)
 
 
 @dataclass(frozen=True)
