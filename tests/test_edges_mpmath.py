@@ -197,7 +197,7 @@ def _prob_targets(n):
 def test_cross_entropy_probabilities(dtype) -> None:
     """loss = LSE sum(y) - x.y is computed unshifted: the documented floor is the size of the
     terms it cancels, |LSE| sum(y) + sum |x_i| y_i (x = 1e30 rows lose everything below
-    ulp(1e30)); rows with -inf masks under a zero target are NaN (test_api's xfail)."""
+    ulp(1e30)); rows with -inf masks are test_zero_target_limits' (the term's limit 0)."""
     for name, row, vals in _finite_rows(dtype):
         if any(v == -INF for v in vals):
             continue
@@ -399,7 +399,7 @@ def test_where_others_give_nan_and_softce_does_not() -> None:
     # torch's KL/xlogy path is finite too; SciPy's entr is finite
     assert np.isfinite(scipy_special.entr(p).sum())
     # float32 logits of 1e30 against a probability target: torch's F.cross_entropy gives
-    # NaN through (-inf) * 0 on a masked class with zero target; softce too (documented),
+    # NaN through (-inf) * 0 on a masked class with zero target (softce: the limit, D8),
     # but with the large-logit one-hot label it is finite in both
     x = np.array([[1e30, -1e30, 0.0]], np.float32)
     t = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor([0]))

@@ -49,13 +49,6 @@ DOCUMENTED_NAN = {
     "logsumexp_vjp/all-neg-inf/f64": "g softmax(x) of a row of all -inf: NaN",
     "logsumexp_vjp/plus-inf/f64": "g softmax(x) with +inf in the row: NaN",
 }
-# softce now gives the limit where the fixture recorded its old NaN (D8's zero-target guard:
-# a term y_k x_k with y_k = 0 is 0, also at x_k = -inf); rerecording moves these into the
-# fixture's softce column, and out of the README table where every reference agrees.
-LIMIT_SINCE_RECORDED = {
-    "cross_entropy[prob]/zero-target-on-neg-inf/f64": "PyTorch NaN; the limit, finite",
-    "kl/zero-target-on-neg-inf/f64": "cross_entropy - entropy: finite, as JAX and SciPy",
-}
 LOG_DOMAIN = {"log_softmax", "logsumexp", "cross_entropy_label", "cross_entropy_prob", "kl",
               "entropy", "cross_entropy_label_grad", "cross_entropy_prob_grad",
               "logsumexp_vjp", "softmax_vjp", "log_softmax_vjp"}
@@ -168,21 +161,26 @@ def test_documented_nan_ids_exist() -> None:
 
 def test_where_references_give_nan_and_softce_does_not() -> None:
     """The recorded finding, spelled out: every (case, reference) pair with a NaN where softce
-    is finite. On these inputs only the naive -(p log p).sum() of PyTorch and JAX does that;
-    the library functions (entr, softmax, logsumexp, F.cross_entropy, ...) never do."""
+    is finite. On these inputs only the naive -(p log p).sum() of PyTorch and JAX, and the
+    references' cross-entropy with a -inf logit under a zero target (PyTorch's F.cross_entropy,
+    the naive -(y * log_softmax(x)).sum()) do that: softce takes the term's limit 0 (D8)."""
     pairs = {(e["id"], r["framework"], r["kind"]) for e in DATA["cases"]
              for r in e["references"] if r["nan"] and not e["softce"]["nan"]}
     recorded = {r["framework"] for e in DATA["cases"] for r in e["references"]}
     want = {(cid, fw, "naive") for cid in ("entropy/p-zero/f64", "entropy/p-zero/f32",
                                           "entropy/one-hot/f64", "entropy/all-zero/f64")
             for fw in ("torch", "jax") if fw in recorded}
+    masked = ("cross_entropy[prob]/zero-target-on-neg-inf/f64", "kl/zero-target-on-neg-inf/f64")
+    want |= {(e["id"], r["framework"], r["kind"]) for e in DATA["cases"] if e["id"] in masked
+             for r in e["references"] if r["nan"]}
     assert pairs == want
+    for cid in masked:  # PyTorch's F.cross_entropy is NaN there
+        assert (cid, "torch", "lib") in pairs or "torch" not in recorded
     # and the reverse: softce NaN where a reference is not (the documented deviations)
     reverse = {e["id"] for e in DATA["cases"] if e["softce"]["nan"]
                and any(not r["nan"] for r in e["references"])}
-    assert reverse == {"logsumexp/plus-inf/f64", "logsumexp/plus-inf/f32",
-                       "kl/zero-target-on-neg-inf/f64"}
-    assert reverse - set(LIMIT_SINCE_RECORDED) <= set(DOCUMENTED_NAN)
+    assert reverse == {"logsumexp/plus-inf/f64", "logsumexp/plus-inf/f32"}
+    assert reverse <= set(DOCUMENTED_NAN)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -223,9 +221,6 @@ def test_fixture_softce_column_matches_this_run(cid: str) -> None:
     got = REC.softce_result(REC.case_by_id(cid))
     recorded = REC.decode(entry["softce"]["values"])
     assert entry["softce"]["nan"] == bool(np.isnan(recorded).any())
-    if cid in LIMIT_SINCE_RECORDED:  # recorded NaN, now the limit (checked exactly above)
-        assert np.isnan(recorded).all() and not np.isnan(got).any(), (cid, got)
-        return
     _assert_same(got, recorded, REC.case_by_id(cid)["dtype"], (cid, "softce"))
 
 
