@@ -159,9 +159,13 @@ class CEPlan:
         check_target_shape(kind, tshape, tuple(arr.shape), rows.batch_shape, ax, name)
         labels = counted = labels_host = probs = None
         if kind == "labels":
-            labels = be.cast(be.to_flat(be.operand(target)).data, label_dtype(tdt))
-            host_mask = (masked or opts.weight is not None or 0 <= opts.ignore_index < n
-                         or not be.labels_in_range(labels, n))
+            # the mask is taken on the host where it is needed: for the mean's weighted
+            # divisor, an ignore_index that is a class, or labels outside [0, C) (ignored
+            # positions, or a bad label to name); otherwise the labels stay where they are
+            host_mask = masked or opts.weight is not None or 0 <= opts.ignore_index < n
+            if not host_mask:
+                labels = be.cast(be.to_flat(be.operand(target)).data, label_dtype(tdt))
+                host_mask = not be.labels_in_range(labels, n)
             if host_mask:
                 labels_host, counted = labels_and_mask(be.to_host(target), n,
                                                        opts.ignore_index)

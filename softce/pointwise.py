@@ -56,9 +56,8 @@ def kl_div(input: object, target: object, *, reduction: str = "mean",
     if reduction == "batchmean" and arr.ndim == 0:
         raise ValueError("reduction='batchmean' needs an input with a batch axis, got a 0-d "
                          "array")
-    if log_target:
-        return _loss(be, "kl_div_log_target", arr, {"lq_in": arr, "lt_in": tgt}, reduction)
-    return _loss(be, "kl_div", arr, {"lq_in": arr, "yt_in": tgt}, reduction)
+    flat = _flat(be, {"lq_in": arr, ("lt_in" if log_target else "yt_in"): tgt})
+    return _loss(be, "kl_div_log_target" if log_target else "kl_div", arr, flat, reduction)
 
 
 def _pair(be: Backend, x: object, y: object, xname: str, yname: str) -> tuple[Array, Array]:
@@ -96,17 +95,21 @@ def _bce_operands(x: object, y: object, weight: object, pos_weight: object, redu
     wt = _broadcast(be, 1.0 if weight is None else weight, "weight", shape, dt, True)
     pw = _broadcast(be, 1.0 if pos_weight is None else pos_weight, "pos_weight", shape, dt,
                     True)
-    return be, arr, {"t_in": arr, "yb_in": tgt, "wt_in": be.from_host(wt),
+    return be, arr, {**_flat(be, {"t_in": arr, "yb_in": tgt}), "wt_in": be.from_host(wt),
                      "pw_in": be.from_host(pw)}
+
+
+def _flat(be: Backend, arrays: dict[str, Array]) -> dict[str, Array]:
+    """Each array laid out flat in C order (a view when it is C-contiguous)."""
+    return {name: be.to_flat(a).data for name, a in arrays.items()}
 
 
 def _loss(be: Backend, kernel: str, arr: Array, operands: dict[str, Array],
           reduction: str) -> Array:
-    """The elementwise kernel over the operands laid out flat, then the reduction."""
+    """The elementwise kernel over flat operands of arr's size, then the reduction."""
     dt, shape = np.dtype(arr.dtype), tuple(arr.shape)
-    flat = {name: be.to_flat(a).data for name, a in operands.items()}
     out = be.empty((arr.size,), dt)
-    be.launch(kernel, dt, **flat, out=out)
+    be.launch(kernel, dt, **operands, out=out)
     if reduction == "none":
         return be.reshape(out, shape)
     divisor = {"sum": 1, "batchmean": shape[0] if shape else 1}.get(reduction, arr.size)

@@ -30,8 +30,7 @@ class CUDA(Backend):
 
     def float_array(self, value: object, name: str) -> Any:
         arr = self.operand(value)
-        dt = float_dtype(arr.dtype, name)
-        return arr if arr.dtype == dt else dev.reshape_c(dev.cast(arr, dt), tuple(arr.shape))
+        return self.cast(arr, float_dtype(arr.dtype, name))
 
     def operand(self, value: object) -> Any:
         if dev.is_device_array(value):

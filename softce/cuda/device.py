@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import cuda
 
+from softce.backend import on_cuda
+
 from .runtime import SIMULATOR
 
 #: Threads per block of the helper kernels (layout copies, label checks, loss sums).
@@ -21,10 +23,9 @@ HELPER_THREADS = 32 if SIMULATOR else 256
 HELPER_BLOCKS = 4 if SIMULATOR else 4096
 
 
-def is_device_array(obj: object) -> bool:
-    """A numba device array (the simulator's too) or any ``__cuda_array_interface__`` object."""
-    return bool(getattr(type(obj), "__cuda_ndarray__", False)) or hasattr(
-        obj, "__cuda_array_interface__")
+#: A numba device array (the simulator's too) or any ``__cuda_array_interface__`` object: the
+#: arrays the backend registry routes here.
+is_device_array = on_cuda
 
 
 def as_device(obj: object):
