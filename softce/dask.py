@@ -6,10 +6,11 @@ Chunks may split the rows and the class axis:
 
 - a class axis held in one chunk: each block goes through softce's in-memory API (its
   generated kernel), so the numbers are those of ``softce.<function>`` on that block;
-- a class axis split over chunks: each block reduces to D11's online-normaliser state
-  (m, d) = (LSE of the block, 1) with softce's logsumexp kernel, plus the row sums its loss
-  needs; the states of a row's blocks are merged pairwise with D11's derived merge in a tree
-  reduction (``split_every`` blocks at a time), so the row's LSE is exact, and every output
+- a class axis split over chunks: each block reduces to its online state (m, s), the max
+  and D18's excess normaliser, with softce's online_state kernel, plus the row sums its loss
+  needs; the states of a row's blocks are merged pairwise with D18's derived merge in a tree
+  reduction (``split_every`` blocks at a time), so the row's LSE is exact (and near 0 as
+  accurate relative to itself as in memory, LSE = m + log1p(s)), and every output
   block is evaluated from its row's merged state with functions printed from the derivations
   (``softce.generated.partitioned``). No task ever holds more than ``split_every`` blocks' row
   states, or one block of the input.
@@ -50,8 +51,8 @@ __all__ = [
     "softmax",
 ]
 
-#: Row-state fields merged with D11 (the rest are plain sums, added).
-_ONLINE = ("m", "d")
+#: Row-state fields merged with D11/D18 (the rest are plain sums, added).
+_ONLINE = ("m", "s")
 
 
 # inputs ------------------------------------------------------------------------------------
@@ -136,17 +137,16 @@ def _quiet(func):
 
 @_quiet
 def _online_state(xb: np.ndarray, rec: np.dtype) -> np.ndarray:
-    """The block's D11 state (LSE of the block, 1), from softce's logsumexp kernel."""
+    """The block's online state (m, s), from softce's online_state kernel (D18)."""
     out = np.zeros(xb.shape[:-1] + (1,), rec)
-    out["m"] = F.logsumexp(xb, axis=-1, keepdims=True)
-    out["d"] = 1
+    out["m"], out["s"] = F.online_state(xb, axis=-1, keepdims=True)
     return out
 
 
 @_quiet
 def _merge_records(a: np.ndarray, axis: tuple[int, ...] | int, keepdims: bool,
                    computing_meta: bool = False) -> np.ndarray:
-    """Fold the records along the class axis: (m, d) by D11's merge, other fields summed."""
+    """Fold the records along the class axis: (m, s) by D18's merge, other fields summed."""
     ax = axis[0] if isinstance(axis, tuple) else axis
     a = np.moveaxis(a, ax, -1)
     if computing_meta or a.shape[-1] == 0:
@@ -158,7 +158,7 @@ def _merge_records(a: np.ndarray, axis: tuple[int, ...] | int, keepdims: bool,
     for j in range(1, a.shape[-1]):
         part = a[..., j]
         if online:
-            out["m"], out["d"] = P.merge(out["m"], out["d"], part["m"], part["d"])
+            out["m"], out["s"] = P.merge(out["m"], out["s"], part["m"], part["s"])
         for f in sums:
             out[f] += part[f]
     return np.expand_dims(out, ax) if keepdims else out
@@ -227,7 +227,7 @@ def logsumexp(x: object, axis: int | tuple[int, ...] | None = -1, *, keepdims: b
 
 @_quiet
 def _lse_from_states(s: np.ndarray) -> np.ndarray:
-    return P.lse_of_pair(s["m"], s["d"])
+    return P.lse_of_pair(s["m"], s["s"])
 
 
 def softmax(x: object, axis: int | tuple[int, ...] | None = -1, *,
@@ -238,7 +238,7 @@ def softmax(x: object, axis: int | tuple[int, ...] | None = -1, *,
 
 @_quiet
 def _softmax_block(xb: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return P.softmax(xb, s["m"][..., None], s["d"][..., None])
+    return P.softmax(xb, s["m"][..., None], s["s"][..., None])
 
 
 def log_softmax(x: object, axis: int | tuple[int, ...] | None = -1, *,
@@ -264,7 +264,7 @@ def _elementwise_rows(whole, block, x: object, axis: object, split_every: int | 
 
 @_quiet
 def _log_softmax_block(xb: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return P.log_softmax(xb, P.lse_of_pair(s["m"], s["d"])[..., None])
+    return P.log_softmax(xb, s["m"][..., None], s["s"][..., None])
 
 
 def entropy(p: object, axis: int | tuple[int, ...] | None = -1, base: float | None = None, *,
@@ -343,7 +343,8 @@ def _classes(x: da.Array) -> da.Array:
 @_quiet
 def _label_state(xb: np.ndarray, cls: np.ndarray, labels: np.ndarray, rec: np.dtype,
                  n: int) -> np.ndarray:
-    """D11 state of the block and the logit at the label where the label is in the block."""
+    """Online state of the block and the logit at the label where the label is in the
+    block."""
     if cls.size and cls[0] == 0:  # the first class block checks the labels of its rows
         bad = (labels < 0) | (labels >= n)
         if bad.any():
@@ -387,9 +388,9 @@ def _ce_states(logits: da.Array, labels, probs, split_every):
 
 @_quiet
 def _loss_from_states(s: np.ndarray) -> np.ndarray:
-    lse = P.lse_of_pair(s["m"], s["d"])
     if "xc" in s.dtype.names:
-        return P.cross_entropy_label(lse, s["xc"])
+        return P.cross_entropy_label(s["m"], s["s"], s["xc"])
+    lse = P.lse_of_pair(s["m"], s["s"])
     return P.cross_entropy_prob(lse, *(s[name] for name in _PROB_SUMS))
 
 
@@ -490,11 +491,11 @@ def _loss_of_pair(pairs: list) -> np.ndarray:
 
 @_quiet
 def _grad_label_block(xb, cls, s, labels, wb) -> np.ndarray:
-    return P.cross_entropy_grad_label(xb, s["m"][..., None], s["d"][..., None],
+    return P.cross_entropy_grad_label(xb, s["m"][..., None], s["s"][..., None],
                                       labels[..., None], cls, wb[..., None])
 
 
 @_quiet
 def _grad_prob_block(xb, yb, s, wb) -> np.ndarray:
-    return P.cross_entropy_grad_prob(xb, yb, s["m"][..., None], s["d"][..., None],
+    return P.cross_entropy_grad_prob(xb, yb, s["m"][..., None], s["s"][..., None],
                                      s["sum_y"][..., None], wb[..., None])

@@ -40,6 +40,25 @@ def logsumexp(x: object, axis: Axis = -1, *, keepdims: bool = False) -> Array:
     return row_reduction("logsumexp", x, axis, "x", "lse", keepdims=keepdims)
 
 
+def online_state(x: object, axis: Axis = -1, *, keepdims: bool = False
+                 ) -> tuple[Array, Array]:
+    """(m, s) of each row along ``axis``: m = max_i x_i and the normaliser's excess
+    s = sum_i exp(x_i - m) - 1, summed without the max's 1 (D18), so LSE = m + log1p(s) to
+    s's own accuracy. States of parts of a row merge with D18's merge_s (``softce.dask``
+    does); an empty axis gives (-inf, -1)."""
+    be = backend_for(x)
+    arr = be.float_array(x, "x")
+    axes = check_axes(axis, arr.ndim)
+    keep = check_bool(keepdims, "keepdims")
+    rows = be.to_rows(arr, axes)
+    shift, excess = (be.empty((rows.data.shape[0],), arr.dtype) for _ in range(2))
+    be.launch("online_state", arr.dtype, x=rows.data, shift=shift, excess=excess)
+    if keep:
+        shape = kept_shape(tuple(arr.shape), axes)
+        return be.reshape(shift, shape), be.reshape(excess, shape)
+    return rows.restore_batch(shift), rows.restore_batch(excess)
+
+
 def logsumexp_vjp(x: object, g: object, axis: Axis = -1) -> Array:
     """Vector-Jacobian product of logsumexp: g * softmax(x), g of the reduced shape."""
     be = backend_for(x)

@@ -34,9 +34,9 @@ from softce.derive.symbols import D, i, k, n, row_sum, x
 MAX_PROBABILITY = "max_i softmax(x)_i = 1 / sum_k exp(x_k - m), m = max_k x_k"
 
 
-# Step 1: the derivation (in the repository: derive/d18_max_probability.py, found by the
+# Step 1: the derivation (in the repository: derive/d21_max_probability.py, found by the
 # registry because of its name).
-@derivation("D18", "the maximum softmax probability", "max_i softmax(x)_i")
+@derivation("D21", "the maximum softmax probability", "max_i softmax(x)_i")
 def max_probability(d: Derivation) -> None:
     """softmax_i grows with x_i alone, so its maximum is at a maximal logit; there D2's
     shifted softmax with the shift D = m has exp(x_i - D) = 1."""
@@ -58,8 +58,8 @@ def max_probability(d: Derivation) -> None:
             f"max relative error {float(worst):.1e} at 50 digits")
 
 
-def with_d18(id: str):
-    return max_probability().results if id == "D18" else results(id)
+def with_d21(id: str):
+    return max_probability().results if id == "D21" else results(id)
 
 
 # Step 2: the catalogue entry (in the repository: a function in softce/codegen/kernels.py
@@ -68,7 +68,7 @@ def max_probability_kernels(cat: kernels.Catalogue) -> list:
     """mp[r] = D18's maximum probability with the shift D = m, the row's max [D18, D2, D11]."""
     return [cat.spec(
         name="softmax_max", doc="mp[r] = max_i softmax(x)[i] = 1 / sum_k exp(x[k] - m) "
-        "[D18, D11]", rows=(x,), row_outputs={"mp": cat.get("D18", "max_probability")
+        "[D21, D11]", rows=(x,), row_outputs={"mp": cat.get("D21", "max_probability")
                                               .xreplace({D: m})})]
 
 
@@ -79,7 +79,7 @@ from softce.functions import row_reduction
 
 
 def max_softmax_probability(x, axis=-1):
-    """max_i softmax(x)_i along ``axis`` [D18]."""
+    """max_i softmax(x)_i along ``axis`` [D21]."""
     return row_reduction("softmax_max", x, axis, "x", "mp")
 '''
 
@@ -92,7 +92,7 @@ def added(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("added")
     entries = [*kernels.ENTRIES, max_probability_kernels]
     # Step 3: generation (in the repository: python scripts/regenerate.py)
-    files = writer.render(with_d18, entries)
+    files = writer.render(with_d21, entries)
     before = writer.render()
     added_or_changed = {path for path, text in files.items() if before.get(path) != text}
     assert added_or_changed == {"cpu/softmax_max.py", "cuda/softmax_max.py",
@@ -106,10 +106,10 @@ def added(tmp_path_factory) -> Path:
 
 def test_the_generated_kernel_names_its_derivation(added: Path) -> None:
     text = (added / "cpu" / "softmax_max.py").read_text()
-    d18 = max_probability().results["max_probability"]
+    d21 = max_probability().results["max_probability"]
     from softce.derive.core import expr_hash
 
-    assert f"D18  max_probability  {expr_hash(d18)}" in text
+    assert f"D21  max_probability  {expr_hash(d21)}" in text
     assert '("mp", "out_row", "float")' in text
     assert "exp_nonpos_f64(" in text  # exp(x[k] - m) <= 0: the shift made it so
 

@@ -103,14 +103,34 @@ def test_kernels_that_store_their_exps_take_one_max_per_span() -> None:
 
 
 def test_float32_kernels_merge_the_row_sum_in_float64_only() -> None:
-    """The D11 merges of a float32 row accumulate in float64 (``MERGED_SUM_DTYPE``); the sum is
-    narrowed once, so the element loops stay float32 and vectorise as wide."""
+    """The D11 merges of a float32 row accumulate in float64 (``MERGED_SUM_DTYPE``), and so do
+    a span's chunk sums; the sum is narrowed once, so the element loops stay float32 and
+    vectorise as wide."""
     softmax = sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))
     f32 = _emitted({"out": softmax}).split('@nb.njit(["void(float64')[0]
     wide = [line.strip() for line in f32.splitlines() if "float64" in line]
-    assert wide == ["d_row = np.float64(0)  # merged in float64"], wide
-    assert "d = np.float32(d_row)" in f32
-    assert re.search(r"d_row = d_row\*exp_nonpos_f32\(.*\) \+ d_c\*exp_nonpos_f32", f32)
+    assert wide == ["d_row = np.float64(0)  # merged in float64", "d_sp = np.float64(0)"], wide
+    assert "d = np.float32(d_row)" in f32 and "d_sp += d_c" in f32
+    assert re.search(r"d_row = d_row\*exp_nonpos_f32\(.*\) \+ d_sp\*exp_nonpos_f32", f32)
+
+
+def test_the_normaliser_is_carried_as_its_excess() -> None:
+    """With D18's excess form, sum_k exp(x[k] - m) becomes 1 + s: s summed from the exps with
+    the ties of the max taken out (counted apart), merged with D18's merge_s from its identity
+    -1, and log(1 + s) printed as log1p(s)."""
+    from softce.codegen.cpu import emit_module_body
+    from softce.codegen.kernels import Catalogue
+    from softce.derive import results
+
+    cat = Catalogue(results)
+    lse = cat.lse()
+    text = emit_module_body(cat.spec(name="s", doc="", rows=(x,), row_outputs={"lse": lse}))
+    f32 = text.split('@nb.njit(["void(float64')[0]
+    assert "s_row = np.float64(-1)  # merged in float64" in f32
+    assert "ties_c += (m_c == x_chunk_r[k])  # D18 tie_term" in f32
+    assert "s_c += np.float32(ties_c - 1)  # D18 excess" in f32
+    assert "# D18 merge_s" in f32 and "d_c" not in f32
+    assert "lse[r] = m + math.log1p(s)" in f32
 
 
 #: What each role of a ``PARAMETERS`` table is: (dimensions, a scalar when 0).

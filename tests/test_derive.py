@@ -88,7 +88,7 @@ def test_methods_are_as_strong_as_sympy_reaches() -> None:
     methods = {d.id: d.method for d in run_all()}
     assert methods == {**{f"D{n}": SYMBOLIC for n in range(1, 11)},
                        "D11": CONCRETE, "D12": NUMERIC,
-                       **{f"D{n}": SYMBOLIC for n in range(13, 18)}}
+                       **{f"D{n}": SYMBOLIC for n in range(13, 18)}, "D18": CONCRETE}
 
 
 def test_the_concrete_claim_of_d11_is_labelled_concrete() -> None:

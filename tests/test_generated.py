@@ -65,8 +65,11 @@ def test_every_file_names_its_derivations() -> None:
         assert re.search(r"#   D\d+ +\w+ +[0-9a-f]{16}", head), path.name
 
 
-#: The one float64 value of a float32 kernel: a shifted sum's D11 merges (MERGED_SUM_DTYPE).
-MERGED_SUM = re.compile(r"\w+_row = np\.float64\(0\)  # merged in float64")
+#: The float64 values of a float32 kernel: a shifted sum's D11/D18 merges, and a span's sums of
+#: chunk sums, with the span's tie count (MERGED_SUM_DTYPE).
+MERGED_SUM = re.compile(r"\w+_row = np\.float64\((0|-1)\)  # merged in float64"
+                        r"|\w+_sp = np\.float64\(0\)"
+                        r"|\w+_sp \+= np\.float64\(ties_c - 1\)  # D18 excess")
 
 
 def test_float32_kernels_print_no_float64_constant() -> None:
@@ -90,8 +93,9 @@ for name in cpu.KERNELS:
         for sig, ir in getattr(cpu, name).inspect_llvm().items():
             lines = [ln.strip() for ln in ir.splitlines() if "double" in ln and "@Py" not in ln]
             bad += [(name, ln) for ln in lines if re.search(r"x double>", ln)]
-            # the merged sums (named *_row) and what is computed from them may be double
-            wide = {v for ln in lines for v in re.findall(r"%[\\w.]*_row[\\w.]*", ln)}
+            # the merged sums (named *_row, a span's *_sp) and what is computed from them may
+            # be double
+            wide = {v for ln in lines for v in re.findall(r"%[\\w.]*_(?:row|sp)[\\w.]*", ln)}
             for _ in range(len(lines)):
                 for ln in lines:
                     out = re.match(r"(%[\\w.]+) = ", ln)
@@ -108,8 +112,9 @@ sys.exit(1 if bad else 0)
 
 def test_float32_kernels_compile_without_double(tmp_path: Path) -> None:
     """No float64 arithmetic in the LLVM IR of any float32 kernel (compiled afresh: Numba
-    cannot inspect code loaded from its cache) but the D11 merges of its row sums, which
-    MERGED_SUM_DTYPE keeps in float64 (values named ``*_row`` and what is computed from them),
+    cannot inspect code loaded from its cache) but the D11/D18 merges of its row sums, which
+    MERGED_SUM_DTYPE keeps in float64 (values named ``*_row``, a span's ``*_sp``, and what is
+    computed from them),
     and no float64 vector anywhere. The Python wrapper's unboxing of a scalar argument
     (PyFloat_AsDouble) is not kernel arithmetic."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}

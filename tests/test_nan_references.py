@@ -42,9 +42,8 @@ DOCUMENTED_NAN = {
     "softmax/all-neg-inf/f64": "a row of all -inf: softmax NaN, as PyTorch",
     "log_softmax/all-neg-inf/f64": "a row of all -inf: log_softmax NaN, as PyTorch",
     "softmax/plus-inf/f64": "+inf in a row: softmax NaN (inf - inf), as PyTorch",
-    "log_softmax/plus-inf/f64": "+inf in a row: log_softmax NaN, as PyTorch",
-    "logsumexp/plus-inf/f64": "+inf in a row: logsumexp NaN (PyTorch, JAX, SciPy: +inf)",
-    "logsumexp/plus-inf/f32": "+inf in a row: logsumexp NaN (PyTorch, JAX, SciPy: +inf)",
+    "log_softmax/plus-inf/f64": "+inf in a row: log_softmax NaN at the +inf, -inf elsewhere "
+                                "(as SciPy; PyTorch: NaN everywhere)",
     "cross_entropy[label]/all-neg-inf/f64": "a row of all -inf: LSE - x_c = -inf + inf",
     "logsumexp_vjp/all-neg-inf/f64": "g softmax(x) of a row of all -inf: NaN",
     "logsumexp_vjp/plus-inf/f64": "g softmax(x) with +inf in the row: NaN",
@@ -176,21 +175,22 @@ def test_where_references_give_nan_and_softce_does_not() -> None:
     assert pairs == want
     for cid in masked:  # PyTorch's F.cross_entropy is NaN there
         assert (cid, "torch", "lib") in pairs or "torch" not in recorded
-    # and the reverse: softce NaN where a reference is not (the documented deviations)
+    # and the reverse: softce NaN where a reference is not: only log_softmax at the +inf of a
+    # row, NaN in softce as in PyTorch (SciPy too), where JAX gives a number
     reverse = {e["id"] for e in DATA["cases"] if e["softce"]["nan"]
                and any(not r["nan"] for r in e["references"])}
-    assert reverse == {"logsumexp/plus-inf/f64", "logsumexp/plus-inf/f32"}
+    assert reverse <= {"log_softmax/plus-inf/f64"}
     assert reverse <= set(DOCUMENTED_NAN)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel: logsumexp of a row holding +inf computes m + log(sum exp(x - m)) with m = +inf, "
-    "so exp(inf - inf) = NaN; PyTorch, JAX and SciPy return +inf (the limit)"))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_logsumexp_with_plus_inf_is_plus_inf(dtype) -> None:
+    """The limit, as PyTorch, JAX and SciPy: the +inf is the row's tie with its max, the
+    other terms exp(-inf) = 0, so s = 0 and m + log1p(s) = +inf (D18)."""
     import softce
 
     assert softce.logsumexp(np.array([[np.inf, 1.0, 2.0]], dtype))[0] == np.inf
+    assert softce.logsumexp(np.array([[np.inf, np.inf, -np.inf]], dtype))[0] == np.inf
 
 
 # the fixture against this run and against the live references ----------------------------------

@@ -51,6 +51,8 @@ KERNELS = {
     "logsumexp_grad_f64": "logsumexp_grad",
     "nll_loss_f32": "nll_loss",
     "nll_loss_f64": "nll_loss",
+    "online_state_f32": "online_state",
+    "online_state_f64": "online_state",
     "sigmoid_f32": "sigmoid",
     "sigmoid_f64": "sigmoid",
     "softcap_f32": "softcap",

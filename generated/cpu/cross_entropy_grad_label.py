@@ -6,6 +6,10 @@
 #   D2   softmax_shifted  f783ed3b3ab6be21
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
+#   D18  normaliser       1094b3760ac3776f
+#   D18  excess_term      735fe3231ab85598
+#   D18  tie_term         bc1b2fa5fc976d34
+#   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
 #   softce/shift.py       42442489f175ff00
@@ -41,7 +45,7 @@ def cross_entropy_grad_label_f32(x, labels, grad_output, grad, loss):
             w = grad_output[r]
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
-            d_row = np.float64(0)  # merged in float64
+            s_row = np.float64(-1)  # merged in float64
             m = np.float32(-np.inf)
             for span in range(0, n, MAX_SPAN):
                 span_stop = min(span + MAX_SPAN, n)
@@ -49,32 +53,42 @@ def cross_entropy_grad_label_f32(x, labels, grad_output, grad, loss):
                 m_c = np.float32(-np.inf)
                 for k in range(span_stop - span):
                     m_c = fmax(m_c, x_span_r[k])
-                for start in range(span, span_stop, CHUNK):
-                    stop = min(start + CHUNK, span_stop)
-                    x_chunk_r = x_r[start:stop]
-                    grad_chunk_r = grad_r[start:stop]
-                    m_chunks[start // CHUNK] = m_c
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float32(0)
+                if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)
+                    s_sp = np.float64(0)
+                    ties_c = 0
+                    for start in range(span, span_stop, CHUNK):
+                        stop = min(start + CHUNK, span_stop)
+                        x_chunk_r = x_r[start:stop]
+                        grad_chunk_r = grad_r[start:stop]
+                        m_chunks[start // CHUNK] = m_c
+                        s_c = np.float32(0)
                         if in_place:
                             for k in range(stop - start):
-                                e_k = exp_nonpos_f32(grad_chunk_r[k] - m_c)
+                                e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == grad_chunk_r[k]) else grad_chunk_r[k] - m_c))  # D18 excess_term
+                                s_c += e_s
+                                ties_c += (m_c == grad_chunk_r[k])  # D18 tie_term
+                                e_k = e_s + (np.float32(1) if (m_c == grad_chunk_r[k]) else np.float32(0))  # exp(x[k] - m_c), D18 exp_split
                                 grad_chunk_r[k] = e_k
-                                d_c += e_k
                         else:
                             for k in range(stop - start):
-                                e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
+                                e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
+                                s_c += e_s
+                                ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
+                                e_k = e_s + (np.float32(1) if (m_c == x_chunk_r[k]) else np.float32(0))  # exp(x[k] - m_c), D18 exp_split
                                 grad_chunk_r[k] = e_k
-                                d_c += e_k
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                    else:  # exp(x[k] - m) is 0 there
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = np.float32(0)
-            d = np.float32(d_row)
-            t0 = np.float32(1) / d
-            loss[r] = -shift_f32(held0, m) + math.log(d)
+                        s_sp += s_c
+                    s_sp += np.float64(ties_c - 1)  # D18 excess
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    s_row = ((np.float32(1) + s_sp)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_sp)  # D18 merge_s
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
+                    for start in range(span, span_stop, CHUNK):
+                        m_chunks[start // CHUNK] = m_c
+                        for k in range(start, min(start + CHUNK, span_stop)):
+                            grad_r[k] = np.float32(0)
+            s = np.float32(s_row)
+            t0 = np.float32(1) / (np.float32(1) + s)
+            loss[r] = -shift_f32(held0, m) + math.log1p(s)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 m_c = m_chunks[start // CHUNK]
@@ -107,7 +121,7 @@ def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
             w = grad_output[r]
             grad_r = grad[r]
             held0 = x_r[c]  # read before the row is overwritten
-            d = np.float64(0)
+            s = np.float64(-1)  # D18 identity
             m = np.float64(-np.inf)
             for span in range(0, n, MAX_SPAN):
                 span_stop = min(span + MAX_SPAN, n)
@@ -115,31 +129,41 @@ def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
                 m_c = np.float64(-np.inf)
                 for k in range(span_stop - span):
                     m_c = fmax(m_c, x_span_r[k])
-                for start in range(span, span_stop, CHUNK):
-                    stop = min(start + CHUNK, span_stop)
-                    x_chunk_r = x_r[start:stop]
-                    grad_chunk_r = grad_r[start:stop]
-                    m_chunks[start // CHUNK] = m_c
-                    if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                        d_c = np.float64(0)
+                if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)
+                    s_sp = np.float64(0)
+                    ties_c = 0
+                    for start in range(span, span_stop, CHUNK):
+                        stop = min(start + CHUNK, span_stop)
+                        x_chunk_r = x_r[start:stop]
+                        grad_chunk_r = grad_r[start:stop]
+                        m_chunks[start // CHUNK] = m_c
+                        s_c = np.float64(0)
                         if in_place:
                             for k in range(stop - start):
-                                e_k = exp_nonpos_f64(grad_chunk_r[k] - m_c)
+                                e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == grad_chunk_r[k]) else grad_chunk_r[k] - m_c))  # D18 excess_term
+                                s_c += e_s
+                                ties_c += (m_c == grad_chunk_r[k])  # D18 tie_term
+                                e_k = e_s + (np.float64(1) if (m_c == grad_chunk_r[k]) else np.float64(0))  # exp(x[k] - m_c), D18 exp_split
                                 grad_chunk_r[k] = e_k
-                                d_c += e_k
                         else:
                             for k in range(stop - start):
-                                e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
+                                e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
+                                s_c += e_s
+                                ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
+                                e_k = e_s + (np.float64(1) if (m_c == x_chunk_r[k]) else np.float64(0))  # exp(x[k] - m_c), D18 exp_split
                                 grad_chunk_r[k] = e_k
-                                d_c += e_k
-                        m_new = fmax(m, m_c)  # D11 merge_m
-                        d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                        m = m_new
-                    else:  # exp(x[k] - m) is 0 there
-                        for k in range(stop - start):
-                            grad_chunk_r[k] = np.float64(0)
-            t0 = np.float64(1) / d
-            loss[r] = -shift_f64(held0, m) + math.log(d)
+                        s_sp += s_c
+                    s_sp += np.float64(ties_c - 1)  # D18 excess
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    s = ((np.float64(1) + s_sp)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(m - m_c)) + s_sp)  # D18 merge_s
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
+                    for start in range(span, span_stop, CHUNK):
+                        m_chunks[start // CHUNK] = m_c
+                        for k in range(start, min(start + CHUNK, span_stop)):
+                            grad_r[k] = np.float64(0)
+            t0 = np.float64(1) / (np.float64(1) + s)
+            loss[r] = -shift_f64(held0, m) + math.log1p(s)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 m_c = m_chunks[start // CHUNK]

@@ -6,6 +6,10 @@
 #   D2   softmax_shifted  f783ed3b3ab6be21
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
+#   D18  normaliser       1094b3760ac3776f
+#   D18  excess_term      735fe3231ab85598
+#   D18  tie_term         bc1b2fa5fc976d34
+#   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
 #   softce/shift.py       42442489f175ff00
@@ -41,7 +45,7 @@ def cross_entropy_grad_prob_f32(x, y, grad_output, grad, loss):
             grad_r = grad[r]
             sum_x_y = np.float32(0)
             sum_y = np.float32(0)
-            d_row = np.float64(0)  # merged in float64
+            s_row = np.float64(-1)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -53,15 +57,19 @@ def cross_entropy_grad_prob_f32(x, y, grad_output, grad, loss):
                     sum_x_y += (np.float32(0) if (y_chunk_r[k] == np.float32(0)) else x_chunk_r[k])*y_chunk_r[k]
                     sum_y += y_chunk_r[k]
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                    d_c = np.float32(0)
+                    s_c = np.float32(0)
+                    ties_c = 0
                     for k in range(stop - start):
-                        d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
+                        e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
+                        s_c += e_s
+                        ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
+                    s_c += np.float32(ties_c - 1)  # D18 excess
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    s_row = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_c)  # D18 merge_s
                     m = m_new
-            d = np.float32(d_row)
-            t0 = np.float32(1) / d
-            loss[r] = sum_y*(m + math.log(d)) - sum_x_y
+            s = np.float32(s_row)
+            t0 = np.float32(1) / (np.float32(1) + s)
+            loss[r] = sum_y*(m + math.log1p(s)) - sum_x_y
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 x_chunk_r = x_r[start:stop]
@@ -87,7 +95,7 @@ def cross_entropy_grad_prob_f64(x, y, grad_output, grad, loss):
             grad_r = grad[r]
             sum_x_y = np.float64(0)
             sum_y = np.float64(0)
-            d = np.float64(0)
+            s = np.float64(-1)  # D18 identity
             m = np.float64(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -99,14 +107,18 @@ def cross_entropy_grad_prob_f64(x, y, grad_output, grad, loss):
                     sum_x_y += (np.float64(0) if (y_chunk_r[k] == np.float64(0)) else x_chunk_r[k])*y_chunk_r[k]
                     sum_y += y_chunk_r[k]
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                    d_c = np.float64(0)
+                    s_c = np.float64(0)
+                    ties_c = 0
                     for k in range(stop - start):
-                        d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
+                        e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
+                        s_c += e_s
+                        ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
+                    s_c += np.float64(ties_c - 1)  # D18 excess
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                    s = ((np.float64(1) + s_c)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(m - m_c)) + s_c)  # D18 merge_s
                     m = m_new
-            t0 = np.float64(1) / d
-            loss[r] = sum_y*(m + math.log(d)) - sum_x_y
+            t0 = np.float64(1) / (np.float64(1) + s)
+            loss[r] = sum_y*(m + math.log1p(s)) - sum_x_y
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 x_chunk_r = x_r[start:stop]

@@ -6,6 +6,10 @@
 #   D2   softmax_shifted  f783ed3b3ab6be21
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
+#   D18  normaliser       1094b3760ac3776f
+#   D18  excess_term      735fe3231ab85598
+#   D18  tie_term         bc1b2fa5fc976d34
+#   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
 #   softce/shift.py       42442489f175ff00
@@ -38,8 +42,8 @@ def softmax_entropy_grad_f32(x, grad_output, grad, h):
             x_r = x[r]
             w = grad_output[r]
             grad_r = grad[r]
+            s_row = np.float64(-1)  # merged in float64
             sum_e_x_row = np.float64(0)  # merged in float64
-            d_row = np.float64(0)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -48,22 +52,26 @@ def softmax_entropy_grad_f32(x, grad_output, grad, h):
                 for k in range(stop - start):
                     m_c = fmax(m_c, x_chunk_r[k])
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    s_c = np.float32(0)
                     sum_e_x_c = np.float32(0)
-                    d_c = np.float32(0)
+                    ties_c = 0
                     for k in range(stop - start):
+                        e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
+                        s_c += e_s
+                        ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
                         sum_e_x_c += exp_nonpos_f32(x_chunk_r[k] - m_c)*(x_chunk_r[k] if x_chunk_r[k] != np.float32(-np.inf) else np.float32(0))
-                        d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
+                    s_c += np.float32(ties_c - 1)  # D18 excess
                     m_new = fmax(m, m_c)  # D11 merge_m
+                    s_row = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_c)  # D18 merge_s
                     sum_e_x_row = sum_e_x_row*exp_nonpos_f32(m - m_new) + sum_e_x_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
-                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
                     m = m_new
+            s = np.float32(s_row)
             sum_e_x = np.float32(sum_e_x_row)
-            d = np.float32(d_row)
-            u0 = np.float32(1) / d
+            u0 = np.float32(1) / (np.float32(1) + s)
             u1 = sum_e_x*u0
             t0 = u1
             t1 = u0
-            h[r] = m - u1 + math.log(d)
+            h[r] = m - u1 + math.log1p(s)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 x_chunk_r = x_r[start:stop]
@@ -86,8 +94,8 @@ def softmax_entropy_grad_f64(x, grad_output, grad, h):
             x_r = x[r]
             w = grad_output[r]
             grad_r = grad[r]
+            s = np.float64(-1)  # D18 identity
             sum_e_x = np.float64(0)
-            d = np.float64(0)
             m = np.float64(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -96,20 +104,24 @@ def softmax_entropy_grad_f64(x, grad_output, grad, h):
                 for k in range(stop - start):
                     m_c = fmax(m_c, x_chunk_r[k])
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                    s_c = np.float64(0)
                     sum_e_x_c = np.float64(0)
-                    d_c = np.float64(0)
+                    ties_c = 0
                     for k in range(stop - start):
+                        e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
+                        s_c += e_s
+                        ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
                         sum_e_x_c += exp_nonpos_f64(x_chunk_r[k] - m_c)*(x_chunk_r[k] if x_chunk_r[k] != np.float64(-np.inf) else np.float64(0))
-                        d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
+                    s_c += np.float64(ties_c - 1)  # D18 excess
                     m_new = fmax(m, m_c)  # D11 merge_m
+                    s = ((np.float64(1) + s_c)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(m - m_c)) + s_c)  # D18 merge_s
                     sum_e_x = sum_e_x*exp_nonpos_f64(m - m_new) + sum_e_x_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
-                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
                     m = m_new
-            u0 = np.float64(1) / d
+            u0 = np.float64(1) / (np.float64(1) + s)
             u1 = sum_e_x*u0
             t0 = u1
             t1 = u0
-            h[r] = m - u1 + math.log(d)
+            h[r] = m - u1 + math.log1p(s)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 x_chunk_r = x_r[start:stop]

@@ -6,6 +6,10 @@
 #   D2   softmax_shifted  f783ed3b3ab6be21
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
+#   D18  normaliser       1094b3760ac3776f
+#   D18  excess_term      735fe3231ab85598
+#   D18  tie_term         bc1b2fa5fc976d34
+#   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
 #   softce/shift.py       42442489f175ff00
@@ -33,7 +37,7 @@ def softmax_jacobian_f32(x, out):
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             out_r = out[r]
-            d_row = np.float64(0)  # merged in float64
+            s_row = np.float64(-1)  # merged in float64
             m = np.float32(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -42,14 +46,18 @@ def softmax_jacobian_f32(x, out):
                 for k in range(stop - start):
                     m_c = fmax(m_c, x_chunk_r[k])
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                    d_c = np.float32(0)
+                    s_c = np.float32(0)
+                    ties_c = 0
                     for k in range(stop - start):
-                        d_c += exp_nonpos_f32(x_chunk_r[k] - m_c)
+                        e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
+                        s_c += e_s
+                        ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
+                    s_c += np.float32(ties_c - 1)  # D18 excess
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d_row = d_row*exp_nonpos_f32(m - m_new) + d_c*exp_nonpos_f32(m_c - m_new)  # D11 merge_d
+                    s_row = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_c)  # D18 merge_s
                     m = m_new
-            d = np.float32(d_row)
-            t0 = np.float32(1) / d
+            s = np.float32(s_row)
+            t0 = np.float32(1) / (np.float32(1) + s)
             for i in range(n):
                 p_r[i] = t0*exp_nonpos_f32(x_r[i] - m)
             for i in range(n):
@@ -67,7 +75,7 @@ def softmax_jacobian_f64(x, out):
         for r in range(b * block, min(b * block + block, rows)):
             x_r = x[r]
             out_r = out[r]
-            d = np.float64(0)
+            s = np.float64(-1)  # D18 identity
             m = np.float64(-np.inf)
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -76,13 +84,17 @@ def softmax_jacobian_f64(x, out):
                 for k in range(stop - start):
                     m_c = fmax(m_c, x_chunk_r[k])
                 if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
-                    d_c = np.float64(0)
+                    s_c = np.float64(0)
+                    ties_c = 0
                     for k in range(stop - start):
-                        d_c += exp_nonpos_f64(x_chunk_r[k] - m_c)
+                        e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
+                        s_c += e_s
+                        ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
+                    s_c += np.float64(ties_c - 1)  # D18 excess
                     m_new = fmax(m, m_c)  # D11 merge_m
-                    d = d*exp_nonpos_f64(m - m_new) + d_c*exp_nonpos_f64(m_c - m_new)  # D11 merge_d
+                    s = ((np.float64(1) + s_c)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(m - m_c)) + s_c)  # D18 merge_s
                     m = m_new
-            t0 = np.float64(1) / d
+            t0 = np.float64(1) / (np.float64(1) + s)
             for i in range(n):
                 p_r[i] = t0*exp_nonpos_f64(x_r[i] - m)
             for i in range(n):

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D16  kl_term_log_target 70fb5ff5ed07eaae
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py 2ec38cec98e31ac1
+#   softce/cuda/runtime.py f5ebe5651807246e
 # SymPy 1.14.0.
 
 import numpy as np

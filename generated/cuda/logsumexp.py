@@ -5,89 +5,93 @@
 #   D2   lse_shifted      71581de510d574cf
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
+#   D18  normaliser       1094b3760ac3776f
+#   D18  excess_term      735fe3231ab85598
+#   D18  tie_term         bc1b2fa5fc976d34
+#   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py 2ec38cec98e31ac1
+#   softce/cuda/runtime.py f5ebe5651807246e
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, log_f32, log_f64, fmax, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, fmax, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF
 
 
 @cuda.jit(device=True, inline="always")
-def _merge_f32(m, d, m_o, d_o):
+def _merge_f32(m, s, m_o, s_o):
     """Merge two partial row states: D11 for (m, d), plain sums add."""
     if m_o != np.float32(-np.inf):  # (-inf, 0) is D11's identity
         m_new = fmax(m, m_o)  # D11 merge_m
-        d = d*exp_f32(m - m_new) + d_o*exp_f32(-m_new + m_o)  # D11 merge_d
+        s = ((np.float32(1) + s_o)*(np.float32(1) if (m == m_o) else exp_f32(-m + m_o)) + s if (m >= m_o) else (np.float32(1) + s)*(np.float32(1) if (m == m_o) else exp_f32(m - m_o)) + s_o)  # D18 merge_s
         m = m_new
-    return m, d
+    return m, s
 
 
 @cuda.jit(device=True, inline="always")
-def _reduce_shuffle_f32(m, d):
+def _reduce_shuffle_f32(m, s):
     """Row state of the group: warp shuffles, then one shared slot per warp (GPU)."""
     offset = 16
     while offset > 0:
         m_o = cuda.shfl_down_sync(FULL_MASK, m, offset)
-        d_o = cuda.shfl_down_sync(FULL_MASK, d, offset)
-        m, d = _merge_f32(m, d, m_o, d_o)
+        s_o = cuda.shfl_down_sync(FULL_MASK, s, offset)
+        m, s = _merge_f32(m, s, m_o, s_o)
         offset //= 2
     width = cuda.blockDim.x
     if width > 32:
         m_w = cuda.shared.array(32, np.float32)
-        d_w = cuda.shared.array(32, np.float32)
+        s_w = cuda.shared.array(32, np.float32)
         lane = cuda.threadIdx.x % 32
         warps = width // 32
         first = cuda.threadIdx.y * warps
         if lane == 0:
             m_w[first + cuda.threadIdx.x // 32] = m
-            d_w[first + cuda.threadIdx.x // 32] = d
+            s_w[first + cuda.threadIdx.x // 32] = s
         cuda.syncthreads()
         if lane < warps:
             m = m_w[first + lane]
-            d = d_w[first + lane]
+            s = s_w[first + lane]
         else:
             m = np.float32(-np.inf)
-            d = np.float32(0)
+            s = np.float32(-1)
         cuda.syncthreads()
         offset = 16
         while offset > 0:
             m_o = cuda.shfl_down_sync(FULL_MASK, m, offset)
-            d_o = cuda.shfl_down_sync(FULL_MASK, d, offset)
-            m, d = _merge_f32(m, d, m_o, d_o)
+            s_o = cuda.shfl_down_sync(FULL_MASK, s, offset)
+            m, s = _merge_f32(m, s, m_o, s_o)
             offset //= 2
     m = cuda.shfl_sync(FULL_MASK, m, 0)
-    d = cuda.shfl_sync(FULL_MASK, d, 0)
-    return m, d
+    s = cuda.shfl_sync(FULL_MASK, s, 0)
+    return m, s
 
 
 @cuda.jit(device=True, inline="always")
-def _reduce_shared_f32(m, d):
+def _reduce_shared_f32(m, s):
     """Row state of the group through shared memory: one slot per thread."""
     m_s = cuda.shared.array(MAX_THREADS, np.float32)
-    d_s = cuda.shared.array(MAX_THREADS, np.float32)
+    s_s = cuda.shared.array(MAX_THREADS, np.float32)
     m_g = cuda.shared.array(32, np.float32)
-    d_g = cuda.shared.array(32, np.float32)
+    s_g = cuda.shared.array(32, np.float32)
     width = cuda.blockDim.x
     group = cuda.threadIdx.y
     slot = group * width + cuda.threadIdx.x
     m_s[slot] = m
-    d_s[slot] = d
+    s_s[slot] = s
     cuda.syncthreads()
     if cuda.threadIdx.x == 0:
         for q in range(slot + 1, slot + width):
             m_o = m_s[q]
-            d_o = d_s[q]
-            m, d = _merge_f32(m, d, m_o, d_o)
+            s_o = s_s[q]
+            m, s = _merge_f32(m, s, m_o, s_o)
         m_g[group] = m
-        d_g[group] = d
+        s_g[group] = s
     cuda.syncthreads()
-    return m_g[group], d_g[group]
+    return m_g[group], s_g[group]
 
 
 _reduce_f32 = _reduce_shuffle_f32 if SHUFFLE else _reduce_shared_f32
@@ -108,95 +112,98 @@ def logsumexp_f32(x, lse):
         stop = n if active else 0
         x_r = x[r]
         m = np.float32(-np.inf)
-        d = np.float32(0)
+        s = np.float32(-1)
         for start in range(lane, stop, width * CHUNK):
             end = min(start + width * CHUNK, stop)
             m_c = np.float32(-np.inf)
             for k in range(start, end, width):
                 m_c = fmax(m_c, x_r[k])
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
-                d_c = np.float32(0)
+                s_c = np.float32(0)
+                ties_c = 0
                 for k in range(start, end, width):
-                    d_c += exp_f32(x_r[k] - m_c)
+                    s_c += exp_f32((np.float32(-np.inf) if (m_c == x_r[k]) else x_r[k] - m_c))
+                    ties_c += (m_c == x_r[k])  # D18 tie_term
+                s_c += np.float32(ties_c - 1)  # D18 excess
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
-        m, d = _reduce_f32(m, d)
-        lse_v = m + log_f32(d)
+        m, s = _reduce_f32(m, s)
+        lse_v = m + log1p_f32(s)
         if active and lane == 0:
             lse[r] = lse_v
 
 
 @cuda.jit(device=True, inline="always")
-def _merge_f64(m, d, m_o, d_o):
+def _merge_f64(m, s, m_o, s_o):
     """Merge two partial row states: D11 for (m, d), plain sums add."""
     if m_o != np.float64(-np.inf):  # (-inf, 0) is D11's identity
         m_new = fmax(m, m_o)  # D11 merge_m
-        d = d*exp_f64(m - m_new) + d_o*exp_f64(-m_new + m_o)  # D11 merge_d
+        s = ((np.float64(1) + s_o)*(np.float64(1) if (m == m_o) else exp_f64(-m + m_o)) + s if (m >= m_o) else (np.float64(1) + s)*(np.float64(1) if (m == m_o) else exp_f64(m - m_o)) + s_o)  # D18 merge_s
         m = m_new
-    return m, d
+    return m, s
 
 
 @cuda.jit(device=True, inline="always")
-def _reduce_shuffle_f64(m, d):
+def _reduce_shuffle_f64(m, s):
     """Row state of the group: warp shuffles, then one shared slot per warp (GPU)."""
     offset = 16
     while offset > 0:
         m_o = cuda.shfl_down_sync(FULL_MASK, m, offset)
-        d_o = cuda.shfl_down_sync(FULL_MASK, d, offset)
-        m, d = _merge_f64(m, d, m_o, d_o)
+        s_o = cuda.shfl_down_sync(FULL_MASK, s, offset)
+        m, s = _merge_f64(m, s, m_o, s_o)
         offset //= 2
     width = cuda.blockDim.x
     if width > 32:
         m_w = cuda.shared.array(32, np.float64)
-        d_w = cuda.shared.array(32, np.float64)
+        s_w = cuda.shared.array(32, np.float64)
         lane = cuda.threadIdx.x % 32
         warps = width // 32
         first = cuda.threadIdx.y * warps
         if lane == 0:
             m_w[first + cuda.threadIdx.x // 32] = m
-            d_w[first + cuda.threadIdx.x // 32] = d
+            s_w[first + cuda.threadIdx.x // 32] = s
         cuda.syncthreads()
         if lane < warps:
             m = m_w[first + lane]
-            d = d_w[first + lane]
+            s = s_w[first + lane]
         else:
             m = np.float64(-np.inf)
-            d = np.float64(0)
+            s = np.float64(-1)
         cuda.syncthreads()
         offset = 16
         while offset > 0:
             m_o = cuda.shfl_down_sync(FULL_MASK, m, offset)
-            d_o = cuda.shfl_down_sync(FULL_MASK, d, offset)
-            m, d = _merge_f64(m, d, m_o, d_o)
+            s_o = cuda.shfl_down_sync(FULL_MASK, s, offset)
+            m, s = _merge_f64(m, s, m_o, s_o)
             offset //= 2
     m = cuda.shfl_sync(FULL_MASK, m, 0)
-    d = cuda.shfl_sync(FULL_MASK, d, 0)
-    return m, d
+    s = cuda.shfl_sync(FULL_MASK, s, 0)
+    return m, s
 
 
 @cuda.jit(device=True, inline="always")
-def _reduce_shared_f64(m, d):
+def _reduce_shared_f64(m, s):
     """Row state of the group through shared memory: one slot per thread."""
     m_s = cuda.shared.array(MAX_THREADS, np.float64)
-    d_s = cuda.shared.array(MAX_THREADS, np.float64)
+    s_s = cuda.shared.array(MAX_THREADS, np.float64)
     m_g = cuda.shared.array(32, np.float64)
-    d_g = cuda.shared.array(32, np.float64)
+    s_g = cuda.shared.array(32, np.float64)
     width = cuda.blockDim.x
     group = cuda.threadIdx.y
     slot = group * width + cuda.threadIdx.x
     m_s[slot] = m
-    d_s[slot] = d
+    s_s[slot] = s
     cuda.syncthreads()
     if cuda.threadIdx.x == 0:
         for q in range(slot + 1, slot + width):
             m_o = m_s[q]
-            d_o = d_s[q]
-            m, d = _merge_f64(m, d, m_o, d_o)
+            s_o = s_s[q]
+            m, s = _merge_f64(m, s, m_o, s_o)
         m_g[group] = m
-        d_g[group] = d
+        s_g[group] = s
     cuda.syncthreads()
-    return m_g[group], d_g[group]
+    return m_g[group], s_g[group]
 
 
 _reduce_f64 = _reduce_shuffle_f64 if SHUFFLE else _reduce_shared_f64
@@ -217,21 +224,24 @@ def logsumexp_f64(x, lse):
         stop = n if active else 0
         x_r = x[r]
         m = np.float64(-np.inf)
-        d = np.float64(0)
+        s = np.float64(-1)
         for start in range(lane, stop, width * CHUNK):
             end = min(start + width * CHUNK, stop)
             m_c = np.float64(-np.inf)
             for k in range(start, end, width):
                 m_c = fmax(m_c, x_r[k])
             if m_c != np.float64(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
-                d_c = np.float64(0)
+                s_c = np.float64(0)
+                ties_c = 0
                 for k in range(start, end, width):
-                    d_c += exp_f64(x_r[k] - m_c)
+                    s_c += exp_f64((np.float64(-np.inf) if (m_c == x_r[k]) else x_r[k] - m_c))
+                    ties_c += (m_c == x_r[k])  # D18 tie_term
+                s_c += np.float64(ties_c - 1)  # D18 excess
                 m_new = fmax(m, m_c)  # D11 merge_m
-                d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
+                s = ((np.float64(1) + s_c)*(np.float64(1) if (m == m_c) else exp_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_f64(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
-        m, d = _reduce_f64(m, d)
-        lse_v = m + log_f64(d)
+        m, s = _reduce_f64(m, s)
+        lse_v = m + log1p_f64(s)
         if active and lane == 0:
             lse[r] = lse_v
 

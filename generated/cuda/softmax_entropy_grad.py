@@ -6,102 +6,106 @@
 #   D2   softmax_shifted  f783ed3b3ab6be21
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
+#   D18  normaliser       1094b3760ac3776f
+#   D18  excess_term      735fe3231ab85598
+#   D18  tie_term         bc1b2fa5fc976d34
+#   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py 2ec38cec98e31ac1
+#   softce/cuda/runtime.py f5ebe5651807246e
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, log_f32, log_f64, fmax, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, fmax, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF
 
 
 @cuda.jit(device=True, inline="always")
-def _merge_f32(m, sum_e_x, d, m_o, sum_e_x_o, d_o):
+def _merge_f32(m, s, sum_e_x, m_o, s_o, sum_e_x_o):
     """Merge two partial row states: D11 for (m, d), plain sums add."""
     if m_o != np.float32(-np.inf):  # (-inf, 0) is D11's identity
         m_new = fmax(m, m_o)  # D11 merge_m
+        s = ((np.float32(1) + s_o)*(np.float32(1) if (m == m_o) else exp_f32(-m + m_o)) + s if (m >= m_o) else (np.float32(1) + s)*(np.float32(1) if (m == m_o) else exp_f32(m - m_o)) + s_o)  # D18 merge_s
         sum_e_x = sum_e_x*exp_f32(m - m_new) + sum_e_x_o*exp_f32(-m_new + m_o)  # D11 merge_d
-        d = d*exp_f32(m - m_new) + d_o*exp_f32(-m_new + m_o)  # D11 merge_d
         m = m_new
-    return m, sum_e_x, d
+    return m, s, sum_e_x
 
 
 @cuda.jit(device=True, inline="always")
-def _reduce_shuffle_f32(m, sum_e_x, d):
+def _reduce_shuffle_f32(m, s, sum_e_x):
     """Row state of the group: warp shuffles, then one shared slot per warp (GPU)."""
     offset = 16
     while offset > 0:
         m_o = cuda.shfl_down_sync(FULL_MASK, m, offset)
+        s_o = cuda.shfl_down_sync(FULL_MASK, s, offset)
         sum_e_x_o = cuda.shfl_down_sync(FULL_MASK, sum_e_x, offset)
-        d_o = cuda.shfl_down_sync(FULL_MASK, d, offset)
-        m, sum_e_x, d = _merge_f32(m, sum_e_x, d, m_o, sum_e_x_o, d_o)
+        m, s, sum_e_x = _merge_f32(m, s, sum_e_x, m_o, s_o, sum_e_x_o)
         offset //= 2
     width = cuda.blockDim.x
     if width > 32:
         m_w = cuda.shared.array(32, np.float32)
+        s_w = cuda.shared.array(32, np.float32)
         sum_e_x_w = cuda.shared.array(32, np.float32)
-        d_w = cuda.shared.array(32, np.float32)
         lane = cuda.threadIdx.x % 32
         warps = width // 32
         first = cuda.threadIdx.y * warps
         if lane == 0:
             m_w[first + cuda.threadIdx.x // 32] = m
+            s_w[first + cuda.threadIdx.x // 32] = s
             sum_e_x_w[first + cuda.threadIdx.x // 32] = sum_e_x
-            d_w[first + cuda.threadIdx.x // 32] = d
         cuda.syncthreads()
         if lane < warps:
             m = m_w[first + lane]
+            s = s_w[first + lane]
             sum_e_x = sum_e_x_w[first + lane]
-            d = d_w[first + lane]
         else:
             m = np.float32(-np.inf)
+            s = np.float32(-1)
             sum_e_x = np.float32(0)
-            d = np.float32(0)
         cuda.syncthreads()
         offset = 16
         while offset > 0:
             m_o = cuda.shfl_down_sync(FULL_MASK, m, offset)
+            s_o = cuda.shfl_down_sync(FULL_MASK, s, offset)
             sum_e_x_o = cuda.shfl_down_sync(FULL_MASK, sum_e_x, offset)
-            d_o = cuda.shfl_down_sync(FULL_MASK, d, offset)
-            m, sum_e_x, d = _merge_f32(m, sum_e_x, d, m_o, sum_e_x_o, d_o)
+            m, s, sum_e_x = _merge_f32(m, s, sum_e_x, m_o, s_o, sum_e_x_o)
             offset //= 2
     m = cuda.shfl_sync(FULL_MASK, m, 0)
+    s = cuda.shfl_sync(FULL_MASK, s, 0)
     sum_e_x = cuda.shfl_sync(FULL_MASK, sum_e_x, 0)
-    d = cuda.shfl_sync(FULL_MASK, d, 0)
-    return m, sum_e_x, d
+    return m, s, sum_e_x
 
 
 @cuda.jit(device=True, inline="always")
-def _reduce_shared_f32(m, sum_e_x, d):
+def _reduce_shared_f32(m, s, sum_e_x):
     """Row state of the group through shared memory: one slot per thread."""
     m_s = cuda.shared.array(MAX_THREADS, np.float32)
+    s_s = cuda.shared.array(MAX_THREADS, np.float32)
     sum_e_x_s = cuda.shared.array(MAX_THREADS, np.float32)
-    d_s = cuda.shared.array(MAX_THREADS, np.float32)
     m_g = cuda.shared.array(32, np.float32)
+    s_g = cuda.shared.array(32, np.float32)
     sum_e_x_g = cuda.shared.array(32, np.float32)
-    d_g = cuda.shared.array(32, np.float32)
     width = cuda.blockDim.x
     group = cuda.threadIdx.y
     slot = group * width + cuda.threadIdx.x
     m_s[slot] = m
+    s_s[slot] = s
     sum_e_x_s[slot] = sum_e_x
-    d_s[slot] = d
     cuda.syncthreads()
     if cuda.threadIdx.x == 0:
         for q in range(slot + 1, slot + width):
             m_o = m_s[q]
+            s_o = s_s[q]
             sum_e_x_o = sum_e_x_s[q]
-            d_o = d_s[q]
-            m, sum_e_x, d = _merge_f32(m, sum_e_x, d, m_o, sum_e_x_o, d_o)
+            m, s, sum_e_x = _merge_f32(m, s, sum_e_x, m_o, s_o, sum_e_x_o)
         m_g[group] = m
+        s_g[group] = s
         sum_e_x_g[group] = sum_e_x
-        d_g[group] = d
     cuda.syncthreads()
-    return m_g[group], sum_e_x_g[group], d_g[group]
+    return m_g[group], s_g[group], sum_e_x_g[group]
 
 
 _reduce_f32 = _reduce_shuffle_f32 if SHUFFLE else _reduce_shared_f32
@@ -124,29 +128,32 @@ def softmax_entropy_grad_f32(x, grad_output, grad, h):
         w = grad_output[r]
         grad_r = grad[r]
         m = np.float32(-np.inf)
+        s = np.float32(-1)
         sum_e_x = np.float32(0)
-        d = np.float32(0)
         for start in range(lane, stop, width * CHUNK):
             end = min(start + width * CHUNK, stop)
             m_c = np.float32(-np.inf)
             for k in range(start, end, width):
                 m_c = fmax(m_c, x_r[k])
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
                 sum_e_x_c = np.float32(0)
-                d_c = np.float32(0)
+                ties_c = 0
                 for k in range(start, end, width):
+                    s_c += exp_f32((np.float32(-np.inf) if (m_c == x_r[k]) else x_r[k] - m_c))
                     sum_e_x_c += exp_f32(x_r[k] - m_c)*(x_r[k] if x_r[k] != np.float32(-np.inf) else np.float32(0))
-                    d_c += exp_f32(x_r[k] - m_c)
+                    ties_c += (m_c == x_r[k])  # D18 tie_term
+                s_c += np.float32(ties_c - 1)  # D18 excess
                 m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
                 sum_e_x = sum_e_x*exp_f32(m - m_new) + sum_e_x_c*exp_f32(m_c - m_new)  # D11 merge_d
-                d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d
                 m = m_new
-        m, sum_e_x, d = _reduce_f32(m, sum_e_x, d)
-        u0 = np.float32(1) / d
+        m, s, sum_e_x = _reduce_f32(m, s, sum_e_x)
+        u0 = np.float32(1) / (np.float32(1) + s)
         u1 = sum_e_x*u0
         t0 = u1
         t1 = u0
-        h_v = m - u1 + log_f32(d)
+        h_v = m - u1 + log1p_f32(s)
         for i in range(lane, stop, width):
             e0 = -x_r[i]
             grad_r[i] = t1*w*exp_f32(-m - e0)*(e0 + t0 if x_r[i] != np.float32(-np.inf) else np.float32(0))
@@ -155,88 +162,88 @@ def softmax_entropy_grad_f32(x, grad_output, grad, h):
 
 
 @cuda.jit(device=True, inline="always")
-def _merge_f64(m, sum_e_x, d, m_o, sum_e_x_o, d_o):
+def _merge_f64(m, s, sum_e_x, m_o, s_o, sum_e_x_o):
     """Merge two partial row states: D11 for (m, d), plain sums add."""
     if m_o != np.float64(-np.inf):  # (-inf, 0) is D11's identity
         m_new = fmax(m, m_o)  # D11 merge_m
+        s = ((np.float64(1) + s_o)*(np.float64(1) if (m == m_o) else exp_f64(-m + m_o)) + s if (m >= m_o) else (np.float64(1) + s)*(np.float64(1) if (m == m_o) else exp_f64(m - m_o)) + s_o)  # D18 merge_s
         sum_e_x = sum_e_x*exp_f64(m - m_new) + sum_e_x_o*exp_f64(-m_new + m_o)  # D11 merge_d
-        d = d*exp_f64(m - m_new) + d_o*exp_f64(-m_new + m_o)  # D11 merge_d
         m = m_new
-    return m, sum_e_x, d
+    return m, s, sum_e_x
 
 
 @cuda.jit(device=True, inline="always")
-def _reduce_shuffle_f64(m, sum_e_x, d):
+def _reduce_shuffle_f64(m, s, sum_e_x):
     """Row state of the group: warp shuffles, then one shared slot per warp (GPU)."""
     offset = 16
     while offset > 0:
         m_o = cuda.shfl_down_sync(FULL_MASK, m, offset)
+        s_o = cuda.shfl_down_sync(FULL_MASK, s, offset)
         sum_e_x_o = cuda.shfl_down_sync(FULL_MASK, sum_e_x, offset)
-        d_o = cuda.shfl_down_sync(FULL_MASK, d, offset)
-        m, sum_e_x, d = _merge_f64(m, sum_e_x, d, m_o, sum_e_x_o, d_o)
+        m, s, sum_e_x = _merge_f64(m, s, sum_e_x, m_o, s_o, sum_e_x_o)
         offset //= 2
     width = cuda.blockDim.x
     if width > 32:
         m_w = cuda.shared.array(32, np.float64)
+        s_w = cuda.shared.array(32, np.float64)
         sum_e_x_w = cuda.shared.array(32, np.float64)
-        d_w = cuda.shared.array(32, np.float64)
         lane = cuda.threadIdx.x % 32
         warps = width // 32
         first = cuda.threadIdx.y * warps
         if lane == 0:
             m_w[first + cuda.threadIdx.x // 32] = m
+            s_w[first + cuda.threadIdx.x // 32] = s
             sum_e_x_w[first + cuda.threadIdx.x // 32] = sum_e_x
-            d_w[first + cuda.threadIdx.x // 32] = d
         cuda.syncthreads()
         if lane < warps:
             m = m_w[first + lane]
+            s = s_w[first + lane]
             sum_e_x = sum_e_x_w[first + lane]
-            d = d_w[first + lane]
         else:
             m = np.float64(-np.inf)
+            s = np.float64(-1)
             sum_e_x = np.float64(0)
-            d = np.float64(0)
         cuda.syncthreads()
         offset = 16
         while offset > 0:
             m_o = cuda.shfl_down_sync(FULL_MASK, m, offset)
+            s_o = cuda.shfl_down_sync(FULL_MASK, s, offset)
             sum_e_x_o = cuda.shfl_down_sync(FULL_MASK, sum_e_x, offset)
-            d_o = cuda.shfl_down_sync(FULL_MASK, d, offset)
-            m, sum_e_x, d = _merge_f64(m, sum_e_x, d, m_o, sum_e_x_o, d_o)
+            m, s, sum_e_x = _merge_f64(m, s, sum_e_x, m_o, s_o, sum_e_x_o)
             offset //= 2
     m = cuda.shfl_sync(FULL_MASK, m, 0)
+    s = cuda.shfl_sync(FULL_MASK, s, 0)
     sum_e_x = cuda.shfl_sync(FULL_MASK, sum_e_x, 0)
-    d = cuda.shfl_sync(FULL_MASK, d, 0)
-    return m, sum_e_x, d
+    return m, s, sum_e_x
 
 
 @cuda.jit(device=True, inline="always")
-def _reduce_shared_f64(m, sum_e_x, d):
+def _reduce_shared_f64(m, s, sum_e_x):
     """Row state of the group through shared memory: one slot per thread."""
     m_s = cuda.shared.array(MAX_THREADS, np.float64)
+    s_s = cuda.shared.array(MAX_THREADS, np.float64)
     sum_e_x_s = cuda.shared.array(MAX_THREADS, np.float64)
-    d_s = cuda.shared.array(MAX_THREADS, np.float64)
     m_g = cuda.shared.array(32, np.float64)
+    s_g = cuda.shared.array(32, np.float64)
     sum_e_x_g = cuda.shared.array(32, np.float64)
-    d_g = cuda.shared.array(32, np.float64)
     width = cuda.blockDim.x
     group = cuda.threadIdx.y
     slot = group * width + cuda.threadIdx.x
     m_s[slot] = m
+    s_s[slot] = s
     sum_e_x_s[slot] = sum_e_x
-    d_s[slot] = d
     cuda.syncthreads()
     if cuda.threadIdx.x == 0:
         for q in range(slot + 1, slot + width):
             m_o = m_s[q]
+            s_o = s_s[q]
             sum_e_x_o = sum_e_x_s[q]
-            d_o = d_s[q]
-            m, sum_e_x, d = _merge_f64(m, sum_e_x, d, m_o, sum_e_x_o, d_o)
+            m, s, sum_e_x = _merge_f64(m, s, sum_e_x, m_o, s_o, sum_e_x_o)
         m_g[group] = m
+        s_g[group] = s
         sum_e_x_g[group] = sum_e_x
-        d_g[group] = d
     cuda.syncthreads()
-    return m_g[group], sum_e_x_g[group], d_g[group]
+    return m_g[group], s_g[group], sum_e_x_g[group]
 
 
 _reduce_f64 = _reduce_shuffle_f64 if SHUFFLE else _reduce_shared_f64
@@ -259,29 +266,32 @@ def softmax_entropy_grad_f64(x, grad_output, grad, h):
         w = grad_output[r]
         grad_r = grad[r]
         m = np.float64(-np.inf)
+        s = np.float64(-1)
         sum_e_x = np.float64(0)
-        d = np.float64(0)
         for start in range(lane, stop, width * CHUNK):
             end = min(start + width * CHUNK, stop)
             m_c = np.float64(-np.inf)
             for k in range(start, end, width):
                 m_c = fmax(m_c, x_r[k])
             if m_c != np.float64(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float64(0)
                 sum_e_x_c = np.float64(0)
-                d_c = np.float64(0)
+                ties_c = 0
                 for k in range(start, end, width):
+                    s_c += exp_f64((np.float64(-np.inf) if (m_c == x_r[k]) else x_r[k] - m_c))
                     sum_e_x_c += exp_f64(x_r[k] - m_c)*(x_r[k] if x_r[k] != np.float64(-np.inf) else np.float64(0))
-                    d_c += exp_f64(x_r[k] - m_c)
+                    ties_c += (m_c == x_r[k])  # D18 tie_term
+                s_c += np.float64(ties_c - 1)  # D18 excess
                 m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float64(1) + s_c)*(np.float64(1) if (m == m_c) else exp_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_f64(m - m_c)) + s_c)  # D18 merge_s
                 sum_e_x = sum_e_x*exp_f64(m - m_new) + sum_e_x_c*exp_f64(m_c - m_new)  # D11 merge_d
-                d = d*exp_f64(m - m_new) + d_c*exp_f64(m_c - m_new)  # D11 merge_d
                 m = m_new
-        m, sum_e_x, d = _reduce_f64(m, sum_e_x, d)
-        u0 = np.float64(1) / d
+        m, s, sum_e_x = _reduce_f64(m, s, sum_e_x)
+        u0 = np.float64(1) / (np.float64(1) + s)
         u1 = sum_e_x*u0
         t0 = u1
         t1 = u0
-        h_v = m - u1 + log_f64(d)
+        h_v = m - u1 + log1p_f64(s)
         for i in range(lane, stop, width):
             e0 = -x_r[i]
             grad_r[i] = t1*w*exp_f64(-m - e0)*(e0 + t0 if x_r[i] != np.float64(-np.inf) else np.float64(0))

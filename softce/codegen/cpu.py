@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from softce.derive.d18_excess import s1, s2
 from softce.derive.symbols import d1, d2, i, k, m1, m2
 
-from .ir import ElementwiseKernel, RowKernel
+from .ir import ElementwiseKernel, Reduction, RowKernel
 from .lower import m
 from .numerics import (
     MERGED_SUM_DTYPE,
@@ -81,10 +82,9 @@ def _stored_exp(kernel: RowKernel) -> sp.Expr | None:
     """
     if not kernel.outputs or kernel.pair_outputs or kernel.scratch:
         return None
-    exps = [r.summand for r in kernel.reductions if r.shifted and isinstance(r.summand, ExpNonPos)]
-    if not exps:
+    if not any(r.shifted for r in kernel.reductions):
         return None
-    pattern = exps[0].xreplace({k: i})
+    pattern = ExpNonPos(kernel.max_of[i] - m)
     element = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
     if not any(e.has(pattern) for e in element):
         return None
@@ -171,61 +171,121 @@ def _max_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel,
                   for r in kernel.reductions if not r.shifted))
 
 
+def _excess(kernel: RowKernel) -> Reduction | None:
+    """The kernel's excess normaliser (D18), if it has one."""
+    return next((r for r in kernel.reductions if r.ties is not None), None)
+
+
 def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
               views: dict[sp.IndexedBase, sp.IndexedBase]) -> None:
     """The chunk's shifted sums against m_c; with a stored exp, each exp(x[k] - m_c) is also
-    stored in the first output row's chunk."""
+    stored in the first output row's chunk. An excess s (D18) sums E_k and counts the ties
+    T_k; exp(x[k] - m_c) is then E_k + T_k, read by the other sums and the store."""
     m_c = sp.Symbol("m_c")
+    exp_k = _viewed(ExpNonPos(kernel.max_of[k] - m_c), views)
+    excess = _excess(kernel)
+    others = [r for r in kernel.reductions if r.shifted and r.ties is None]
     kept = {}
     with out.block("for k in range(stop - start):"):
+        if excess is not None:
+            e_s, tie = (_viewed(e.xreplace({m: m_c}), views)
+                        for e in (excess.summand, excess.ties.args[0][1]))
+            out.add(f"e_s = {pr.doprint(e_s)}  # D18 excess_term", f"{excess.symbol}_c += e_s",
+                    f"ties_c += {pr.doprint(tie)}  # D18 tie_term")
+            if plan.stored is not None or any(r.summand.has(exp_k) for r in others):
+                split = _viewed(excess.ties.xreplace({m: m_c}), views)
+                out.add(f"e_k = e_s + {pr.doprint(split)}  # exp(x[k] - m_c), D18 exp_split")
+                kept = {exp_k: sp.Symbol("e_k")}
+        elif plan.stored is not None:
+            out.add(f"e_k = {pr.doprint(exp_k)}")
+            kept = {exp_k: sp.Symbol("e_k")}
         if plan.stored is not None:
-            e_k = _viewed(plan.stored.xreplace({i: k, m: m_c}), views)
-            kept = {e_k: sp.Symbol("e_k")}
-            out.add(f"e_k = {pr.doprint(e_k)}", f"{kernel.outputs[0][0]}_chunk_r[k] = e_k")
-        for r in kernel.reductions:
-            if r.shifted:
-                summand = _viewed(r.summand.xreplace({m: m_c}), views).xreplace(kept)
-                out.add(f"{r.symbol}_c += {pr.doprint(summand)}")
+            out.add(f"{kernel.outputs[0][0]}_chunk_r[k] = e_k")
+        for r in others:
+            summand = _viewed(r.summand.xreplace({m: m_c}), views).xreplace(kept)
+            out.add(f"{r.symbol}_c += {pr.doprint(summand)}")
 
 
 def _merged(kernel: RowKernel, dtype: str) -> dict[sp.Symbol, sp.Symbol]:
-    """Each shifted sum -> the variable its D11 merges accumulate in (``<d>_row`` when
-    ``MERGED_SUM_DTYPE`` widens it)."""
+    """Each shifted sum -> the variable its D11 (or D18) merges accumulate in (``<d>_row``
+    when ``MERGED_SUM_DTYPE`` widens it)."""
     widened = MERGED_SUM_DTYPE[dtype] != DTYPES[dtype]
     return {r.symbol: sp.Symbol(f"{r.symbol}_row") if widened else r.symbol
             for r in kernel.reductions if r.shifted}
 
 
+def _zero_sums(out: Code, kernel: RowKernel, zero: str, part: str = "_c") -> None:
+    """The accumulators ``<sum><part>`` of a part's shifted sums, and its tie count where an
+    excess is summed."""
+    out.add(*(f"{r.symbol}{part} = {zero}" for r in kernel.reductions if r.shifted))
+    if _excess(kernel) is not None:
+        out.add("ties_c = 0")
+
+
+def _merge_part(out: Code, pr: NumbaPrinter, kernel: RowKernel, part: str = "_c") -> None:
+    """A part's (m_c, sums ``<sum><part>``) merged into the row's (m, sums): D11's merge_m and
+    merge_d, D18's merge_s for the excess, whose part value is sum E + sum T - 1 (D18
+    excess)."""
+    m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
+    excess = _excess(kernel)
+    if excess is not None:
+        wide = f"np.{MERGED_SUM_DTYPE[pr.dtype]}" if part != "_c" else pr.np_type
+        out.add(f"{excess.symbol}{part} += {wide}(ties_c - 1)  # D18 excess")
+    merge_m = kernel.merge_m.xreplace({m1: m, m2: m_c})
+    out.add(f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
+    for d, row in _merged(kernel, pr.dtype).items():
+        value = sp.Symbol(f"{d}{part}")
+        if excess is not None and d == excess.symbol:
+            merge = kernel.merge_s.xreplace({s1: row, s2: value, m1: m, m2: m_c})
+            out.add(f"{row} = {pr.doprint(merge)}  # D18 merge_s")
+            continue
+        merge = kernel.merge_d.xreplace({d1: row, d2: value})
+        merge = merge.xreplace({kernel.merge_m: m_new, m1: m, m2: m_c})
+        out.add(f"{row} = {pr.doprint(merge)}  # D11 merge_d")
+    out.add("m = m_new")
+
+
 def _chunk_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
                  views: dict[sp.IndexedBase, sp.IndexedBase]) -> None:
-    """A chunk's shifted sums against its m_c, merged into the row's (m, d) with D11 (a chunk
-    of -inf only is D11's identity and is skipped; its stored exps are 0)."""
-    zero = pr.const("0")
-    m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
-    merged = _merged(kernel, pr.dtype)
+    """A chunk's shifted sums against its max m_c, merged into the row's state (a chunk of
+    -inf only is D11's identity and is skipped)."""
     with out.block("if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)"):
-        out.add(*(f"{r.symbol}_c = {zero}" for r in kernel.reductions if r.shifted))
-        if plan.stored is None:
-            _sum_loop(out, pr, kernel, plan, views)
-        else:
+        _zero_sums(out, kernel, pr.const("0"))
+        _sum_loop(out, pr, kernel, plan, views)
+        _merge_part(out, pr, kernel)
+
+
+def _span_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
+                summed: list[sp.Expr]) -> None:
+    """A span's chunks summed against the span's max m_c, their exps stored; each chunk's sums
+    (in the dtype) added into the span's ``<sum>_sp`` (in ``MERGED_SUM_DTYPE``), and the span
+    merged into the row's state once (its ties counted over the span: the span's max is
+    attained in it, not always in each chunk)."""
+    zero = pr.const("0")
+    store = kernel.outputs[0][0]
+    shifted = [r.symbol for r in kernel.reductions if r.shifted]
+    with out.block("if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)"):
+        _zero_sums(out, kernel, f"np.{MERGED_SUM_DTYPE[pr.dtype]}(0)", "_sp")
+        with out.block("for start in range(span, span_stop, CHUNK):"):
+            out.add("stop = min(start + CHUNK, span_stop)")
+            views = _views(out, kernel, [*summed, plan.stored], "chunk", "start:stop")
+            out.add(f"{store}_chunk_r = {store}_r[start:stop]",
+                    "m_chunks[start // CHUNK] = m_c")
+            out.add(*(f"{d}_c = {zero}" for d in shifted))
             # in place (out = x) a loop reading x and writing out sees two arrays that may
             # alias, and LLVM runs it scalar; reading the output row itself, it vectorises
             with out.block("if in_place:"):
-                held = sp.IndexedBase(f"{kernel.outputs[0][0]}_chunk")
+                held = sp.IndexedBase(f"{store}_chunk")
                 _sum_loop(out, pr, kernel, plan, {**views, kernel.max_of: held})
             with out.block("else:"):
                 _sum_loop(out, pr, kernel, plan, views)
-        merge_m = kernel.merge_m.xreplace({m1: m, m2: m_c})
-        out.add(f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
-        for d, row in merged.items():
-            merge = kernel.merge_d.xreplace({d1: row, d2: sp.Symbol(f"{d}_c")})
-            merge = merge.xreplace({kernel.merge_m: m_new, m1: m, m2: m_c})
-            out.add(f"{row} = {pr.doprint(merge)}  # D11 merge_d")
-        out.add("m = m_new")
-    if plan.stored is not None:
-        with out.block("else:  # exp(x[k] - m) is 0 there"):
-            with out.block("for k in range(stop - start):"):
-                out.add(f"{kernel.outputs[0][0]}_chunk_r[k] = {zero}")
+            out.add(*(f"{d}_sp += {d}_c" for d in shifted))
+        _merge_part(out, pr, kernel, "_sp")
+    with out.block("else:  # exp(x[k] - m) is 0 there"):
+        with out.block("for start in range(span, span_stop, CHUNK):"):
+            out.add("m_chunks[start // CHUNK] = m_c")
+            with out.block("for k in range(start, min(start + CHUNK, span_stop)):"):
+                out.add(f"{store}_r[k] = {zero}")
 
 
 def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
@@ -241,8 +301,11 @@ def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -
         return
     wide = MERGED_SUM_DTYPE[pr.dtype]
     merged = _merged(kernel, pr.dtype)
-    out.add(*(f"{row} = np.{wide}(0)" + f"  # merged in {wide}" * (row != d)
-              for d, row in merged.items()))
+    excess = _excess(kernel)
+    for d, row in merged.items():
+        start = "-1" if excess is not None and d == excess.symbol else "0"
+        note = "  # D18 identity" if start == "-1" else ""
+        out.add(f"{row} = np.{wide}({start})" + (f"  # merged in {wide}" if row != d else note))
     out.add(f"m = {pr.const('-np.inf')}")
     maxed = [kernel.max_of[k], *(r.summand for r in plain)]
     summed = [r.summand for r in kernel.reductions if r.shifted]
@@ -257,13 +320,7 @@ def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -
             out.add("span_stop = min(span + MAX_SPAN, n)")
             spans = _views(out, kernel, maxed, "span", "span:span_stop")
             _max_loop(out, pr, kernel, spans, "span_stop - span")
-            with out.block("for start in range(span, span_stop, CHUNK):"):
-                out.add("stop = min(start + CHUNK, span_stop)")
-                views = _views(out, kernel, [*summed, plan.stored], "chunk", "start:stop")
-                store = kernel.outputs[0][0]
-                out.add(f"{store}_chunk_r = {store}_r[start:stop]",
-                        "m_chunks[start // CHUNK] = m_c")
-                _chunk_merge(out, pr, kernel, plan, views)
+            _span_merge(out, pr, kernel, plan, summed)
     # narrowed once, so the row-level values and element loops stay in the dtype
     out.add(*(f"{d} = {pr.np_type}({row})" for d, row in merged.items() if row != d))
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import sympy as sp
 
+from softce.derive.d18_excess import s1, s2
 from softce.derive.symbols import d1, d2, i, k, m1, m2
 
 from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel
@@ -45,6 +46,9 @@ class CudaPrinter(NumbaPrinter):
     def _print_log(self, expr: sp.log) -> str:
         return f"log_{self.dtype}({self._print(expr.args[0])})"
 
+    def _print_log1p(self, expr: sp.Expr) -> str:
+        return f"log1p_{self.dtype}({self._print(expr.args[0])})"
+
 
 def _state(kernel: RowKernel) -> list[str]:
     """A thread's partial row state: m and the shifted sums (D11), then the plain sums."""
@@ -53,17 +57,27 @@ def _state(kernel: RowKernel) -> list[str]:
     return (["m"] if shifted else []) + shifted + plain
 
 
-def _identity(pr: NumbaPrinter, name: str) -> str:
-    return pr.const("-np.inf") if name == "m" else pr.const("0")
+def _identity(pr: NumbaPrinter, kernel: RowKernel, name: str) -> str:
+    """The state's value for no element: D11's (-inf, 0), -1 for D18's excess."""
+    if name == "m":
+        return pr.const("-np.inf")
+    excess = any(str(r.symbol) == name and r.ties is not None for r in kernel.reductions)
+    return pr.const("-1" if excess else "0")
 
 
 def _merge_lines(out: Code, pr: NumbaPrinter, kernel: RowKernel, shifted: list[Reduction],
                  other: dict[str, str]) -> None:
-    """m, d... = D11 merge of (m, d...) with (other["m"], other[d]...), printed from the IR."""
+    """m, d... = D11 merge of (m, d...) with (other["m"], other[d]...), printed from the IR
+    (D18's merge_s for an excess)."""
     m_o = sp.Symbol(other["m"])
     merge_m = kernel.merge_m.xreplace({m1: m, m2: m_o})
     out.add(f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
     for r in shifted:
+        if r.ties is not None:
+            merged = kernel.merge_s.xreplace(
+                {s1: r.symbol, s2: sp.Symbol(other[str(r.symbol)]), m1: m, m2: m_o})
+            out.add(f"{r.symbol} = {pr.doprint(merged)}  # D18 merge_s")
+            continue
         merged = kernel.merge_d.xreplace({d1: r.symbol, d2: sp.Symbol(other[str(r.symbol)])})
         merged = merged.xreplace({kernel.merge_m: sp.Symbol("m_new"), m1: m, m2: m_o})
         out.add(f"{r.symbol} = {pr.doprint(merged)}  # D11 merge_d")
@@ -128,7 +142,7 @@ def _emit_reduce_shuffle(out: Code, pr: NumbaPrinter, kernel: RowKernel, dtype: 
             with out.block("if lane < warps:"):
                 out.add(*(f"{s} = {s}_w[first + lane]" for s in state))
             with out.block("else:"):
-                out.add(*(f"{s} = {_identity(pr, s)}" for s in state))
+                out.add(*(f"{s} = {_identity(pr, kernel, s)}" for s in state))
             out.add("cuda.syncthreads()")
             down()
         out.add(*(f"{s} = cuda.shfl_sync(FULL_MASK, {s}, 0)" for s in state))
@@ -163,7 +177,7 @@ def _thread_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
     """One thread's share of the row reductions (inside the row loop)."""
     shifted = [r for r in kernel.reductions if r.shifted]
     plain = [r for r in kernel.reductions if not r.shifted]
-    out.add(*(f"{s} = {_identity(pr, s)}" for s in _state(kernel)))
+    out.add(*(f"{s} = {_identity(pr, kernel, s)}" for s in _state(kernel)))
     if not shifted:
         if plain:
             with out.block("for k in range(lane, stop, width):"):
@@ -177,9 +191,16 @@ def _thread_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
             out.add(*(f"{r.symbol} += {pr.doprint(r.summand)}" for r in plain))
         with out.block(f"if m_c != {ninf}:  # a chunk of -inf only is D11's identity (-inf, 0)"):
             out.add(*(f"{r.symbol}_c = {pr.const('0')}" for r in shifted))
+            excess = [r for r in shifted if r.ties is not None]
+            if excess:
+                out.add("ties_c = 0")
+            m_c = sp.Symbol("m_c")
             with out.block("for k in range(start, end, width):"):
-                out.add(*(f"{r.symbol}_c += {pr.doprint(r.summand.xreplace({m: sp.Symbol('m_c')}))}"
+                out.add(*(f"{r.symbol}_c += {pr.doprint(r.summand.xreplace({m: m_c}))}"
                           for r in shifted))
+                out.add(*(f"ties_c += {pr.doprint(r.ties.args[0][1].xreplace({m: m_c}))}"
+                          "  # D18 tie_term" for r in excess))
+            out.add(*(f"{r.symbol}_c += {pr.np_type}(ties_c - 1)  # D18 excess" for r in excess))
             _merge_lines(out, pr, kernel, shifted,
                          {"m": "m_c", **{str(r.symbol): f"{r.symbol}_c" for r in shifted}})
 

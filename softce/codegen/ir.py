@@ -25,11 +25,13 @@ class Source:
 @dataclass(frozen=True)
 class Reduction:
     """acc = sum_k summand over the row; ``shifted`` sums carry exp(x[k] - m) and are merged
-    chunk by chunk with D11's rule, the rest are plain sums."""
+    chunk by chunk with D11's rule, the rest are plain sums. An excess (D18, ``ties`` set):
+    a chunk's value is sum_k summand + sum_k ties - 1, merged with D18's merge_s."""
 
     symbol: sp.Symbol
     summand: sp.Expr
     shifted: bool
+    ties: sp.Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class RowKernel(KernelInputs):
     """One lowered kernel: its inputs (``KernelInputs``) and
 
     max_of: the row whose max m is the shift of every shifted reduction (None: no shift).
+    merge_m, merge_d: D11's merge of (m, d) states; merge_s: D18's of (m, s) (the excess).
     scratch: rows materialised before the outputs (name -> element expression in i).
     outputs: elementwise outputs (name -> expression in i); pair_outputs in i and j.
     row_outputs: per-row scalar outputs.
@@ -71,6 +74,7 @@ class RowKernel(KernelInputs):
     max_of: sp.IndexedBase | None = None
     merge_m: sp.Expr | None = None
     merge_d: sp.Expr | None = None
+    merge_s: sp.Expr | None = None
     reductions: tuple[Reduction, ...] = ()
     row_level: tuple[Assignment, ...] = ()
     scratch: tuple[tuple[sp.IndexedBase, tuple[Assignment, ...], sp.Expr], ...] = ()

@@ -16,11 +16,12 @@ from softce.derive.d13_ce_options import cw, eps, v, z
 from softce.derive.d14_softcap import cap
 from softce.derive.d15_bce_logits import pw, wt, yb
 from softce.derive.d16_kl_div import lq, lt, yt
+from softce.derive.d18_excess import s
 from softce.derive.symbols import LSE, D, b, c, g, i, p, t, x, y
 
 from .ir import ElementwiseKernel, RowKernel, Source
 from .lower import KernelSpec, lower, lower_elementwise, m
-from .numerics import Unmask
+from .numerics import ExcessForm, Unmask
 
 Results = Callable[[str], Mapping[str, sp.Expr]]
 
@@ -66,9 +67,16 @@ class Catalogue:
     def merge(self) -> tuple[sp.Expr, sp.Expr]:
         return self.get("D11", "merge_m"), self.get("D11", "merge_d")
 
+    def excess(self) -> ExcessForm:
+        """D18's excess normaliser s: d = 1 + s, its summands and its merge."""
+        return ExcessForm.of(s, m, *(self.get("D18", name) for name in (
+            "normaliser", "excess_term", "tie_term", "merge_s")))
+
     def spec(self, **kwargs: object) -> RowKernel:
-        merge = self.merge() if kwargs.pop("shifted", True) else None
-        return lower(KernelSpec(merge=merge, sources=self.take_sources(), **kwargs))
+        shifted = kwargs.pop("shifted", True)
+        merge, excess = (self.merge(), self.excess()) if shifted else (None, None)
+        return lower(KernelSpec(merge=merge, excess=excess, sources=self.take_sources(),
+                                **kwargs))
 
 
 Entry = Callable[[Catalogue], list[RowKernel | ElementwiseKernel]]
@@ -94,7 +102,8 @@ def row_kernels(results: Results, entries: list[Entry] | None = None
 
 @entry
 def softmax_kernels(cat: Catalogue) -> list[RowKernel]:
-    """softmax, log_softmax, logsumexp and its gradient [D2, D7, D10, D11]."""
+    """softmax, log_softmax, logsumexp, the online state (m, s) and LSE's gradient [D2, D7,
+    D10, D11, D18]."""
     soft = cat.softmax_at
     return [
         cat.spec(name="softmax", doc="out[i] = softmax(x)[i] with the max shift [D2, D11]",
@@ -104,6 +113,11 @@ def softmax_kernels(cat: Catalogue) -> list[RowKernel]:
         cat.spec(name="logsumexp",
                  doc="lse[r] = LSE(x) = m + log(sum_k exp(x[k] - m)) [D2, D11]",
                  rows=(x,), row_outputs={"lse": cat.lse()}),
+        cat.spec(name="online_state",
+                 doc="shift[r] = m = max_k x[k]; excess[r] = s = sum_k exp(x[k] - m) - 1 "
+                     "[D18, D11]",
+                 rows=(x,),
+                 row_outputs={"shift": m, "excess": cat.get("D18", "excess_definition")}),
         cat.spec(name="logsumexp_grad",
                  doc="out[i] = w * dLSE/dx[i] = w * softmax(x)[i] [D7, D2, D11]",
                  rows=(x,), row_scalars=(("grad_output", w),),

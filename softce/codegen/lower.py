@@ -17,7 +17,14 @@ import sympy as sp
 from softce.derive.symbols import i, j, k, n
 
 from .ir import Assignment, ElementwiseKernel, KernelInputs, Reduction, RowKernel, Source
-from .numerics import MarkMergeFactors, MarkShiftedExps, SelectFactor, ShiftToMin, on_kernel
+from .numerics import (
+    ExcessForm,
+    MarkMergeFactors,
+    MarkShiftedExps,
+    SelectFactor,
+    ShiftToMin,
+    on_kernel,
+)
 
 #: The shift every shifted reduction uses: the row's max (D2 with D = max).
 m = sp.Symbol("m", real=True)
@@ -32,6 +39,7 @@ class KernelSpec(KernelInputs):
     row_outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
     scratch: Mapping[sp.IndexedBase, sp.Expr] = field(default_factory=dict)
     merge: tuple[sp.Expr, sp.Expr] | None = None
+    excess: ExcessForm | None = None
     sources: tuple[Source, ...] = ()
 
 def _is_row_sum(s: sp.Sum) -> bool:
@@ -80,8 +88,10 @@ def _shift_factor(summand: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
     return exps[0], sp.Mul(*[f for f in factors if f is not exps[0]])
 
 def shift_row(reductions: list[Reduction]) -> sp.IndexedBase | None:
-    """The row whose max is the shift: the x of exp(x[k] - m) in the shifted sums."""
-    factors = [_shift_factor(r.summand)[0] for r in reductions if r.shifted]
+    """The row whose max is the shift: the x of exp(x[k] - m) in the shifted sums (and of an
+    excess, D18)."""
+    factors = [_shift_factor(r.summand)[0] for r in reductions if r.shifted and r.ties is None]
+    factors += [r.summand for r in reductions if r.ties is not None]
     rows = {ix.base for f in factors for ix in f.atoms(sp.Indexed)}
     if len(rows) > 1:
         raise ValueError(f"shifted sums over more than one row: {rows}")
@@ -141,8 +151,15 @@ def lower(spec: KernelSpec) -> RowKernel:
     scratch_rows = list(spec.scratch)
     exprs = [*spec.outputs.values(), *spec.pair_outputs.values(), *spec.row_outputs.values(),
              *spec.scratch.values()]
+    if spec.excess is not None:
+        exprs = [spec.excess(e) for e in exprs]
     exprs = [pull_out_constants(e) for e in exprs]
     exprs, reductions = extract_reductions(exprs)
+    excess = spec.excess
+    if excess is not None and any(e.has(excess.symbol) for e in exprs):
+        reductions.insert(0, Reduction(excess.symbol, excess.summand, True, excess.ties))
+    else:
+        excess = None
     if any(r.shifted for r in reductions) and spec.merge is None:
         raise ValueError(f"{spec.name}: shifted sums need D11's merge rule")
 
@@ -169,6 +186,7 @@ def lower(spec: KernelSpec) -> RowKernel:
     inputs = {f.name: getattr(spec, f.name) for f in dataclasses.fields(KernelInputs)}
     kernel = RowKernel(
         **inputs, max_of=shift_row(reductions), merge_m=merge_m, merge_d=merge_d,
+        merge_s=excess.merge if excess else None,
         reductions=tuple(reductions), row_level=tuple(row_level), scratch=tuple(scratch),
         element_level=tuple(element_level), outputs=tuple(outs), pair_outputs=tuple(pairs),
         row_outputs=tuple(row_outputs), sources=spec.sources,

@@ -21,6 +21,8 @@ Passes (each a small object called on an expression):
   sum stays a plain reduction (a select on the summand is folded into the sum by LLVM and stops
   the loop vectorising) and the guard adds no product of its own.
 - ``ShiftToMin()``: u - Max(u, v) -> Min(0, u - v), which is 0, not inf - inf, at u = +inf.
+- ``ExcessForm(...)``: D18's excess normaliser: sum_k exp(x[k] - m) -> 1 + s and
+  log(1 + s) -> log1p(s), s the row's excess, summed without the max's 1.
 - ``DeltaSplit``: a KroneckerDelta(i, c) taken out of an element loop (its index and the
   expression at delta 0 or 1).
 
@@ -34,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 
-from softce.derive.symbols import i, p, x, y
+from softce.derive.symbols import i, k, n, p, x, y
 
 from .ir import Assignment, RowKernel
 
@@ -172,6 +175,37 @@ class ShiftToMin:
                         others = [a for a in expr.args if a not in (term, u)]
                         return sp.Add(*others, sp.Min(0, u - v))
         return expr
+
+
+@dataclass(frozen=True)
+class ExcessForm:
+    """D18: the row's normaliser d = sum_k exp(x[k] - m) -> ``normaliser`` (1 + s), and
+    log(1 + s) -> log1p(s), so that LSE = m + log1p(s) keeps s's relative accuracy.
+
+    ``summand`` (E_k, its exp marked ExpNonPos: its argument is -inf or x[k] - m <= 0) and
+    ``ties`` (T_k) make a chunk's s = sum E + sum T - 1; ``merge`` is D18's merge_s, its exps
+    marked ExpNonPos (each branch scales the part with the smaller max)."""
+
+    symbol: sp.Symbol
+    shift: sp.Symbol
+    normaliser: sp.Expr
+    summand: sp.Expr
+    ties: sp.Expr
+    merge: sp.Expr
+
+    @classmethod
+    def of(cls, symbol: sp.Symbol, shift: sp.Symbol, normaliser: sp.Expr, summand: sp.Expr,
+           ties: sp.Expr, merge: sp.Expr) -> ExcessForm:
+        def nonpos(e: sp.Expr) -> sp.Expr:
+            return e.replace(lambda a: isinstance(a, sp.exp), lambda a: ExpNonPos(a.args[0]))
+
+        return cls(symbol, shift, normaliser, nonpos(summand), ties, nonpos(merge))
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        d = sp.Sum(sp.exp(x[k] - self.shift), (k, 0, n - 1))
+        expr = expr.xreplace({d: self.normaliser})
+        return expr.replace(lambda e: isinstance(e, sp.log) and e.args[0] == self.normaliser,
+                            lambda e: log1p(self.symbol))
 
 
 @dataclass(frozen=True)

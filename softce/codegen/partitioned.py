@@ -1,15 +1,16 @@
 """NumPy functions for rows split into class blocks: generated/partitioned.py.
 
 When a row's classes are spread over several blocks (a Dask array chunked along the class
-axis), each block reduces to D11's state (m, d) and its plain row sums; states are merged with
-D11's merge_m/merge_d, and the row's results are then evaluated block by block from the merged
-state. Every function below is printed from the derived expressions, vectorised over NumPy
-arrays (row values broadcast against a block's elements):
+axis), each block reduces to its online state (m, s), the max and D18's excess normaliser, and
+its plain row sums; states are merged with D11's merge_m and D18's merge_s, and the row's
+results are then evaluated block by block from the merged state. Every function below is
+printed from the derived expressions, vectorised over NumPy arrays (row values broadcast
+against a block's elements):
 
-- D11 ``merge`` and ``lse_of_pair``;
-- D2's shifted softmax with the shift D = m and its sum = d (the state of the whole row);
-- D10 log_softmax, D9/D8 losses and gradients, D5 entropy, their row sums split into a
-  per-block partial sum (``*_sums``) and a function of the summed values.
+- D18 ``merge`` and ``lse_of_pair`` (m + log1p(s));
+- D2's shifted softmax with the shift D = m and its sum d = 1 + s (the state of the row);
+- D18's log_softmax and label loss, D9/D8 losses and gradients, D5 entropy, their row sums
+  split into a per-block partial sum (``*_sums``) and a function of the summed values.
 
 A Sum over the row's classes becomes ``numpy.sum(summand, axis=-1)`` over one block; the sums
 of the blocks add up to the row's sum.
@@ -22,7 +23,9 @@ from collections.abc import Callable, Mapping
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from softce.derive.symbols import LSE, D, b, c, d1, i, m1, p, x, y
+from softce.derive.d18_excess import m as m_row
+from softce.derive.d18_excess import s as s_row
+from softce.derive.symbols import LSE, D, b, c, i, k, p, x, y
 
 from .ir import Source
 from .kernels import Catalogue
@@ -31,7 +34,7 @@ from .printer import nested_call
 Results = Callable[[str], Mapping[str, sp.Expr]]
 
 # The symbols of the printed functions' arguments.
-M, DS, LSE_ROW = sp.Symbol("m", real=True), sp.Symbol("d", positive=True), sp.Symbol("lse")
+M, S, LSE_ROW = m_row, s_row, sp.Symbol("lse")
 XE, YE, PE = sp.Symbol("x"), sp.Symbol("y"), sp.Symbol("p")  # a block's elements
 XC = sp.Symbol("xc")  # the row's logit at its label
 IDX, LABEL, W = sp.Symbol("i"), sp.Symbol("c"), sp.Symbol("w")  # class index, label, weight
@@ -104,10 +107,11 @@ class _Module:
         return self.pr.doprint(expr)
 
     def softmax(self) -> sp.Expr:
-        """D2's shifted softmax with D = m and its shifted row sum = d: the row's state."""
+        """D2's shifted softmax with D = m, its shifted row sum d = 1 + s (D18): the row's
+        state."""
         shifted = self.cat.get("D2", "softmax_shifted").xreplace({D: M})
         row_sum = next(iter(shifted.atoms(sp.Sum)))
-        return _elementwise(shifted.xreplace({row_sum: DS}))
+        return _elementwise(shifted.xreplace({row_sum: self.cat.get("D18", "normaliser")}))
 
 
 def _body(results: Results) -> tuple[list[str], list[Source]]:
@@ -116,33 +120,32 @@ def _body(results: Results) -> tuple[list[str], list[Source]]:
     ignore = "with numpy.errstate(invalid=\"ignore\", divide=\"ignore\"):"
 
     merge_m = mod.cat.get("D11", "merge_m")
-    merge_d = mod.cat.get("D11", "merge_d").xreplace({merge_m: M})
+    merge_s = mod.cat.get("D18", "merge_s")
     mod.function(
-        "merge", "m1, d1, m2, d2",
-        "The state (m, d) of the union of two parts of rows, from the parts' states.",
+        "merge", "m1, s1, m2, s2",
+        "The state (m, s) of the union of two parts of rows, from the parts' states.",
         [f"m = {pr(merge_m)}  # D11 merge_m",
          ignore,
-         f"    d = {pr(merge_d)}  # D11 merge_d",
-         "# an all -inf pair merges to (-inf, 0), D11's identity, not to NaN",
-         "d = numpy.where(m == -numpy.inf, d.dtype.type(0), d)"],
-        "m, d")
-    lse_pair = mod.cat.get("D11", "lse_of_pair").xreplace({m1: M, d1: DS})
-    mod.function("lse_of_pair", "m, d", "LSE of rows whose state is (m, d).",
+         f"    s = {pr(merge_s)}  # D18 merge_s"],
+        "m, s")
+    lse_pair = mod.cat.get("D18", "lse")
+    mod.function("lse_of_pair", "m, s", "LSE of rows whose state is (m, s).",
                  [ignore, f"    lse = {pr(lse_pair)}"], "lse")
 
     soft = mod.softmax()
-    mod.function("softmax", "x, m, d", "softmax of a block's elements x, (m, d) the row's state.",
+    mod.function("softmax", "x, m, s", "softmax of a block's elements x, (m, s) the row's state.",
                  [], pr(soft))
-    log_soft = _elementwise(mod.cat.get("D10", "log_softmax").xreplace({LSE: LSE_ROW}))
-    mod.function("log_softmax", "x, lse", "log_softmax of a block's elements x, lse the row's.",
-                 [], pr(log_soft))
+    log_soft = _elementwise(mod.cat.get("D18", "log_softmax").xreplace({x[k]: x[i]}))
+    mod.function("log_softmax", "x, m, s",
+                 "log_softmax of a block's elements x, (m, s) the row's state.",
+                 [ignore, f"    out = {pr(log_soft)}"], "out")
 
-    loss_label = _elementwise(mod.cat.get("D9", "ce_loss_label").xreplace({LSE: LSE_ROW}))
-    mod.function("cross_entropy_label", "lse, xc", "Loss of a row: its LSE and its logit at the "
-                 "label.", [], pr(loss_label))
+    loss_label = _elementwise(mod.cat.get("D18", "label_loss"))
+    mod.function("cross_entropy_label", "m, s, xc", "Loss of a row: its state and its logit at "
+                 "the label.", [ignore, f"    loss = {pr(loss_label)}"], "loss")
     grad_label = mod.cat.get("D9", "ce_grad_label").xreplace({i: IDX, c: LABEL})
     grad_label = W * _elementwise(grad_label).xreplace({PE: mod.softmax()})
-    mod.function("cross_entropy_grad_label", "x, m, d, c, i, w",
+    mod.function("cross_entropy_grad_label", "x, m, s, c, i, w",
                  "w * d loss / d x of a block's elements x at class indices i, label c.",
                  [], pr(grad_label))
 
@@ -155,7 +158,7 @@ def _body(results: Results) -> tuple[list[str], list[Source]]:
     grad_prob, gsums = _split_sums(mod.cat.get("D9", "ce_grad").xreplace({i: IDX}))
     grad_prob = W * _elementwise(grad_prob).xreplace({PE: mod.softmax()})
     mod.function("cross_entropy_grad_prob",
-                 "x, y, m, d, " + ", ".join(map(str, sorted(gsums, key=str))) + ", w",
+                 "x, y, m, s, " + ", ".join(map(str, sorted(gsums, key=str))) + ", w",
                  "w * d loss / d x of a block's elements x, targets y, and the row's sums.",
                  [], pr(grad_prob))
 
@@ -187,8 +190,8 @@ def emit_module(results: Results) -> str:
     head = [
         "# Generated by softce.codegen.partitioned from the derivations in derive/. Do not edit:",
         "# regenerate with `python scripts/regenerate.py` (`--check` reports stale files).",
-        "# NumPy functions for rows whose classes are split over blocks (softce.dask): D11's",
-        "# state per block, merged; then each block's results from the row's merged state.",
+        "# NumPy functions for rows whose classes are split over blocks (softce.dask): the",
+        "# state (m, s) per block, merged; then each block's results from the row's state.",
         "# Derived expressions it was printed from (derivation, result, hash of the expression):",
         *(f"#   {s.derivation:<4} {s.result:<16} {s.hash}" for s in sources),
         f"# SymPy {sp.__version__}.",

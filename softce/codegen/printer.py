@@ -104,6 +104,9 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_log(self, expr: sp.log) -> str:
         return f"math.log({self._print(expr.args[0])})"
 
+    def _print_log1p(self, expr: sp.Expr) -> str:
+        return f"math.log1p({self._print(expr.args[0])})"
+
     def _print_Max(self, expr: sp.Max) -> str:
         return nested_call("fmax", [self._print(a) for a in sorted(expr.args,
                                                                    key=sp.default_sort_key)])

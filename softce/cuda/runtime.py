@@ -1,6 +1,7 @@
 """What the generated CUDA kernels call besides the printed math, and the reduction path.
 
-On a GPU, ``exp_f32``/``log_f32`` are ``math.exp``/``math.log``, which Numba lowers to
+On a GPU, ``exp_f32``/``log_f32``/``log1p_f32`` are ``math.exp``/``math.log``/``math.log1p``,
+which Numba lowers to
 libdevice's ``__nv_expf``/``__nv_logf`` for float32 (at most 2 and 1 ulp, CUDA's math API
 table) and ``__nv_exp``/``__nv_log`` for float64 (1 ulp). No ``fastmath``: Numba's CUDA
 ``fastmath=True`` swaps in ``__nv_fast_expf`` (error growing with |x|), flushes subnormals and
@@ -54,6 +55,7 @@ if SIMULATOR:
 
     exp_f32, exp_f64 = _ieee(np.exp, np.float32), _ieee(np.exp, np.float64)
     log_f32, log_f64 = _ieee(np.log, np.float32), _ieee(np.log, np.float64)
+    log1p_f32, log1p_f64 = _ieee(np.log1p, np.float32), _ieee(np.log1p, np.float64)
 
 else:
     _device = cuda.jit(device=True, inline="always")
@@ -68,6 +70,12 @@ else:
     def _log(v):
         return math.log(v)
 
-    # one device function each, compiled per argument type: libdevice's expf/logf for float32
+    @_device
+    def _log1p(v):
+        return math.log1p(v)
+
+    # one device function each, compiled per argument type: libdevice's expf/logf/log1pf for
+    # float32
     exp_f32 = exp_f64 = _exp
     log_f32 = log_f64 = _log
+    log1p_f32 = log1p_f64 = _log1p
