@@ -7,7 +7,10 @@ log-probabilities (x_j - m) - log1p(s) and the label loss (m - x_c) + log1p(s), 
 are as small as s itself.
 
 Per element the sum takes E_k = exp(-inf if x_k = m else x_k - m) and counts the ties
-T_k = [x_k = m]: E_k + T_k = exp(x_k - m), so s = sum E + sum T - 1. Two parts of a row merge
+T_k = [x_k = m]: E_k + T_k = exp(x_k - m) (written E_k + T_k (1 + (x_k - m)^2) where the
+exp itself is kept, so that a +inf tie gives NaN as exp(x_k - m) does: a square, not a sum,
+so that no reassociation can turn a tie's 1 + (x_k - m) into (x_k + 1) - m), so
+s = sum E + sum T - 1. Two parts of a row merge
 as s = s_hi + (1 + s_lo) F(m_lo, m_hi), F(a, b) = 1 if a = b else exp(a - b), where "hi" is the
 part with the larger max: D11's merge of d = 1 + s written so that the part holding the max
 contributes no rounded 1, exact LSE of the union, identity (-inf, -1). Where x_k = +inf, the
@@ -38,7 +41,7 @@ m = sp.Symbol("m", real=True)
 s = sp.Symbol("s", real=True)
 s1, s2 = sp.symbols("s1 s2", real=True)  # the excesses of two parts of a row
 
-SPLIT = "E_k + T_k = exp(x_k - m) for x_k <= m: the exp with its tie taken out"
+SPLIT = "E_k + T_k (1 + (x_k - m)^2) = exp(x_k - m) for x_k <= m: the exp, its tie apart"
 EXCESS = "s = sum_k E_k + sum_k T_k - 1 = sum_{k != k*} exp(x_k - m) = d - 1"
 MERGE = "s_hi + (1 + s_lo) F(m_lo, m_hi) = D11's merge of d = 1 + s, minus 1"
 MERGE_EXACT = "m + log1p(s) of the merged state is the LSE of the union"
@@ -68,12 +71,14 @@ def excess_normaliser(d: Derivation) -> None:
     t_k = sp.Piecewise((1, sp.Eq(x[k], m)), (0, True))
     d.results["excess_term"] = d.step("E_k: the shifted exp, 0 at a tie with the max", e_k)
     d.results["tie_term"] = d.step("T_k: 1 at a tie with the max", t_k)
-    split = d.step("E_k + T_k, folded", sp.piecewise_fold(e_k + t_k))
-    d.results["exp_split"] = e_k + t_k
+    tie_exp = sp.Piecewise((1 + (x[k] - m) ** 2, sp.Eq(x[k], m)), (0, True))
+    split = d.step("E_k + T_k (1 + (x_k - m)^2), folded", sp.piecewise_fold(e_k + tie_exp))
+    d.results["exp_split"] = e_k + tie_exp
     at_tie, off_tie = split.args[0][0].subs(x[k], m), split.args[1][0]
     d.check(SPLIT, SYMBOLIC, sp.simplify(at_tie - sp.exp(0)) == 0
             and sp.simplify(off_tie - sp.exp(x[k] - m)) == 0,
-            "branch by branch: at x_k = m, 0 + 1 = exp(0); elsewhere exp(x_k - m) + 0")
+            "branch by branch: at x_k = m, 0 + 1 (1 + 0^2) = exp(0); elsewhere exp(x_k - m) + 0; "
+            "at a +inf tie (inf - inf)^2 is NaN, as exp(x_k - m) is")
 
     normaliser = row_sum(sp.exp(x[k] - m))
     d.results["excess_definition"] = d.step("the excess: s = d - 1, d = sum_k exp(x_k - m)",
@@ -128,7 +133,8 @@ def excess_normaliser(d: Derivation) -> None:
 
 
 def _termwise(split: sp.Piecewise) -> bool:
-    """Each summand of sum (E_k + T_k) equals exp(x_k - m) (SPLIT, branch by branch)."""
+    """Each summand of sum (E_k + T_k (1 + (x_k - m)^2)) equals exp(x_k - m) (SPLIT, branch
+    by branch)."""
     return all(sp.simplify(value.subs(x[k], m) - 1) == 0 if cond != sp.true
                else sp.simplify(value - sp.exp(x[k] - m)) == 0 for value, cond in split.args)
 

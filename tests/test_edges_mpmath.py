@@ -383,22 +383,28 @@ def test_non_finite_rows(dtype) -> None:
     s = softce.softmax(some)
     assert np.isfinite(s).all() and s[0, 0] == 0.0 and s[0, 2] == 0.0
     assert np.isfinite(softce.cross_entropy(some, np.array([1])))
-    # +inf: logsumexp +inf, the limit (D18), as PyTorch, JAX and SciPy; softmax NaN, as
-    # PyTorch; log_softmax -inf off the +inf and NaN at it, as SciPy; the label loss
-    # (m - x_c) + log1p(s): +inf (the limit) at a finite label, NaN at the +inf
+    # +inf: logsumexp +inf, the limit (D18), as PyTorch, JAX and SciPy; log_softmax -inf off
+    # the +inf and NaN at it (inf - inf), as SciPy; softmax its exp: 0 off the +inf, NaN at
+    # it; the label loss (m - x_c) + log1p(s): +inf (the limit) at a finite label, NaN at the
+    # +inf, and its gradient softmax - e_c
     plus = one([INF, 1.0, 2.0])
     assert softce.logsumexp(plus)[0] == INF
     assert softce.logsumexp(one([INF, INF, -INF]))[0] == INF
-    assert np.isnan(softce.softmax(plus)).all()
     lsm = softce.log_softmax(plus)
     assert np.isnan(lsm[0, 0]) and (lsm[0, 1:] == -INF).all()
+    sm = softce.softmax(plus)
+    assert np.isnan(sm[0, 0]) and (sm[0, 1:] == 0).all()
+    _, grad = softce.cross_entropy_grad(plus, np.array([1]), reduction="sum")
+    assert np.isnan(grad[0, 0]) and grad[0, 1] == -1 and grad[0, 2] == 0
     assert softce.cross_entropy(plus, np.array([1])) == INF
     assert np.isnan(softce.cross_entropy(plus, np.array([0])))
-    # +inf over several chunks of a long row, in any position
-    for at in (0, 1500, 4999):
-        long = np.zeros((1, 5000), dtype)
+    # +inf over several chunks and spans of a long row, in any position
+    for at in (0, 1500, 4999, 40000):
+        long = np.zeros((1, 40001), dtype)
         long[0, at] = INF
         assert softce.logsumexp(long)[0] == INF
+        sm = softce.softmax(long)
+        assert np.isnan(sm[0, at]) and np.count_nonzero(sm) == 1
     # NaN reaches its row and only its row
     two = np.array([[NAN, 1.0, 2.0], [0.0, 1.0, 2.0]], dtype)
     for fn in (softce.softmax, softce.log_softmax):

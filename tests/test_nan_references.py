@@ -41,12 +41,14 @@ BUDGET_ULPS = 8.0  # README "Guarantees": 8 ulp, log-domain results with a floor
 DOCUMENTED_NAN = {
     "softmax/all-neg-inf/f64": "a row of all -inf: softmax NaN, as PyTorch",
     "log_softmax/all-neg-inf/f64": "a row of all -inf: log_softmax NaN, as PyTorch",
-    "softmax/plus-inf/f64": "+inf in a row: softmax NaN (inf - inf), as PyTorch",
+    "softmax/plus-inf/f64": "+inf in a row: softmax NaN at the +inf, 0 elsewhere (the exp of "
+                            "log_softmax; PyTorch, JAX, SciPy: NaN everywhere)",
     "log_softmax/plus-inf/f64": "+inf in a row: log_softmax NaN at the +inf, -inf elsewhere "
                                 "(as SciPy; PyTorch: NaN everywhere)",
     "cross_entropy[label]/all-neg-inf/f64": "a row of all -inf: LSE - x_c = -inf + inf",
     "logsumexp_vjp/all-neg-inf/f64": "g softmax(x) of a row of all -inf: NaN",
-    "logsumexp_vjp/plus-inf/f64": "g softmax(x) with +inf in the row: NaN",
+    "logsumexp_vjp/plus-inf/f64": "g softmax(x) with +inf in the row: NaN at the +inf, as "
+                                  "PyTorch",
 }
 LOG_DOMAIN = {"log_softmax", "logsumexp", "cross_entropy_label", "cross_entropy_prob", "kl",
               "entropy", "cross_entropy_label_grad", "cross_entropy_prob_grad",

@@ -9,6 +9,7 @@
 #   D18  normaliser       1094b3760ac3776f
 #   D18  excess_term      735fe3231ab85598
 #   D18  tie_term         bc1b2fa5fc976d34
+#   D18  exp_split        a0958f27b5c51a35
 #   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
@@ -67,14 +68,14 @@ def cross_entropy_grad_label_f32(x, labels, grad_output, grad, loss):
                                 e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == grad_chunk_r[k]) else grad_chunk_r[k] - m_c))  # D18 excess_term
                                 s_c += e_s
                                 ties_c += (m_c == grad_chunk_r[k])  # D18 tie_term
-                                e_k = e_s + (np.float32(1) if (m_c == grad_chunk_r[k]) else np.float32(0))  # exp(x[k] - m_c), D18 exp_split
+                                e_k = ((grad_chunk_r[k] - m_c) * (grad_chunk_r[k] - m_c) + np.float32(1) if (m_c == grad_chunk_r[k]) else np.float32(0)) + e_s  # exp(x[k] - m_c), D18 exp_split
                                 grad_chunk_r[k] = e_k
                         else:
                             for k in range(stop - start):
                                 e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
                                 s_c += e_s
                                 ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
-                                e_k = e_s + (np.float32(1) if (m_c == x_chunk_r[k]) else np.float32(0))  # exp(x[k] - m_c), D18 exp_split
+                                e_k = ((x_chunk_r[k] - m_c) * (x_chunk_r[k] - m_c) + np.float32(1) if (m_c == x_chunk_r[k]) else np.float32(0)) + e_s  # exp(x[k] - m_c), D18 exp_split
                                 grad_chunk_r[k] = e_k
                         s_sp += s_c
                     s_sp += np.float64(ties_c - 1)  # D18 excess
@@ -92,7 +93,7 @@ def cross_entropy_grad_label_f32(x, labels, grad_output, grad, loss):
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 m_c = m_chunks[start // CHUNK]
-                f_c = exp_nonpos_f32(-m + m_c)  # D11 merge_d's factor for d_c
+                f_c = (np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c))  # the merge's factor for the chunk's sum
                 grad_chunk_r = grad_r[start:stop]
                 at_c = start <= c < stop  # the chunk holds i = c
                 grad_chunk_r_at_c = np.float32(0)
@@ -143,14 +144,14 @@ def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
                                 e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == grad_chunk_r[k]) else grad_chunk_r[k] - m_c))  # D18 excess_term
                                 s_c += e_s
                                 ties_c += (m_c == grad_chunk_r[k])  # D18 tie_term
-                                e_k = e_s + (np.float64(1) if (m_c == grad_chunk_r[k]) else np.float64(0))  # exp(x[k] - m_c), D18 exp_split
+                                e_k = ((grad_chunk_r[k] - m_c) * (grad_chunk_r[k] - m_c) + np.float64(1) if (m_c == grad_chunk_r[k]) else np.float64(0)) + e_s  # exp(x[k] - m_c), D18 exp_split
                                 grad_chunk_r[k] = e_k
                         else:
                             for k in range(stop - start):
                                 e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
                                 s_c += e_s
                                 ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
-                                e_k = e_s + (np.float64(1) if (m_c == x_chunk_r[k]) else np.float64(0))  # exp(x[k] - m_c), D18 exp_split
+                                e_k = ((x_chunk_r[k] - m_c) * (x_chunk_r[k] - m_c) + np.float64(1) if (m_c == x_chunk_r[k]) else np.float64(0)) + e_s  # exp(x[k] - m_c), D18 exp_split
                                 grad_chunk_r[k] = e_k
                         s_sp += s_c
                     s_sp += np.float64(ties_c - 1)  # D18 excess
@@ -167,7 +168,7 @@ def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
                 m_c = m_chunks[start // CHUNK]
-                f_c = exp_nonpos_f64(-m + m_c)  # D11 merge_d's factor for d_c
+                f_c = (np.float64(1) if (m == m_c) else exp_nonpos_f64(-m + m_c))  # the merge's factor for the chunk's sum
                 grad_chunk_r = grad_r[start:stop]
                 at_c = start <= c < stop  # the chunk holds i = c
                 grad_chunk_r_at_c = np.float64(0)

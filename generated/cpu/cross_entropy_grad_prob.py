@@ -9,6 +9,7 @@
 #   D18  normaliser       1094b3760ac3776f
 #   D18  excess_term      735fe3231ab85598
 #   D18  tie_term         bc1b2fa5fc976d34
+#   D18  exp_split        a0958f27b5c51a35
 #   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d

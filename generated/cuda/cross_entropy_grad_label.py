@@ -9,6 +9,7 @@
 #   D18  normaliser       1094b3760ac3776f
 #   D18  excess_term      735fe3231ab85598
 #   D18  tie_term         bc1b2fa5fc976d34
+#   D18  exp_split        a0958f27b5c51a35
 #   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/cuda/runtime.py f5ebe5651807246e
@@ -17,7 +18,7 @@
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, fmax, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF

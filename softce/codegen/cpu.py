@@ -180,7 +180,8 @@ def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
               views: dict[sp.IndexedBase, sp.IndexedBase]) -> None:
     """The chunk's shifted sums against m_c; with a stored exp, each exp(x[k] - m_c) is also
     stored in the first output row's chunk. An excess s (D18) sums E_k and counts the ties
-    T_k; exp(x[k] - m_c) is then E_k + T_k, read by the other sums and the store."""
+    T_k; exp(x[k] - m_c) is then D18's exp_split of them, read by the other sums and the
+    store."""
     m_c = sp.Symbol("m_c")
     exp_k = _viewed(ExpNonPos(kernel.max_of[k] - m_c), views)
     excess = _excess(kernel)
@@ -193,8 +194,9 @@ def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
             out.add(f"e_s = {pr.doprint(e_s)}  # D18 excess_term", f"{excess.symbol}_c += e_s",
                     f"ties_c += {pr.doprint(tie)}  # D18 tie_term")
             if plan.stored is not None or any(r.summand.has(exp_k) for r in others):
-                split = _viewed(excess.ties.xreplace({m: m_c}), views)
-                out.add(f"e_k = e_s + {pr.doprint(split)}  # exp(x[k] - m_c), D18 exp_split")
+                split = _viewed(excess.split.xreplace({m: m_c}), views)
+                split = split.xreplace({e_s: sp.Symbol("e_s")})
+                out.add(f"e_k = {pr.doprint(split)}  # exp(x[k] - m_c), D18 exp_split")
                 kept = {exp_k: sp.Symbol("e_k")}
         elif plan.stored is not None:
             out.add(f"e_k = {pr.doprint(exp_k)}")
@@ -328,8 +330,14 @@ def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -
 def _stored_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, stored: sp.Expr) -> None:
     """The output pass, chunk by chunk, reading exp(x[i] - m) back from the first output row:
     exp(x[i] - m) = exp(x[i] - m_c) * exp(m_c - m), the factor D11's merge_d gives a chunk's
-    sum d_c when the maxima merge to the row's m."""
-    factor = sp.diff(kernel.merge_d, d2).xreplace({kernel.merge_m: m, m2: sp.Symbol("m_c")})
+    sum d_c when the maxima merge to the row's m (D18's merge_s, with an excess: 1 where
+    m_c = m, also at +inf)."""
+    m_c = sp.Symbol("m_c")
+    if _excess(kernel) is not None:
+        # the row's m is the larger max: merge_s's first branch, d_c = 1 + s_c
+        factor = sp.diff(kernel.merge_s.args[0][0], s2).xreplace({m1: m, m2: m_c})
+    else:
+        factor = sp.diff(kernel.merge_d, d2).xreplace({kernel.merge_m: m, m2: m_c})
     names = [name for name, _ in kernel.outputs]
     views = {v: sp.IndexedBase(f"{v}_chunk") for v in kernel.class_rows}
 
@@ -338,7 +346,7 @@ def _stored_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, stored: sp.E
 
     with out.block("for start in range(0, n, CHUNK):"):
         out.add("stop = min(start + CHUNK, n)", "m_c = m_chunks[start // CHUNK]",
-                f"f_c = {pr.doprint(factor)}  # D11 merge_d's factor for d_c")
+                f"f_c = {pr.doprint(factor)}  # the merge's factor for the chunk's sum")
         out.add(*(f"{name}_chunk_r = {name}_r[start:stop]" for name in names))
         out.add(*(f"{v}_chunk_r = {v}_r[start:stop]" for v in kernel.class_rows))
         assigns = [(a.symbol, in_chunk(a.expr)) for a in kernel.element_level]

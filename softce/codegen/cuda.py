@@ -312,7 +312,8 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     return out.lines
 
 
-RUNTIME_NAMES = ("exp_f32", "exp_f64", "log_f32", "log_f64", "fmax", "fmin")
+RUNTIME_NAMES = ("exp_f32", "exp_f64", "log_f32", "log_f64", "log1p_f32", "log1p_f64", "fmax",
+                 "fmin")
 
 
 def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:

@@ -70,7 +70,7 @@ class Catalogue:
     def excess(self) -> ExcessForm:
         """D18's excess normaliser s: d = 1 + s, its summands and its merge."""
         return ExcessForm.of(s, m, *(self.get("D18", name) for name in (
-            "normaliser", "excess_term", "tie_term", "merge_s")))
+            "normaliser", "excess_term", "tie_term", "exp_split", "merge_s")))
 
     def spec(self, **kwargs: object) -> RowKernel:
         shifted = kwargs.pop("shifted", True)

@@ -157,7 +157,8 @@ def lower(spec: KernelSpec) -> RowKernel:
     exprs, reductions = extract_reductions(exprs)
     excess = spec.excess
     if excess is not None and any(e.has(excess.symbol) for e in exprs):
-        reductions.insert(0, Reduction(excess.symbol, excess.summand, True, excess.ties))
+        reductions.insert(0, Reduction(excess.symbol, excess.summand, True, excess.ties,
+                                       excess.split))
     else:
         excess = None
     if any(r.shifted for r in reductions) and spec.merge is None:

@@ -183,23 +183,26 @@ class ExcessForm:
     log(1 + s) -> log1p(s), so that LSE = m + log1p(s) keeps s's relative accuracy.
 
     ``summand`` (E_k, its exp marked ExpNonPos: its argument is -inf or x[k] - m <= 0) and
-    ``ties`` (T_k) make a chunk's s = sum E + sum T - 1; ``merge`` is D18's merge_s, its exps
-    marked ExpNonPos (each branch scales the part with the smaller max)."""
+    ``ties`` (T_k) make a chunk's s = sum E + sum T - 1; ``split`` is exp(x[k] - m) from them;
+    ``merge`` is D18's merge_s, its exps marked ExpNonPos (each branch scales the part with
+    the smaller max)."""
 
     symbol: sp.Symbol
     shift: sp.Symbol
     normaliser: sp.Expr
     summand: sp.Expr
     ties: sp.Expr
+    split: sp.Expr
     merge: sp.Expr
 
     @classmethod
     def of(cls, symbol: sp.Symbol, shift: sp.Symbol, normaliser: sp.Expr, summand: sp.Expr,
-           ties: sp.Expr, merge: sp.Expr) -> ExcessForm:
+           ties: sp.Expr, split: sp.Expr, merge: sp.Expr) -> ExcessForm:
         def nonpos(e: sp.Expr) -> sp.Expr:
             return e.replace(lambda a: isinstance(a, sp.exp), lambda a: ExpNonPos(a.args[0]))
 
-        return cls(symbol, shift, normaliser, nonpos(summand), ties, nonpos(merge))
+        return cls(symbol, shift, normaliser, nonpos(summand), ties, nonpos(split),
+                   nonpos(merge))
 
     def __call__(self, expr: sp.Expr) -> sp.Expr:
         d = sp.Sum(sp.exp(x[k] - self.shift), (k, 0, n - 1))
