@@ -186,14 +186,10 @@ def _attach_setup(ctx, inputs, output) -> None:
 
 
 def _attach_backward(ctx, grad_loss):
-    """The saved gradient times the upstream one. Eagerly on the CPU, an upstream gradient of
-    exactly 1 (loss.backward()) returns the saved gradient as it is; otherwise it is scaled in
-    place, so a second backward through the same loss raises autograd's error for a saved
-    tensor modified in place."""
+    """The saved gradient, scaled in place by the upstream one (``scale_grad_``): the backward
+    consumes it, so a second backward through the same loss raises autograd's error for a
+    saved tensor modified in place."""
     (grad,) = ctx.saved_tensors
-    if (not torch.compiler.is_compiling() and grad_loss.device.type == "cpu"
-            and bool((grad_loss == 1).all())):
-        return grad, None, None
     scale_grad_(grad, grad_loss)
     return grad, None, None
 
