@@ -5,15 +5,24 @@ included), a CUDA tensor as a numba device array (``numba.cuda.as_cuda_array(t, 
 results come back as tensors viewing the same memory. softce computes in float32 and float64:
 bfloat16 and float16 tensors are widened to float32 by a copy, and results are narrowed back
 to the input's dtype, as PyTorch returns them.
+
+New CPU tensors of 4 MiB or more (gradients, softmax outputs, widened copies) take their
+memory from ``softce.buffers``: PyTorch's CPU allocator maps fresh pages for every large
+tensor, and a training step would pay a page fault per page of its logits-sized gradient at
+every step; a buffer that last step's dead gradient gave back has its pages mapped already.
+CUDA tensors come from PyTorch's caching allocator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import numpy as np
 import torch
+
+from softce import buffers
 
 #: dtypes computed as they are; 16-bit floats are computed in float32.
 NATIVE = (torch.float32, torch.float64)
@@ -25,9 +34,29 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in NATIVE else torch.float32
 
 
+def empty(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, device: torch.device
+          ) -> torch.Tensor:
+    """A new contiguous tensor, as ``torch.empty``; on the CPU its memory comes from
+    softce's output buffers (returned to them when the tensor is freed)."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    nbytes = math.prod(shape) * dtype.itemsize
+    return torch.from_numpy(buffers.empty(nbytes, np.uint8)).view(dtype).view(shape)
+
+
+def empty_like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A new contiguous tensor of t's shape and device (and dtype unless given)."""
+    return empty(t.shape, t.dtype if dtype is None else dtype, t.device)
+
+
 def widened(t: torch.Tensor) -> torch.Tensor:
     """t itself when float32/float64, else a float32 copy (16-bit floats)."""
-    return t if t.dtype in NATIVE else t.to(torch.float32)
+    return t if t.dtype in NATIVE else empty_like(t, torch.float32).copy_(t)
+
+
+def narrowed(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t itself when of ``dtype``, else a copy of it in ``dtype``."""
+    return t if t.dtype == dtype else empty_like(t, dtype).copy_(t)
 
 
 def array(t: torch.Tensor) -> object:

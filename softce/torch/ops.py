@@ -18,7 +18,7 @@ from torch import Tensor
 
 import softce
 
-from .arrays import array, compute_dtype, ordered, tensor, widened
+from .arrays import array, compute_dtype, empty_like, narrowed, ordered, tensor, widened
 
 LIB = "softce"
 
@@ -43,7 +43,7 @@ def _ce_args(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index:
              ) -> tuple[Tensor, dict]:
     """The computed logits (widened when 16-bit) and softce's arguments of a cross-entropy."""
     x = widened(input)
-    tgt = target.to(x.dtype) if target.is_floating_point() else target
+    tgt = narrowed(target, x.dtype) if target.is_floating_point() else target
     kw = {"axis": class_dim(x.ndim), "reduction": reduction, "ignore_index": ignore_index,
           "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap,
           "weight": None if weight is None else array(weight.to(x.dtype))}
@@ -103,11 +103,11 @@ def cross_entropy_backward(input: Tensor, target: Tensor, weight: Tensor | None,
     """grad_output * d loss / d input of ``cross_entropy`` (softce.cross_entropy_grad)."""
     x, kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                      softcap)
-    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    grad = empty_like(x)
     go = widened(grad_output).to(x.dtype)
     with ordered(input, target, grad_output):
         softce.cross_entropy_grad(array(x), **kw, grad_output=array(go), out=array(grad))
-    return grad.to(input.dtype)
+    return narrowed(grad, input.dtype)
 
 
 @cross_entropy_backward.register_fake
@@ -128,13 +128,13 @@ def cross_entropy_with_grad(input: Tensor, target: Tensor, weight: Tensor | None
     x, kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                      softcap)
     # a 16-bit input's widened copy is softce's own: the gradient goes over it
-    grad = x if x is not input else torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    grad = x if x is not input else empty_like(x)
     with ordered(input, target):
         res = softce.cross_entropy_grad(array(x), **kw, return_lse=return_lse,
                                         out=array(grad))
     loss, lse = res[0], (res[2] if return_lse else None)
     return (tensor(loss, input.device, input.dtype), _lse(input, lse),
-            grad.to(input.dtype))
+            narrowed(grad, input.dtype))
 
 
 @cross_entropy_with_grad.register_fake
@@ -265,11 +265,11 @@ nll_loss.register_autograd(_nll_backward, setup_context=_nll_setup)
 # the softmax family -----------------------------------------------------------------------
 
 def _rowwise(name: str, x: Tensor, dim: int) -> Tensor:
-    out = torch.empty(x.shape, dtype=compute_dtype(x.dtype), device=x.device)
+    out = empty_like(x, compute_dtype(x.dtype))
     xw = widened(x)
     with ordered(x):
         getattr(softce, name)(array(xw), dim, out=array(out))
-    return out.to(x.dtype)
+    return narrowed(out, x.dtype)
 
 
 @torch.library.custom_op(f"{LIB}::softmax", mutates_args=())
@@ -286,11 +286,11 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
 
 def _vjp(name: str, y: Tensor, g: Tensor, dim: int) -> Tensor:
     yw = widened(y)
-    out = torch.empty(y.shape, dtype=yw.dtype, device=y.device)
+    out = empty_like(yw)
     gw = widened(g).to(yw.dtype)
     with ordered(y, g):
         getattr(softce, name)(array(yw), array(gw), dim, out=array(out))
-    return out.to(y.dtype)
+    return narrowed(out, y.dtype)
 
 
 @torch.library.custom_op(f"{LIB}::softmax_backward", mutates_args=())
