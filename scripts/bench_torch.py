@@ -149,7 +149,7 @@ def plot(results: dict, path: Path) -> None:
     shape = f"{results['rows']}x{results['classes']}"
     axes[0].set(title=f"forward + backward, {shape} (median, min-max)", ylabel="ms",
                 yscale="log", xticks=range(len(DTYPES)), xticklabels=DTYPES)
-    axes[1].set(title="peak memory of the step above the logits' allocation",
+    axes[1].set(title="peak RSS of a step beyond the logits (two steps measured)",
                 ylabel="x the logits' size", xticks=range(len(DTYPES)), xticklabels=DTYPES)
     axes[1].axhline(1.25, color="gray", linestyle="--", linewidth=1)
     axes[0].legend(fontsize=8)
