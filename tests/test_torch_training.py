@@ -32,15 +32,16 @@ def _train(loss_fn, model, data, steps: int) -> list[float]:
     return losses
 
 
-@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-10), (torch.float32, 1e-4)],
-                         ids=str)
-@pytest.mark.parametrize("options", [{"label_smoothing": 0.1},
-                                     {"ignore_index": 0, "inplace_backward": True}], ids=str)
+@pytest.mark.parametrize("dtype,rtol,options", [
+    (torch.float64, 1e-10, {"label_smoothing": 0.1}),
+    (torch.float32, 1e-4, {"label_smoothing": 0.1}),
+    (torch.float64, 1e-10, {"ignore_index": 0, "inplace_backward": True}),
+], ids=str)
 def test_the_loss_curve_matches_torch_nn(dtype, rtol, options):
     gen = torch.Generator().manual_seed(0)
     classes = 30
     teacher = torch.randn(classes, 5, generator=gen, dtype=dtype)
-    inputs = [torch.randn(48, 5, 16, generator=gen, dtype=dtype) for _ in range(4)]
+    inputs = [torch.randn(32, 5, 16, generator=gen, dtype=dtype) for _ in range(4)]
     # labels a linear map of each position's features picks: learnable
     data = [(x, torch.einsum("cf,nfd->ncd", teacher, x).argmax(1)) for x in inputs]
     torch.manual_seed(0)
@@ -48,8 +49,8 @@ def test_the_loss_curve_matches_torch_nn(dtype, rtol, options):
                                 torch.nn.Conv1d(32, classes, 1)).to(dtype)  # (N, C, d1)
     ours = copy.deepcopy(model)
     theirs_options = {k: v for k, v in options.items() if k != "inplace_backward"}
-    got = _train(st.CrossEntropyLoss(**options), ours, data, 40)
-    ref = _train(torch.nn.CrossEntropyLoss(**theirs_options), model, data, 40)
+    got = _train(st.CrossEntropyLoss(**options), ours, data, 30)
+    ref = _train(torch.nn.CrossEntropyLoss(**theirs_options), model, data, 30)
     assert got[-1] < 0.8 * got[0], "the model did not learn"
     torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), rtol=rtol, atol=0)
     for p, q in zip(ours.parameters(), model.parameters()):
