@@ -276,6 +276,74 @@ def test_kl_div_matches_pytorch(reduction, log_target, dtype):
         close(g_got, g_ref, dtype, "grad")
 
 
+# gradients with respect to float targets --------------------------------------------------
+
+def _both_grads(fn, x, y, upstream, seed=0):
+    """fn(x, y) and its gradients with respect to x and y, for a random upstream gradient."""
+    xl = x.detach().clone().requires_grad_(True)
+    yl = y.detach().clone().requires_grad_(True)
+    out = fn(xl, yl)
+    gen = torch.Generator().manual_seed(seed)
+    g = (torch.rand(out.shape, generator=gen, dtype=torch.float64) + upstream).to(out.dtype)
+    gx, gy = torch.autograd.grad(out, (xl, yl), g)
+    return out.detach(), gx, gy
+
+
+TARGET_GRADS = {
+    "ce probs": lambda m, x, y, r: m.cross_entropy(x, F.softmax(y, 1), WEIGHT5,
+                                                   reduction=r, label_smoothing=0.1),
+    "ce probs unbatched": lambda m, x, y, r: m.cross_entropy(x[0, :, 0], F.softmax(
+        y[0, :, 0], 0), reduction=r),
+    "bce": lambda m, x, y, r: m.binary_cross_entropy_with_logits(
+        x, torch.sigmoid(y), WEIGHT3, reduction=r, pos_weight=WEIGHT3.flip(0)),
+    "kl_div": lambda m, x, y, r: m.kl_div(x, F.softmax(y, 1), reduction=r),
+    "kl_div log_target": lambda m, x, y, r: m.kl_div(x, F.log_softmax(y, 1), reduction=r,
+                                                     log_target=True),
+}
+WEIGHT5 = torch.tensor([0.5, 2.0, -0.3, 1.0, 1.5], dtype=torch.float64)
+WEIGHT3 = torch.tensor([0.5, 2.0, 1.3], dtype=torch.float64)
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss")
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", list(TARGET_GRADS))
+def test_gradients_reach_float_targets(name, reduction):
+    gen = torch.Generator().manual_seed(len(name))
+    x = torch.randn(4, 5, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(4, 5, 3, generator=gen, dtype=torch.float64)
+    fn = TARGET_GRADS[name]
+    got = _both_grads(lambda a, b: fn(st, a, b, reduction), x, y, 0.5)
+    ref = _both_grads(lambda a, b: fn(F, a, b, reduction), x, y, 0.5)
+    for what, a, b in zip(("loss", "d/d input", "d/d target"), got, ref):
+        close(a, b, msg=f"{name} {reduction} {what}")
+
+
+def test_target_gradient_with_softcap_and_z_loss():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64) * 4
+    y = F.softmax(torch.randn(6, 5, generator=gen, dtype=torch.float64), 1)
+
+    def reference(a, b):  # PyTorch's ops: capped logits, z LSE^2 per position
+        s = 3.0 * torch.tanh(a / 3.0)
+        return (F.cross_entropy(s, b, reduction="none")
+                + 0.01 * torch.logsumexp(s, 1) ** 2).mean()
+
+    got = _both_grads(lambda a, b: st.cross_entropy(a, b, softcap=3.0, z_loss=0.01), x, y, 0.5)
+    ref = _both_grads(reference, x, y, 0.5)
+    for what, a, b in zip(("loss", "d/d input", "d/d target"), got, ref):
+        close(a, b, msg=what)
+
+
+def test_kl_div_target_gradient_at_zero_is_pytorchs():
+    x = F.log_softmax(torch.randn(3, 4, dtype=torch.float64), 1)
+    y = F.softmax(torch.randn(3, 4, dtype=torch.float64), 1)
+    y[0, 1] = 0
+    got = _both_grads(lambda a, b: st.kl_div(a, b, reduction="sum"), x, y, 0.5)
+    ref = _both_grads(lambda a, b: F.kl_div(a, b, reduction="sum"), x, y, 0.5)
+    assert torch.isnan(ref[2][0, 1]) and torch.isnan(got[2][0, 1])
+    close(got[2], ref[2])
+
+
 # 16-bit logits: computed in float32, returned in their own dtype ---------------------------
 
 HALF = [torch.bfloat16, torch.float16]
@@ -409,8 +477,9 @@ BAD = [
      ValueError, "label_smoothing"),
     (lambda: st.cross_entropy(torch.ones(2, 3), torch.tensor([0, 1]), inplace_backward=1),
      TypeError, "inplace_backward"),
-    (lambda: st.cross_entropy(torch.ones(2, 3, requires_grad=True),
-                              torch.rand(2, 3, requires_grad=True)), ValueError, "target"),
+    (lambda: st.cross_entropy(torch.ones(2, 3, requires_grad=True), torch.tensor([0, 1]),
+                              weight=torch.ones(3, requires_grad=True)), ValueError,
+     "weight requires grad"),
     (lambda: st.cross_entropy(torch.ones(2, 3), torch.ones(2, 4)), ValueError, "target"),
     (lambda: st.nll_loss(torch.ones(2, 3), torch.ones(2)), TypeError, "target"),
     (lambda: st.softmax(torch.ones(2, 3), 2), ValueError, "dim"),

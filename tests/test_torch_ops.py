@@ -56,6 +56,24 @@ def test_gradcheck(name):
     assert torch.autograd.gradcheck(fn, (_x(*shape),))
 
 
+# gradients with respect to both the input and a float target
+TARGET_GRADCHECKS = {
+    "cross_entropy probs": lambda x, y: st.cross_entropy(
+        x, F.softmax(y, 1), WEIGHT, reduction="none", label_smoothing=0.1, softcap=3.0),
+    "bce": lambda x, y: st.binary_cross_entropy_with_logits(
+        x, torch.sigmoid(y), pos_weight=torch.tensor([1.0, 2.0], dtype=torch.float64)),
+    "kl_div": lambda x, y: st.kl_div(x, F.softmax(y, 1), reduction="none"),
+    "kl_div log_target": lambda x, y: st.kl_div(x, F.log_softmax(y, 1), reduction="batchmean",
+                                                log_target=True),
+}
+
+
+@pytest.mark.parametrize("name", list(TARGET_GRADCHECKS))
+def test_gradcheck_with_the_target(name):
+    assert torch.autograd.gradcheck(TARGET_GRADCHECKS[name],
+                                    (_x(3, 3, 2, seed=3), _x(3, 3, 2, seed=4)))
+
+
 def _opcheck_cases():
     x = _x(4, 5, 3, seed=1)
     xd = x.detach()

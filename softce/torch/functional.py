@@ -5,8 +5,9 @@ Same names, argument order, defaults and return types as ``torch.nn.functional``
 (``softce.torch.ops``), and ``torch.compile(fullgraph=True)`` captures every function without
 a graph break. Tensors are used in place on the CPU (NumPy views) and on CUDA devices (numba
 views); bfloat16 and float16 are computed in float32 (a widening copy) and returned in their
-own dtype, as PyTorch returns them. Gradients flow to ``input``: targets and weights are taken
-as constants (a target or weight that requires grad is refused).
+own dtype, as PyTorch returns them. Gradients flow to ``input`` and to float targets
+(probabilities, BCE and kl_div targets); class weights are constants (a weight that requires
+grad is refused).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def _float_tensor(value: object, name: str) -> Tensor:
 
 
 def _companion(value: object, name: str, input: Tensor, *, floating: bool | None = None,
-               optional: bool = False) -> Tensor | None:
-    """A tensor argument beside ``input``: on its device, constant for autograd, and of a
-    floating (True) or integer (False) dtype when asked."""
+               optional: bool = False, differentiable: bool = False) -> Tensor | None:
+    """A tensor argument beside ``input``: on its device, of a floating (True) or integer
+    (False) dtype when asked, and constant for autograd unless ``differentiable``."""
     if value is None and optional:
         return None
     if not isinstance(value, Tensor):
@@ -48,9 +49,9 @@ def _companion(value: object, name: str, input: Tensor, *, floating: bool | None
     if floating is False and (value.is_floating_point() or value.is_complex()
                               or value.dtype == torch.bool):
         raise TypeError(f"{name} must hold integer class labels, got dtype {value.dtype}")
-    if value.requires_grad and torch.is_grad_enabled():
-        raise ValueError(f"{name} requires grad, but softce.torch differentiates with respect "
-                         f"to input only; pass {name}.detach()")
+    if value.requires_grad and torch.is_grad_enabled() and not differentiable:
+        raise ValueError(f"{name} requires grad, but softce.torch takes it as a constant; "
+                         f"pass {name}.detach()")
     return value
 
 
@@ -95,11 +96,13 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     own memory instead: no extra input-sized tensor, but the input's values are destroyed,
     so use it only when nothing reads the logits after the loss (autograd raises if a saved
     tensor was overwritten). Backward through the loss once (no second backward with
-    retain_graph=True).
+    retain_graph=True). A probability target that requires grad gets its gradient too; the
+    call then takes the unfused route (the backward computes d loss / d input again, with the
+    same kernel) and ``inplace_backward`` does not apply.
     """
     _float_tensor(input, "input")
     _batched(input)
-    target = _companion(target, "target", input)
+    target = _companion(target, "target", input, differentiable=True)
     weight = _companion(weight, "weight", input, floating=True, optional=True)
     reduction = _reduction(size_average, reduce, reduction)
     for name, flag in (("return_lse", return_lse), ("inplace_backward", inplace_backward)):
@@ -107,7 +110,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     options = (int(ignore_index), reduction, float(label_smoothing), float(z_loss),
                None if softcap is None else float(softcap), return_lse)
-    if torch.is_grad_enabled() and input.requires_grad:
+    if torch.is_grad_enabled() and input.requires_grad and not target.requires_grad:
         # one fused kernel: the loss now, the gradient kept for the backward
         if inplace_backward:
             grad = input.detach()
@@ -188,7 +191,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
     log(1 - sigmoid(x))) per element, finite for any x; weight broadcasts to input,
     pos_weight along the last axis."""
     _float_tensor(input, "input")
-    target = _companion(target, "target", input, floating=True)
+    target = _companion(target, "target", input, floating=True, differentiable=True)
     weight = _companion(weight, "weight", input, floating=True, optional=True)
     pos_weight = _companion(pos_weight, "pos_weight", input, floating=True, optional=True)
     reduction = _reduction(size_average, reduce, reduction)
@@ -202,7 +205,7 @@ def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None,
     target = 0, or with ``log_target`` exp(target) (target - input). reduction "batchmean"
     divides the sum by input.shape[0]."""
     _float_tensor(input, "input")
-    target = _companion(target, "target", input, floating=True)
+    target = _companion(target, "target", input, floating=True, differentiable=True)
     reduction = _reduction(size_average, reduce, reduction, REDUCTIONS + ("batchmean",))
     if not isinstance(log_target, bool):
         raise TypeError(f"log_target must be a bool, got {type(log_target).__name__}")

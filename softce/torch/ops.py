@@ -14,6 +14,7 @@ writes the gradient over the logits instead (their values are destroyed, declare
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 import softce
@@ -88,8 +89,31 @@ def _ce_setup(ctx, inputs, output) -> None:
 
 def _ce_backward(ctx, grad_loss, grad_lse):
     input, target, weight = ctx.saved_tensors
-    grad = cross_entropy_backward(input, target, weight, *ctx.options, grad_loss)
-    return grad, None, None, None, None, None, None, None, None
+    grad = grad_target = None
+    if ctx.needs_input_grad[0]:
+        grad = cross_entropy_backward(input, target, weight, *ctx.options, grad_loss)
+    if ctx.needs_input_grad[1]:
+        grad_target = _ce_target_grad(input, weight, *ctx.options, grad_loss)
+    return grad, grad_target, None, None, None, None, None, None, None
+
+
+def _ce_target_grad(input: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
+                    label_smoothing: float, z_loss: float, softcap: float | None,
+                    grad_loss: Tensor) -> Tensor:
+    """d loss / d target of probability targets: -(1 - eps) w_k log softmax(s)_k times the
+    upstream gradient, s the (soft-capped) logits; "mean" divides by the number of
+    positions."""
+    dim = class_dim(input.ndim)
+    s = input if softcap is None else softcap * torch.tanh(input / softcap)
+    t = -(1.0 - label_smoothing) * log_softmax(s, dim)
+    if weight is not None:
+        shape = [1] * input.ndim
+        shape[dim] = -1
+        t = t * weight.to(input.dtype).reshape(shape)
+    g = grad_loss.unsqueeze(dim) if grad_loss.ndim else grad_loss
+    if reduction == "mean":
+        g = g / (input.numel() // input.shape[dim])
+    return t * g
 
 
 cross_entropy.register_autograd(_ce_backward, setup_context=_ce_setup)
@@ -424,9 +448,18 @@ def _bce_setup(ctx, inputs, output) -> None:
 
 def _bce_backward(ctx, grad):
     input, target, weight, pos_weight = ctx.saved_tensors
-    dx = binary_cross_entropy_with_logits_backward(input, target, weight, pos_weight,
-                                                   ctx.reduction, grad)
-    return dx, None, None, None, None
+    dx = dy = None
+    if ctx.needs_input_grad[0]:
+        dx = binary_cross_entropy_with_logits_backward(input, target, weight, pos_weight,
+                                                       ctx.reduction, grad)
+    if ctx.needs_input_grad[1]:
+        # d loss / d y = -weight (pos_weight log sigmoid(x) - log sigmoid(-x))
+        pw = 1.0 if pos_weight is None else pos_weight
+        dy = -(pw * F.logsigmoid(input) - F.logsigmoid(-input))
+        if weight is not None:
+            dy = dy * weight
+        dy = dy * (grad / input.numel() if ctx.reduction == "mean" else grad)
+    return dx, dy, None, None, None
 
 
 binary_cross_entropy_with_logits.register_autograd(_bce_backward, setup_context=_bce_setup)
@@ -449,19 +482,30 @@ def _(input, target, reduction, log_target):
 
 def _kl_setup(ctx, inputs, output) -> None:
     input, target, reduction, log_target = inputs
-    ctx.save_for_backward(target)
+    ctx.save_for_backward(input, target)
     ctx.numel, ctx.batch = input.numel(), (input.shape[0] if input.ndim else 1)
     ctx.dtype = input.dtype
     ctx.reduction, ctx.log_target = reduction, log_target
 
 
 def _kl_backward(ctx, grad):
-    """d loss / d input = -target (-exp(target) with log_target) times the upstream gradient,
-    divided by the element count for "mean" and by the batch size for "batchmean"."""
-    (target,) = ctx.saved_tensors
-    p = target.exp() if ctx.log_target else target
+    """d loss / d input = -target (-exp(target) with log_target); d loss / d target =
+    log(target) + 1 - input (PyTorch's: NaN at target = 0), or exp(target) (target - input + 1)
+    with log_target; times the upstream gradient, divided by the element count for "mean" and
+    by the batch size for "batchmean"."""
+    input, target = ctx.saved_tensors
     divisor = {"mean": ctx.numel, "batchmean": ctx.batch}.get(ctx.reduction, 1)
-    return (-p * (grad / divisor)).to(ctx.dtype), None, None, None
+    g = grad / divisor
+    dx = dt = None
+    if ctx.needs_input_grad[0]:
+        p = target.exp() if ctx.log_target else target
+        dx = (-p * g).to(ctx.dtype)
+    if ctx.needs_input_grad[1]:
+        if ctx.log_target:
+            dt = target.exp() * (target - input + 1) * g
+        else:
+            dt = (torch.where(target == 0, 0.0, target.log()) + target / target - input) * g
+    return dx, dt, None, None
 
 
 kl_div.register_autograd(_kl_backward, setup_context=_kl_setup)
