@@ -1,7 +1,8 @@
 """softce's functions as PyTorch custom operators (``torch.ops.softce.*``).
 
-Each operator runs softce's front end on views of its tensors (``softce.torch.arrays``) into
-outputs that PyTorch allocates, has a fake (meta) implementation for ``torch.compile`` and,
+Each operator runs softce's front end on views of its tensors (``softce.torch.arrays``),
+writing new tensors through ``out=`` where the front end takes it, has a fake (meta)
+implementation for ``torch.compile`` and,
 where it is differentiable, a backward registered with ``register_autograd`` that calls
 another softce operator. The cross-entropy of a training step takes a fused route:
 ``cross_entropy_with_grad`` computes the loss and d loss / d logits in one kernel, and
