@@ -12,6 +12,7 @@ grad is refused).
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import torch
@@ -69,6 +70,19 @@ def _reduction(size_average: bool | None, reduce: bool | None, reduction: str,
     return reduction
 
 
+def _int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _real(value: object, name: str) -> float:
+    """A real number's value (its range is checked by softce's front end)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
 def _batched(input: Tensor) -> None:
     if input.ndim == 0:
         raise ValueError("input must have a class axis: shape (C,), (N, C) or (N, C, d1, ...), "
@@ -108,8 +122,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     for name, flag in (("return_lse", return_lse), ("inplace_backward", inplace_backward)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-    options = (int(ignore_index), reduction, float(label_smoothing), float(z_loss),
-               None if softcap is None else float(softcap), return_lse)
+    options = (_int(ignore_index, "ignore_index"), reduction,
+               _real(label_smoothing, "label_smoothing"), _real(z_loss, "z_loss"),
+               None if softcap is None else _real(softcap, "softcap"), return_lse)
     if torch.is_grad_enabled() and input.requires_grad and not target.requires_grad:
         # one fused kernel: the loss now, the gradient kept for the backward
         if inplace_backward:
@@ -134,7 +149,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     target = _companion(target, "target", input, floating=False)
     weight = _companion(weight, "weight", input, floating=True, optional=True)
     reduction = _reduction(size_average, reduce, reduction)
-    return ops.nll_loss(input, target, weight, int(ignore_index), reduction)
+    return ops.nll_loss(input, target, weight, _int(ignore_index, "ignore_index"), reduction)
 
 
 def _softmax_dim(input: Tensor, dim: int | None, name: str) -> int:
