@@ -1,0 +1,100 @@
+"""Tensors as softce's arrays and back, without copies where the memory allows.
+
+A CPU tensor is viewed as a NumPy array (``Tensor.numpy()`` shares its memory, strides
+included), a CUDA tensor as a numba device array (``numba.cuda.as_cuda_array(t, sync=False)``);
+results come back as tensors viewing the same memory. softce computes in float32 and float64:
+bfloat16 and float16 tensors are widened to float32 by a copy, and results are narrowed back
+to the input's dtype, as PyTorch returns them.
+
+New CPU tensors of 4 MiB or more (gradients, softmax outputs, widened copies) take their
+memory from ``softce.buffers``: PyTorch's CPU allocator maps fresh pages for every large
+tensor, and a training step would pay a page fault per page of its logits-sized gradient at
+every step; a buffer that last step's dead gradient gave back has its pages mapped already.
+CUDA tensors come from PyTorch's caching allocator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from softce import buffers
+
+#: dtypes computed as they are; 16-bit floats are computed in float32.
+NATIVE = (torch.float32, torch.float64)
+WIDENED = (torch.bfloat16, torch.float16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype softce computes a tensor of ``dtype`` in."""
+    return dtype if dtype in NATIVE else torch.float32
+
+
+def empty(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, device: torch.device
+          ) -> torch.Tensor:
+    """A new contiguous tensor, as ``torch.empty``; on the CPU its memory comes from
+    softce's output buffers (returned to them when the tensor is freed)."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    nbytes = math.prod(shape) * dtype.itemsize
+    return torch.from_numpy(buffers.empty(nbytes, np.uint8)).view(dtype).view(shape)
+
+
+def empty_like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A new contiguous tensor of t's shape and device (and dtype unless given)."""
+    return empty(t.shape, t.dtype if dtype is None else dtype, t.device)
+
+
+def widened(t: torch.Tensor) -> torch.Tensor:
+    """t itself when float32/float64, else a float32 copy (16-bit floats)."""
+    return t if t.dtype in NATIVE else empty_like(t, torch.float32).copy_(t)
+
+
+def narrowed(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t itself when of ``dtype``, else a copy of it in ``dtype``."""
+    return t if t.dtype == dtype else empty_like(t, dtype).copy_(t)
+
+
+def array(t: torch.Tensor) -> object:
+    """A view of t's memory as softce's array: NumPy for a CPU tensor, numba for CUDA."""
+    t = t.detach()
+    if t.device.type == "cuda":
+        from numba import cuda
+
+        return cuda.as_cuda_array(t, sync=False)
+    return t.resolve_conj().resolve_neg().numpy()
+
+
+def tensor(result: object, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """softce's result (a NumPy array or scalar, or a numba device array) as a tensor of
+    ``dtype`` on ``device``: a view of its memory when the dtype is the same."""
+    if device.type == "cuda":
+        t = torch.as_tensor(result, device=device)
+    else:
+        t = torch.from_numpy(np.asarray(result))
+    return t.to(dtype)
+
+
+@contextlib.contextmanager
+def ordered(*tensors: torch.Tensor) -> Iterator[None]:
+    """Order softce's CUDA launches after PyTorch's work on the current stream and PyTorch's
+    later work after them. softce launches on the CUDA default stream, which PyTorch's
+    default stream already follows; any other current stream is synchronised around the
+    call. Nothing to do for CPU tensors."""
+    dev = next((t.device for t in tensors if t.device.type == "cuda"), None)
+    if dev is None:
+        yield
+        return
+    stream = torch.cuda.current_stream(dev)
+    default = stream == torch.cuda.default_stream(dev)
+    if not default:
+        stream.synchronize()
+    yield
+    if not default:
+        from numba import cuda
+
+        cuda.default_stream().synchronize()
