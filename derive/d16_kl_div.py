@@ -7,7 +7,9 @@
 
 With lq the input, yt the target and lt a log-target, the term yt (log yt - lq) is extended
 to yt = 0 by its limit (the u log u limit of D5), so that summed over a row with lq = log q_k
-it is KL(y || q) of the definitions. At yt = exp(lt) the term is the log_target one; at
+it is KL(y || q) of the definitions; the kernel's form guards log yt inside the term, so that
+at yt = 0 the term is 0 (-lq): the limit 0 where lq is finite, NaN where lq is NaN or infinite
+(as the log-target term below). At yt = exp(lt) the term is the log_target one; at
 lt = -oo (target probability 0) it is its limit as lt -> -oo, 0: the guard replaces lt by 0 in
 lt - lq, and exp(-oo) = 0 gives the limit where lq is finite (0 (-oo) would be NaN), while a NaN
 or infinite lq still makes the product NaN (there the limit does not exist). The gradients in
@@ -36,6 +38,8 @@ lt = sp.Symbol("lt", extended_real=True)
 
 ZERO_TERM = "lim_{yt -> 0+} yt (log yt - lq) = 0, so the term at yt = 0 is 0"
 ROW = "sum_k kl_term(yt = y_k, lq = log q_k) = KL(y || q)"
+GUARDED = ("yt (log yt - lq) with log yt guarded at yt = 0 is kl_term; at yt = 0 its value "
+           "0 (-lq) carries a NaN or infinite lq")
 LOG_TARGET = "kl_term at yt = exp(lt) is exp(lt) (lt - lq)"
 LOG_LIMIT = ("lim_{lt -> -oo} exp(lt) (lt - lq) = 0 (finite lq), and the guarded term, lt - lq "
              "with lt = -oo replaced by 0, is that limit at lt = -oo")
@@ -107,6 +111,14 @@ def kl_div_terms(d: Derivation) -> None:
     kl_term = d.step("target (log target - input), extended to yt = 0 by the limit",
                      extended(yt, term))
     d.results["kl_term"] = kl_term
+    zero_log = sp.Piecewise((0, sp.Eq(yt, 0)), (sp.log(yt), True))
+    guarded = d.step("the guard inside the term: log yt replaced by 0 at yt = 0, so that "
+                     "yt (0 - lq) = 0 gives the limit where lq is finite, NaN where it is not",
+                     yt * (zero_log - lq))
+    d.results["kl_term_guarded"] = guarded
+    d.check(GUARDED, SYMBOLIC, guarded.subs(yt, 0) == kl_term.subs(yt, 0)
+            and guarded.xreplace({zero_log: sp.log(yt)}) == kl_term.args[-1][0],
+            "at yt = 0 both are 0 (lq finite); elsewhere the guard is log yt")
 
     row = d.step("summed over a row, yt = y_k and lq = log q_k",
                  SYMBOLIC_ROW.sum(lambda r: kl_term.xreplace({yt: y[r], lq: sp.log(q[r])})))

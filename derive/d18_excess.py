@@ -6,16 +6,19 @@ s keeps its relative accuracy however small it is, and so do LSE = m + log1p(s),
 log-probabilities (x_j - m) - log1p(s) and the label loss (m - x_c) + log1p(s), which near 0
 are as small as s itself.
 
-Per element the sum takes E_k = exp(-inf if x_k = m else x_k - m) and counts the ties
-T_k = [x_k = m]: E_k + T_k = exp(x_k - m) (written E_k + T_k (1 + (x_k - m)^2) where the
-exp itself is kept, so that a +inf tie gives NaN as exp(x_k - m) does: a square, not a sum,
-so that no reassociation can turn a tie's 1 + (x_k - m) into (x_k + 1) - m), so
-s = sum E + sum T - 1. Two parts of a row merge
-as s = s_hi + (1 + s_lo) F(m_lo, m_hi), F(a, b) = 1 if a = b else exp(a - b), where "hi" is the
-part with the larger max: D11's merge of d = 1 + s written so that the part holding the max
-contributes no rounded 1, exact LSE of the union, identity (-inf, -1). Where x_k = +inf, the
-tie is that element (+inf = +inf), E_k = exp(-inf) = 0 for the rest, s = 0, LSE = +inf: the
-limit, where m + log(sum exp(x - m)) is inf - inf.
+By definition E_k = exp(-inf if x_k = m else x_k - m) and the ties T_k = [x_k = m] give
+E_k + T_k = exp(x_k - m), so s = sum E + sum T - 1. For a finite m, E_k = exp(x_k - m)
+(1 - T_k) exactly, which is how a kernel sums it: the exp it needs anyway, a tie's term
+multiplied by 0 (a product: a sum exp - T would be reassociated into sum exp - sum T, the
+rounding this form avoids); where m = +inf every E_k is 0 and s = sum T - 1.
+
+Two parts of a row merge as s = s_hi + (1 + s_lo) F(m_lo, m_hi), F(a, b) = 1 if a = b else
+exp(a - b), where "hi" is the part with the larger max: D11's merge of d = 1 + s written so
+that the part holding the max contributes no rounded 1, exact LSE of the union, identity
+(-inf, -1).
+
+Where x_k = +inf, the tie is that element (+inf = +inf), E_k = exp(-inf) = 0 for the rest,
+s = 0, LSE = +inf: the limit, where m + log(sum exp(x - m)) is inf - inf.
 """
 
 from __future__ import annotations
@@ -40,8 +43,13 @@ from .symbols import LSE, D, c, d1, d2, i, k, m1, m2, n, row_sum, x
 m = sp.Symbol("m", real=True)
 s = sp.Symbol("s", real=True)
 s1, s2 = sp.symbols("s1 s2", real=True)  # the excesses of two parts of a row
+#: The max as a kernel holds it: +inf included.
+m_max = sp.Symbol("m", extended_real=True)
+#: A chunk's sums: sigma = sum_k exp(x_k - m) (1 - T_k), tau = sum_k T_k (its maxima).
+sigma, tau = sp.symbols("sigma tau", real=True)
 
-SPLIT = "E_k + T_k (1 + (x_k - m)^2) = exp(x_k - m) for x_k <= m: the exp, its tie apart"
+SPLIT = "E_k + T_k = exp(x_k - m) for x_k <= m: the exp with its tie taken out"
+FINITE = "for a finite m, E_k = exp(x_k - m) (1 - T_k): the tie's term dropped, exactly"
 EXCESS = "s = sum_k E_k + sum_k T_k - 1 = sum_{k != k*} exp(x_k - m) = d - 1"
 MERGE = "s_hi + (1 + s_lo) F(m_lo, m_hi) = D11's merge of d = 1 + s, minus 1"
 MERGE_EXACT = "m + log1p(s) of the merged state is the LSE of the union"
@@ -71,14 +79,20 @@ def excess_normaliser(d: Derivation) -> None:
     t_k = sp.Piecewise((1, sp.Eq(x[k], m)), (0, True))
     d.results["excess_term"] = d.step("E_k: the shifted exp, 0 at a tie with the max", e_k)
     d.results["tie_term"] = d.step("T_k: 1 at a tie with the max", t_k)
-    tie_exp = sp.Piecewise((1 + (x[k] - m) ** 2, sp.Eq(x[k], m)), (0, True))
-    split = d.step("E_k + T_k (1 + (x_k - m)^2), folded", sp.piecewise_fold(e_k + tie_exp))
-    d.results["exp_split"] = e_k + tie_exp
-    at_tie, off_tie = split.args[0][0].subs(x[k], m), split.args[1][0]
-    d.check(SPLIT, SYMBOLIC, sp.simplify(at_tie - sp.exp(0)) == 0
-            and sp.simplify(off_tie - sp.exp(x[k] - m)) == 0,
-            "branch by branch: at x_k = m, 0 + 1 (1 + 0^2) = exp(0); elsewhere exp(x_k - m) + 0; "
-            "at a +inf tie (inf - inf)^2 is NaN, as exp(x_k - m) is")
+    split = d.step("E_k + T_k, folded", sp.piecewise_fold(e_k + t_k))
+    d.check(SPLIT, SYMBOLIC, _termwise(split),
+            "branch by branch: at x_k = m, 0 + 1 = exp(0); elsewhere exp(x_k - m) + 0")
+    finite = d.step("for a finite m: E_k = exp(x_k - m) (1 - T_k) (at a tie exp(0) 0 = 0)",
+                    sp.exp(x[k] - m) * (1 - t_k))
+    d.results["excess_term_finite"] = finite
+    off_tie = {t_k: 0, e_k: sp.exp(x[k] - m)}
+    d.check(FINITE, SYMBOLIC, finite.subs(x[k], m) == 0 == e_k.subs(x[k], m)
+            and sp.simplify(finite.xreplace(off_tie) - e_k.xreplace(off_tie)) == 0,
+            "at a tie both are 0 (exp(0) 0, exp(-oo)); elsewhere both are exp(x_k - m)")
+    chunk = sp.Piecewise((sigma + tau - 1, sp.Ne(m_max, sp.oo)), (tau - 1, True))
+    d.results["excess_of_sums"] = d.step(
+        "s from sigma = sum_k exp(x_k - m) (1 - T_k) and tau = sum_k T_k: sigma + tau - 1 for a "
+        "finite m; at m = +inf every E_k is 0 (exp(-inf)), so s = tau - 1", chunk)
 
     normaliser = row_sum(sp.exp(x[k] - m))
     d.results["excess_definition"] = d.step("the excess: s = d - 1, d = sum_k exp(x_k - m)",
@@ -129,12 +143,11 @@ def excess_normaliser(d: Derivation) -> None:
                                      (m - x[c]) + log1p(s))
     d.check(LABEL_LOSS_FORM, SYMBOLIC, sp.simplify(
         (d.results["label_loss"] - label_loss.xreplace({LSE: lse_s})).rewrite(sp.log)) == 0)
-    d.check(PLUS_INF, CONCRETE, *_plus_inf(excess, lse_s))
+    d.check(PLUS_INF, CONCRETE, *_plus_inf(excess, lse_s, d.results["excess_of_sums"]))
 
 
 def _termwise(split: sp.Piecewise) -> bool:
-    """Each summand of sum (E_k + T_k (1 + (x_k - m)^2)) equals exp(x_k - m) (SPLIT, branch
-    by branch)."""
+    """Each summand of sum (E_k + T_k) equals exp(x_k - m) (SPLIT, branch by branch)."""
     return all(sp.simplify(value.subs(x[k], m) - 1) == 0 if cond != sp.true
                else sp.simplify(value - sp.exp(x[k] - m)) == 0 for value, cond in split.args)
 
@@ -227,8 +240,9 @@ def _numeric_associative(merge_s: sp.Expr) -> tuple[bool, str]:
     return bool(worst < 1e-40), f"max difference {float(worst):.1e} over 40 triples"
 
 
-def _plus_inf(excess: sp.Expr, lse_s: sp.Expr) -> tuple[bool, str]:
-    """Rows holding +inf: s = 0 (the tie is the +inf), m + log1p(s) = +inf = the limit."""
+def _plus_inf(excess: sp.Expr, lse_s: sp.Expr, of_sums: sp.Expr) -> tuple[bool, str]:
+    """Rows holding +inf: s = 0 (the tie is the +inf), m + log1p(s) = +inf = the limit, and
+    s from the sums at m = +inf is tau - 1 = 0."""
     t = sp.Symbol("t", real=True)
     for size in SIZES:
         row = [sp.oo] + [sp.Integer(-r) for r in range(1, size)]
@@ -236,6 +250,8 @@ def _plus_inf(excess: sp.Expr, lse_s: sp.Expr) -> tuple[bool, str]:
         lse = lse_s.xreplace({m: sp.oo, s: s_value})
         limit = sp.limit(sp.log(sp.exp(t) + sum((sp.exp(v) for v in row[1:]), sp.S.Zero)), t,
                          sp.oo)
-        if s_value != 0 or lse != sp.oo or limit != sp.oo:
+        from_sums = of_sums.xreplace({m_max: sp.oo, tau: 1})
+        if s_value != 0 or lse != sp.oo or limit != sp.oo or from_sums != s_value:
             return False, f"at {row}: s = {s_value}, LSE = {lse}, limit {limit}"
-    return True, "x_0 = +inf, n = 1..8: s = 0, LSE = +inf, sympy.limit gives +inf"
+    return True, ("x_0 = +inf, n = 1..8: s = 0 (also from the sums: tau - 1), LSE = +inf, "
+                  "sympy.limit gives +inf")

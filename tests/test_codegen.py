@@ -116,8 +116,9 @@ def test_float32_kernels_merge_the_row_sum_in_float64_only() -> None:
 
 def test_the_normaliser_is_carried_as_its_excess() -> None:
     """With D18's excess form, sum_k exp(x[k] - m) becomes 1 + s: s summed from the exps with
-    the ties of the max taken out (counted apart), merged with D18's merge_s from its identity
-    -1, and log(1 + s) printed as log1p(s)."""
+    the ties of the max multiplied out (counted apart, in the dtype), the other maxima added
+    after (never -1 + the sum), merged with D18's merge_s from its identity -1, and
+    log(1 + s) printed as log1p(s)."""
     from softce.codegen.cpu import emit_module_body
     from softce.codegen.kernels import Catalogue
     from softce.derive import results
@@ -127,8 +128,10 @@ def test_the_normaliser_is_carried_as_its_excess() -> None:
     text = emit_module_body(cat.spec(name="s", doc="", rows=(x,), row_outputs={"lse": lse}))
     f32 = text.split('@nb.njit(["void(float64')[0]
     assert "s_row = np.float64(-1)  # merged in float64" in f32
-    assert "ties_c += (m_c == x_chunk_r[k])  # D18 tie_term" in f32
-    assert "s_c += np.float32(ties_c - 1)  # D18 excess" in f32
+    assert "t_k = np.float32((m_c == x_chunk_r[k]))  # D18 tie_term" in f32
+    assert "s_c += e_k*(np.float32(1) - t_k)" in f32 and "ties_c += t_k" in f32
+    assert "ties_c -= np.float32(1)" in f32
+    assert "s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)" in f32
     assert "# D18 merge_s" in f32 and "d_c" not in f32
     assert "lse[r] = m + math.log1p(s)" in f32
 

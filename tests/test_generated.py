@@ -95,14 +95,16 @@ for name in cpu.KERNELS:
             bad += [(name, ln) for ln in lines if re.search(r"x double>", ln)]
             # the merged sums (named *_row, a span's *_sp) and what is computed from them may
             # be double
-            wide = {v for ln in lines for v in re.findall(r"%[\\w.]*_(?:row|sp)[\\w.]*", ln)}
+            value = r'%(?:"[^"]+"|[\\w.]+)'  # an IR value, its name quoted where it holds a $
+            wide = {v for ln in lines for v in re.findall(value, ln)
+                    if re.search(r"_(?:row|sp)\\b", v)}
             for _ in range(len(lines)):
                 for ln in lines:
-                    out = re.match(r"(%[\\w.]+) = ", ln)
-                    if out and set(re.findall(r"%[\\w.]+", ln[out.end():])) & wide:
+                    out = re.match(f"({value}) = ", ln)
+                    if out and set(re.findall(value, ln[out.end():])) & wide:
                         wide.add(out.group(1))
             for ln in lines:
-                out = re.match(r"(%[\\w.]+) = ", ln)
+                out = re.match(f"({value}) = ", ln)
                 if any(op in ln for op in ARITH) and not (out and out.group(1) in wide):
                     bad.append((name, ln))
 print(bad)

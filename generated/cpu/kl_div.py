@@ -2,7 +2,7 @@
 # regenerate with `python scripts/regenerate.py` (`--check` reports stale files).
 # Kernel kl_div: out = y (log y - lq), 0 at y = 0 [D16]
 # Derived expressions it was printed from (derivation, result, hash of the expression):
-#   D16  kl_term          5e62038359b5b077
+#   D16  kl_term_guarded  9e6d98d850ae98f1
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
 #   softce/shift.py       42442489f175ff00
@@ -24,7 +24,7 @@ def kl_div_f32(lq_in, yt_in, out):
     for q in nb.prange(out.shape[0]):
         lq = lq_in[q]
         yt = yt_in[q]
-        out[q] = (np.float32(0) if (yt == np.float32(0)) else yt*(-lq + math.log(yt)))
+        out[q] = yt*(-lq + (np.float32(0) if (yt == np.float32(0)) else math.log(yt)))
 
 
 @nb.njit(["void(float64[::1], float64[::1], float64[::1])"], **CPU_OPTIONS)
@@ -33,7 +33,7 @@ def kl_div_f64(lq_in, yt_in, out):
     for q in nb.prange(out.shape[0]):
         lq = lq_in[q]
         yt = yt_in[q]
-        out[q] = (np.float64(0) if (yt == np.float64(0)) else yt*(-lq + math.log(yt)))
+        out[q] = yt*(-lq + (np.float64(0) if (yt == np.float64(0)) else math.log(yt)))
 
 
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;

@@ -6,9 +6,9 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 #   D18  normaliser       1094b3760ac3776f
-#   D18  excess_term      735fe3231ab85598
+#   D18  excess_term_finite 7347c1bdd1243ab7
 #   D18  tie_term         bc1b2fa5fc976d34
-#   D18  exp_split        a0958f27b5c51a35
+#   D18  excess_of_sums   4b1db91662e352ca
 #   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
@@ -49,7 +49,7 @@ def softmax_f32(x, out):
                     m_c = fmax(m_c, x_span_r[k])
                 if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)
                     s_sp = np.float64(0)
-                    ties_c = 0
+                    ties_c = np.float32(0)
                     for start in range(span, span_stop, CHUNK):
                         stop = min(start + CHUNK, span_stop)
                         x_chunk_r = x_r[start:stop]
@@ -58,20 +58,21 @@ def softmax_f32(x, out):
                         s_c = np.float32(0)
                         if in_place:
                             for k in range(stop - start):
-                                e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == out_chunk_r[k]) else out_chunk_r[k] - m_c))  # D18 excess_term
-                                s_c += e_s
-                                ties_c += (m_c == out_chunk_r[k])  # D18 tie_term
-                                e_k = ((out_chunk_r[k] - m_c) * (out_chunk_r[k] - m_c) + np.float32(1) if (m_c == out_chunk_r[k]) else np.float32(0)) + e_s  # exp(x[k] - m_c), D18 exp_split
+                                e_k = exp_nonpos_f32(out_chunk_r[k] - m_c)
+                                t_k = np.float32((m_c == out_chunk_r[k]))  # D18 tie_term
+                                s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                                ties_c += t_k
                                 out_chunk_r[k] = e_k
                         else:
                             for k in range(stop - start):
-                                e_s = exp_nonpos_f32((np.float32(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
-                                s_c += e_s
-                                ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
-                                e_k = ((x_chunk_r[k] - m_c) * (x_chunk_r[k] - m_c) + np.float32(1) if (m_c == x_chunk_r[k]) else np.float32(0)) + e_s  # exp(x[k] - m_c), D18 exp_split
+                                e_k = exp_nonpos_f32(x_chunk_r[k] - m_c)
+                                t_k = np.float32((m_c == x_chunk_r[k]))  # D18 tie_term
+                                s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                                ties_c += t_k
                                 out_chunk_r[k] = e_k
                         s_sp += s_c
-                    s_sp += np.float64(ties_c - 1)  # D18 excess
+                    ties_c -= np.float32(1)  # the other maxima
+                    s_sp = (s_sp + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
                     m_new = fmax(m, m_c)  # D11 merge_m
                     s_row = ((np.float32(1) + s_sp)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_sp)  # D18 merge_s
                     m = m_new
@@ -113,7 +114,7 @@ def softmax_f64(x, out):
                     m_c = fmax(m_c, x_span_r[k])
                 if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)
                     s_sp = np.float64(0)
-                    ties_c = 0
+                    ties_c = np.float64(0)
                     for start in range(span, span_stop, CHUNK):
                         stop = min(start + CHUNK, span_stop)
                         x_chunk_r = x_r[start:stop]
@@ -122,20 +123,21 @@ def softmax_f64(x, out):
                         s_c = np.float64(0)
                         if in_place:
                             for k in range(stop - start):
-                                e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == out_chunk_r[k]) else out_chunk_r[k] - m_c))  # D18 excess_term
-                                s_c += e_s
-                                ties_c += (m_c == out_chunk_r[k])  # D18 tie_term
-                                e_k = ((out_chunk_r[k] - m_c) * (out_chunk_r[k] - m_c) + np.float64(1) if (m_c == out_chunk_r[k]) else np.float64(0)) + e_s  # exp(x[k] - m_c), D18 exp_split
+                                e_k = exp_nonpos_f64(out_chunk_r[k] - m_c)
+                                t_k = np.float64((m_c == out_chunk_r[k]))  # D18 tie_term
+                                s_c += e_k*(np.float64(1) - t_k)  # D18 excess_term_finite
+                                ties_c += t_k
                                 out_chunk_r[k] = e_k
                         else:
                             for k in range(stop - start):
-                                e_s = exp_nonpos_f64((np.float64(-np.inf) if (m_c == x_chunk_r[k]) else x_chunk_r[k] - m_c))  # D18 excess_term
-                                s_c += e_s
-                                ties_c += (m_c == x_chunk_r[k])  # D18 tie_term
-                                e_k = ((x_chunk_r[k] - m_c) * (x_chunk_r[k] - m_c) + np.float64(1) if (m_c == x_chunk_r[k]) else np.float64(0)) + e_s  # exp(x[k] - m_c), D18 exp_split
+                                e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
+                                t_k = np.float64((m_c == x_chunk_r[k]))  # D18 tie_term
+                                s_c += e_k*(np.float64(1) - t_k)  # D18 excess_term_finite
+                                ties_c += t_k
                                 out_chunk_r[k] = e_k
                         s_sp += s_c
-                    s_sp += np.float64(ties_c - 1)  # D18 excess
+                    ties_c -= np.float64(1)  # the other maxima
+                    s_sp = (s_sp + ties_c if (m_c != np.float64(np.inf)) else ties_c)  # D18 excess_of_sums
                     m_new = fmax(m, m_c)  # D11 merge_m
                     s = ((np.float64(1) + s_sp)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(m - m_c)) + s_sp)  # D18 merge_s
                     m = m_new

@@ -8,9 +8,9 @@
 #   D11  merge_m          9520027e9cc6bdac
 #   D11  merge_d          6be26320b7faf199
 #   D18  normaliser       1094b3760ac3776f
-#   D18  excess_term      735fe3231ab85598
+#   D18  excess_term_finite 7347c1bdd1243ab7
 #   D18  tie_term         bc1b2fa5fc976d34
-#   D18  exp_split        a0958f27b5c51a35
+#   D18  excess_of_sums   4b1db91662e352ca
 #   D18  merge_s          392e7d1d54eb7885
 # Runtime modules it calls (hash of the file):
 #   softce/cuda/runtime.py f5ebe5651807246e
@@ -187,11 +187,12 @@ def cross_entropy_grad_prob_smoothed_f32(x, y, cw, grad_output, eps, z, grad, lo
                 sum_cw += cw_r[k]
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float32(0)
-                ties_c = 0
+                ties_c = np.float32(0)
                 for k in range(start, end, width):
-                    s_c += exp_f32((np.float32(-np.inf) if (m_c == x_r[k]) else x_r[k] - m_c))
-                    ties_c += (m_c == x_r[k])  # D18 tie_term
-                s_c += np.float32(ties_c - 1)  # D18 excess
+                    s_c += (-(np.float32(1) if (m_c == x_r[k]) else np.float32(0)) + np.float32(1))*exp_f32(x_r[k] - m_c)
+                    ties_c += np.float32((m_c == x_r[k]))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
                 m_new = fmax(m, m_c)  # D11 merge_m
                 s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
@@ -377,11 +378,12 @@ def cross_entropy_grad_prob_smoothed_f64(x, y, cw, grad_output, eps, z, grad, lo
                 sum_cw += cw_r[k]
             if m_c != np.float64(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float64(0)
-                ties_c = 0
+                ties_c = np.float64(0)
                 for k in range(start, end, width):
-                    s_c += exp_f64((np.float64(-np.inf) if (m_c == x_r[k]) else x_r[k] - m_c))
-                    ties_c += (m_c == x_r[k])  # D18 tie_term
-                s_c += np.float64(ties_c - 1)  # D18 excess
+                    s_c += (-(np.float64(1) if (m_c == x_r[k]) else np.float64(0)) + np.float64(1))*exp_f64(x_r[k] - m_c)
+                    ties_c += np.float64((m_c == x_r[k]))  # D18 tie_term
+                ties_c -= np.float64(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float64(np.inf)) else ties_c)  # D18 excess_of_sums
                 m_new = fmax(m, m_c)  # D11 merge_m
                 s = ((np.float64(1) + s_c)*(np.float64(1) if (m == m_c) else exp_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_f64(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new

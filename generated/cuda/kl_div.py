@@ -2,7 +2,7 @@
 # regenerate with `python scripts/regenerate.py` (`--check` reports stale files).
 # Kernel kl_div: out = y (log y - lq), 0 at y = 0 [D16]
 # Derived expressions it was printed from (derivation, result, hash of the expression):
-#   D16  kl_term          5e62038359b5b077
+#   D16  kl_term_guarded  9e6d98d850ae98f1
 # Runtime modules it calls (hash of the file):
 #   softce/cuda/runtime.py f5ebe5651807246e
 # SymPy 1.14.0.
@@ -20,7 +20,7 @@ def kl_div_f32(lq_in, yt_in, out):
     for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out.shape[0], step):
         lq = lq_in[q]
         yt = yt_in[q]
-        out[q] = (np.float32(0) if (yt == np.float32(0)) else yt*(-lq + log_f32(yt)))
+        out[q] = yt*(-lq + (np.float32(0) if (yt == np.float32(0)) else log_f32(yt)))
 
 
 @cuda.jit
@@ -30,7 +30,7 @@ def kl_div_f64(lq_in, yt_in, out):
     for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out.shape[0], step):
         lq = lq_in[q]
         yt = yt_in[q]
-        out[q] = (np.float64(0) if (yt == np.float64(0)) else yt*(-lq + log_f64(yt)))
+        out[q] = yt*(-lq + (np.float64(0) if (yt == np.float64(0)) else log_f64(yt)))
 
 
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;

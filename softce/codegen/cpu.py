@@ -30,6 +30,7 @@ from .numerics import (
     RoundedShift,
     RoundShifts,
     Unmasked,
+    chunk_excess,
     on_kernel,
 )
 from .parameters import names, signatures
@@ -179,9 +180,9 @@ def _excess(kernel: RowKernel) -> Reduction | None:
 def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
               views: dict[sp.IndexedBase, sp.IndexedBase]) -> None:
     """The chunk's shifted sums against m_c; with a stored exp, each exp(x[k] - m_c) is also
-    stored in the first output row's chunk. An excess s (D18) sums E_k and counts the ties
-    T_k; exp(x[k] - m_c) is then D18's exp_split of them, read by the other sums and the
-    store."""
+    stored in the first output row's chunk. An excess s (D18) sums exp(x[k] - m_c) (1 - T_k)
+    and counts the ties T_k (in the dtype, exact up to 2^24 ties: an integer count beside a float
+    sum costs LLVM's vector loop a third more)."""
     m_c = sp.Symbol("m_c")
     exp_k = _viewed(ExpNonPos(kernel.max_of[k] - m_c), views)
     excess = _excess(kernel)
@@ -189,15 +190,15 @@ def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
     kept = {}
     with out.block("for k in range(stop - start):"):
         if excess is not None:
-            e_s, tie = (_viewed(e.xreplace({m: m_c}), views)
-                        for e in (excess.summand, excess.ties.args[0][1]))
-            out.add(f"e_s = {pr.doprint(e_s)}  # D18 excess_term", f"{excess.symbol}_c += e_s",
-                    f"ties_c += {pr.doprint(tie)}  # D18 tie_term")
-            if plan.stored is not None or any(r.summand.has(exp_k) for r in others):
-                split = _viewed(excess.split.xreplace({m: m_c}), views)
-                split = split.xreplace({e_s: sp.Symbol("e_s")})
-                out.add(f"e_k = {pr.doprint(split)}  # exp(x[k] - m_c), D18 exp_split")
-                kept = {exp_k: sp.Symbol("e_k")}
+            e_k, t_k = sp.Symbol("e_k"), sp.Symbol("t_k")
+            ties = _viewed(excess.ties.xreplace({m: m_c}), views)
+            summand = _viewed(excess.summand.xreplace({m: m_c}), views)
+            summand = summand.xreplace({exp_k: e_k, ties: t_k})
+            out.add(f"e_k = {pr.doprint(exp_k)}",
+                    f"t_k = {pr.np_type}({pr.doprint(ties.args[0][1])})  # D18 tie_term",
+                    f"{excess.symbol}_c += {pr.doprint(summand)}  # D18 excess_term_finite",
+                    "ties_c += t_k")
+            kept = {exp_k: e_k}
         elif plan.stored is not None:
             out.add(f"e_k = {pr.doprint(exp_k)}")
             kept = {exp_k: sp.Symbol("e_k")}
@@ -216,12 +217,13 @@ def _merged(kernel: RowKernel, dtype: str) -> dict[sp.Symbol, sp.Symbol]:
             for r in kernel.reductions if r.shifted}
 
 
-def _zero_sums(out: Code, kernel: RowKernel, zero: str, part: str = "_c") -> None:
+def _zero_sums(out: Code, pr: NumbaPrinter, kernel: RowKernel, zero: str, part: str = "_c"
+               ) -> None:
     """The accumulators ``<sum><part>`` of a part's shifted sums, and its tie count where an
     excess is summed."""
     out.add(*(f"{r.symbol}{part} = {zero}" for r in kernel.reductions if r.shifted))
     if _excess(kernel) is not None:
-        out.add("ties_c = 0")
+        out.add(f"ties_c = {pr.const('0')}")
 
 
 def _merge_part(out: Code, pr: NumbaPrinter, kernel: RowKernel, part: str = "_c") -> None:
@@ -231,8 +233,10 @@ def _merge_part(out: Code, pr: NumbaPrinter, kernel: RowKernel, part: str = "_c"
     m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
     excess = _excess(kernel)
     if excess is not None:
-        wide = f"np.{MERGED_SUM_DTYPE[pr.dtype]}" if part != "_c" else pr.np_type
-        out.add(f"{excess.symbol}{part} += {wide}(ties_c - 1)  # D18 excess")
+        value = chunk_excess(excess.chunk, sp.Symbol(f"{excess.symbol}{part}"),
+                             sp.Symbol("ties_c"), m_c)
+        out.add(f"ties_c -= {pr.const('1')}  # the other maxima",
+                f"{excess.symbol}{part} = {pr.doprint(value)}  # D18 excess_of_sums")
     merge_m = kernel.merge_m.xreplace({m1: m, m2: m_c})
     out.add(f"m_new = {pr.doprint(merge_m)}  # D11 merge_m")
     for d, row in _merged(kernel, pr.dtype).items():
@@ -252,7 +256,7 @@ def _chunk_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
     """A chunk's shifted sums against its max m_c, merged into the row's state (a chunk of
     -inf only is D11's identity and is skipped)."""
     with out.block("if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)"):
-        _zero_sums(out, kernel, pr.const("0"))
+        _zero_sums(out, pr, kernel, pr.const("0"))
         _sum_loop(out, pr, kernel, plan, views)
         _merge_part(out, pr, kernel)
 
@@ -267,7 +271,7 @@ def _span_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
     store = kernel.outputs[0][0]
     shifted = [r.symbol for r in kernel.reductions if r.shifted]
     with out.block("if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)"):
-        _zero_sums(out, kernel, f"np.{MERGED_SUM_DTYPE[pr.dtype]}(0)", "_sp")
+        _zero_sums(out, pr, kernel, f"np.{MERGED_SUM_DTYPE[pr.dtype]}(0)", "_sp")
         with out.block("for start in range(span, span_stop, CHUNK):"):
             out.add("stop = min(start + CHUNK, span_stop)")
             views = _views(out, kernel, [*summed, plan.stored], "chunk", "start:stop")

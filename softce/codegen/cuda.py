@@ -23,6 +23,7 @@ from softce.derive.symbols import d1, d2, i, k, m1, m2
 
 from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel
 from .lower import m
+from .numerics import chunk_excess
 from .parameters import names, signatures
 from .printer import DTYPES, NumbaPrinter
 from .source import Code, definitions, load_row
@@ -193,14 +194,17 @@ def _thread_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
             out.add(*(f"{r.symbol}_c = {pr.const('0')}" for r in shifted))
             excess = [r for r in shifted if r.ties is not None]
             if excess:
-                out.add("ties_c = 0")
+                out.add(f"ties_c = {pr.const('0')}")
             m_c = sp.Symbol("m_c")
             with out.block("for k in range(start, end, width):"):
                 out.add(*(f"{r.symbol}_c += {pr.doprint(r.summand.xreplace({m: m_c}))}"
                           for r in shifted))
-                out.add(*(f"ties_c += {pr.doprint(r.ties.args[0][1].xreplace({m: m_c}))}"
-                          "  # D18 tie_term" for r in excess))
-            out.add(*(f"{r.symbol}_c += {pr.np_type}(ties_c - 1)  # D18 excess" for r in excess))
+                ties = [pr.doprint(r.ties.args[0][1].xreplace({m: m_c})) for r in excess]
+                out.add(*(f"ties_c += {pr.np_type}({t})  # D18 tie_term" for t in ties))
+            for r in excess:
+                value = chunk_excess(r.chunk, sp.Symbol(f"{r.symbol}_c"), sp.Symbol("ties_c"), m_c)
+                out.add(f"ties_c -= {pr.const('1')}  # the other maxima",
+                        f"{r.symbol}_c = {pr.doprint(value)}  # D18 excess_of_sums")
             _merge_lines(out, pr, kernel, shifted,
                          {"m": "m_c", **{str(r.symbol): f"{r.symbol}_c" for r in shifted}})
 

@@ -26,14 +26,14 @@ class Source:
 class Reduction:
     """acc = sum_k summand over the row; ``shifted`` sums carry exp(x[k] - m) and are merged
     chunk by chunk with D11's rule, the rest are plain sums. An excess (D18, ``ties`` set):
-    a chunk's value is sum_k summand + sum_k ties - 1, merged with D18's merge_s; ``split``
-    gives exp(x[k] - m) back from the summand and the tie."""
+    a chunk's value is ``chunk`` of sigma = sum_k summand and tau = sum_k ties, merged with
+    D18's merge_s."""
 
     symbol: sp.Symbol
     summand: sp.Expr
     shifted: bool
     ties: sp.Expr | None = None
-    split: sp.Expr | None = None
+    chunk: sp.Expr | None = None
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class Catalogue:
     def excess(self) -> ExcessForm:
         """D18's excess normaliser s: d = 1 + s, its summands and its merge."""
         return ExcessForm.of(s, m, *(self.get("D18", name) for name in (
-            "normaliser", "excess_term", "tie_term", "exp_split", "merge_s")))
+            "normaliser", "excess_term_finite", "tie_term", "excess_of_sums", "merge_s")))
 
     def spec(self, **kwargs: object) -> RowKernel:
         shifted = kwargs.pop("shifted", True)
@@ -272,7 +272,7 @@ def elementwise_kernels(cat: Catalogue) -> list[ElementwiseKernel]:
     kernels.append(lower_elementwise(
         "bce_with_logits_grad", "out = dy * d bce / dt [D15]", (t, yb, wt, pw, dy),
         dy * bce_grad, cat.take_sources()))
-    kl = cat.get("D16", "kl_term")
+    kl = cat.get("D16", "kl_term_guarded")
     kernels.append(lower_elementwise(
         "kl_div", "out = y (log y - lq), 0 at y = 0 [D16]", (lq, yt), kl, cat.take_sources()))
     kl_log = cat.get("D16", "kl_term_log_target")

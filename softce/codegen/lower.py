@@ -91,7 +91,7 @@ def shift_row(reductions: list[Reduction]) -> sp.IndexedBase | None:
     """The row whose max is the shift: the x of exp(x[k] - m) in the shifted sums (and of an
     excess, D18)."""
     factors = [_shift_factor(r.summand)[0] for r in reductions if r.shifted and r.ties is None]
-    factors += [r.summand for r in reductions if r.ties is not None]
+    factors += [r.ties for r in reductions if r.ties is not None]
     rows = {ix.base for f in factors for ix in f.atoms(sp.Indexed)}
     if len(rows) > 1:
         raise ValueError(f"shifted sums over more than one row: {rows}")
@@ -158,7 +158,7 @@ def lower(spec: KernelSpec) -> RowKernel:
     excess = spec.excess
     if excess is not None and any(e.has(excess.symbol) for e in exprs):
         reductions.insert(0, Reduction(excess.symbol, excess.summand, True, excess.ties,
-                                       excess.split))
+                                       excess.chunk))
     else:
         excess = None
     if any(r.shifted for r in reductions) and spec.merge is None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
+from softce.derive.d18_excess import m_max, sigma, tau
 from softce.derive.symbols import i, k, n, p, x, y
 
 from .ir import Assignment, RowKernel
@@ -182,8 +183,8 @@ class ExcessForm:
     """D18: the row's normaliser d = sum_k exp(x[k] - m) -> ``normaliser`` (1 + s), and
     log(1 + s) -> log1p(s), so that LSE = m + log1p(s) keeps s's relative accuracy.
 
-    ``summand`` (E_k, its exp marked ExpNonPos: its argument is -inf or x[k] - m <= 0) and
-    ``ties`` (T_k) make a chunk's s = sum E + sum T - 1; ``split`` is exp(x[k] - m) from them;
+    ``summand`` (exp(x[k] - m) - T_k, E_k for a finite m; its exp marked ExpNonPos) and
+    ``ties`` (T_k) make a chunk's s = ``chunk``(sigma = sum summand, tau = sum ties);
     ``merge`` is D18's merge_s, its exps marked ExpNonPos (each branch scales the part with
     the smaller max)."""
 
@@ -192,23 +193,30 @@ class ExcessForm:
     normaliser: sp.Expr
     summand: sp.Expr
     ties: sp.Expr
-    split: sp.Expr
+    chunk: sp.Expr
     merge: sp.Expr
 
     @classmethod
     def of(cls, symbol: sp.Symbol, shift: sp.Symbol, normaliser: sp.Expr, summand: sp.Expr,
-           ties: sp.Expr, split: sp.Expr, merge: sp.Expr) -> ExcessForm:
+           ties: sp.Expr, chunk: sp.Expr, merge: sp.Expr) -> ExcessForm:
         def nonpos(e: sp.Expr) -> sp.Expr:
             return e.replace(lambda a: isinstance(a, sp.exp), lambda a: ExpNonPos(a.args[0]))
 
-        return cls(symbol, shift, normaliser, nonpos(summand), ties, nonpos(split),
-                   nonpos(merge))
+        return cls(symbol, shift, normaliser, nonpos(summand), ties, chunk, nonpos(merge))
 
     def __call__(self, expr: sp.Expr) -> sp.Expr:
         d = sp.Sum(sp.exp(x[k] - self.shift), (k, 0, n - 1))
         expr = expr.xreplace({d: self.normaliser})
         return expr.replace(lambda e: isinstance(e, sp.log) and e.args[0] == self.normaliser,
                             lambda e: log1p(self.symbol))
+
+
+def chunk_excess(chunk: sp.Expr, total: sp.Symbol, others: sp.Symbol, shift: sp.Symbol
+                 ) -> sp.Expr:
+    """D18's excess of a chunk (``chunk``, in sigma, tau and the max m) from its sum ``total``
+    (sigma), the count of its other maxima ``others`` (tau - 1, computed first: exact) and its
+    max ``shift``: sigma + (tau - 1), never -1 + sigma."""
+    return chunk.subs(tau, others + 1).xreplace({sigma: total, m_max: shift})
 
 
 @dataclass(frozen=True)
