@@ -152,7 +152,7 @@ class LinearPlan:
         batch = (rows.shape[0],) if h.ndim == 2 else ()
         loss_shape = batch + positions
         logits_shape = batch + (n_classes,) + positions
-        k = len(positions)
+        k, d = len(positions), math.prod(positions)
         # the classes innermost: W2[(d, j)] = W[j, d]; a view when there are no positions
         w2 = np.moveaxis(w, 0, k).reshape(-1, w.shape[-1])
         b2 = None if b is None else np.ascontiguousarray(np.moveaxis(b, 0, k)).reshape(-1)
@@ -164,14 +164,14 @@ class LinearPlan:
                                  f"(the logits' {logits_shape} without the classes), got "
                                  f"{t.shape}")
             _, counted = labels_and_mask(t, n_classes, opts.ignore_index)  # range-checked
-            labels = t.reshape(rows.shape[0], -1)  # ignore_index kept: the kernels mask it
+            labels = t.reshape(rows.shape[0], d)  # ignore_index kept: the kernels mask it
             if bool(counted.all()):
                 counted = None
         else:
             if t.shape != logits_shape:
                 raise ValueError(f"target holds probabilities and must have the logits' shape "
                                  f"{logits_shape}, got {t.shape}")
-            probs = np.moveaxis(t.reshape(rows.shape[0], n_classes, -1), 1, 2)
+            probs = np.moveaxis(t.reshape(rows.shape[0], n_classes, d), 1, 2)
         plan = cls(rows, w2, b2, labels, probs, counted, n_classes, positions, tuple(h.shape),
                    tuple(w.shape), loss_shape, opts, str(reduction), budget)
         plan.check_class_split()
