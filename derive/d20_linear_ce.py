@@ -117,7 +117,7 @@ def _logit_gradient(grad: sp.Expr, capped: bool, at: sp.Expr, row: sp.Expr | Non
     return g
 
 
-def _row_claims(loss: sp.Expr, grad: sp.Expr, capped: bool) -> list[tuple[str, sp.Expr,
+def row_claims(loss: sp.Expr, grad: sp.Expr, capped: bool) -> list[tuple[str, sp.Expr,
                                                                           sp.Expr]]:
     """(what, derivative, claimed form) for h_f, W_jf and b_j of one row's loss."""
     logits = _capped(linear()) if capped else linear()
@@ -138,7 +138,7 @@ def _per_row(loss: sp.Expr) -> sp.Expr:
         lambda e: isinstance(e, sp.Indexed) and e.base == y, lambda e: yr[r, e.indices[0]])
 
 
-def _batch_claims(loss: sp.Expr, grad: sp.Expr) -> list[tuple[str, sp.Expr, sp.Expr]]:
+def batch_claims(loss: sp.Expr, grad: sp.Expr) -> list[tuple[str, sp.Expr, sp.Expr]]:
     """(what, derivative, claimed form) for h_{r0 f}, W_jf and b_j of sum_r s_r L_r."""
     r0 = sp.Symbol("r0", integer=True, nonnegative=True)
     total = sp.Sum(sr[r] * _at_logits(_per_row(loss), linear(r)), (r, 0, N - 1))
@@ -159,7 +159,7 @@ def _batch_claims(loss: sp.Expr, grad: sp.Expr) -> list[tuple[str, sp.Expr, sp.E
     return out
 
 
-def _prob_loss() -> sp.Expr:
+def prob_loss() -> sp.Expr:
     """D13's probability loss before D8's zero-target guard: D8's LSE sum(y') - x.y' at
     y' = w ((1 - eps) y + eps / n), plus z LSE^2 (its gradient is D13's)."""
     target = prob_target()
@@ -276,13 +276,13 @@ def linear_ce(d: Derivation) -> None:
     d.step("the logits of a row: z_j = sum_f W_jf h_f + b_j", linear()(j))
     losses = {"labels": (opts.results["ce_loss_label_opts"],
                          opts.results["ce_grad_label_opts"]),
-              "probabilities": (_prob_loss(), opts.results["ce_grad_prob_opts"])}
+              "probabilities": (prob_loss(), opts.results["ce_grad_prob_opts"])}
     for kind, (loss, grad) in losses.items():
         for capped in (False, True):
             claim = CHAIN_CAPPED if capped else CHAIN
             what = f"{kind}{', capped' if capped else ''}"
             ok = True
-            for name, derived, claimed in _row_claims(loss, grad, capped):
+            for name, derived, claimed in row_claims(loss, grad, capped):
                 d.step(f"{what}: d L / d {name} by sympy.diff, deltas collapsed, z folded",
                        derived)
                 ok = ok and symbolic_zero(derived - claimed)
@@ -292,7 +292,7 @@ def linear_ce(d: Derivation) -> None:
             d.check(claim, NUMERIC, *_numeric_claim(kind, grad, capped, 20 + 2 * capped))
 
         ok = True
-        for name, derived, claimed in _batch_claims(loss, grad):
+        for name, derived, claimed in batch_claims(loss, grad):
             d.step(f"{kind}, a batch: d L / d {name}", derived)
             ok = ok and symbolic_zero(derived - claimed)
         d.check(BATCH, SYMBOLIC, ok, f"{kind}: symbolic N rows, n classes, F features")
