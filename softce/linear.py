@@ -347,6 +347,8 @@ class LinearPlan:
                 for q, s in enumerate(starts):
                     e = min(c, s + block)
                     inside = s <= label < e
+                    if not (grad or inside):
+                        continue  # the loss is the block's that holds the label
                     self._block_logits(h, base, s, block, buf)
                     row = buf[None, :e - s + 1]
                     row[0, -1] = logsumexp(np.delete(lse, q)) if len(starts) > 1 else -np.inf
@@ -356,8 +358,7 @@ class LinearPlan:
                     t = np.array([label - s if inside else e - s])
                     opts = {"weight": w, "z_loss": self.opts.z_loss}
                     if not grad:
-                        if inside:
-                            loss[r, p] = cross_entropy(row, t, reduction="none", **opts)[0]
+                        loss[r, p] = cross_entropy(row, t, reduction="none", **opts)[0]
                         continue
                     part, g = cross_entropy_grad(row, t, reduction="none",
                                                  grad_output=np.asarray([go]), out=row, **opts)
