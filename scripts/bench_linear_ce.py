@@ -141,6 +141,11 @@ def memory_case(rows: int, hidden: int, classes: int) -> dict[str, dict]:
     return out
 
 
+def output_bytes(rows: int, hidden: int, classes: int) -> int:
+    """The gradients every implementation returns: d_input, d_weight, d_bias (float32)."""
+    return 4 * (rows * hidden + classes * hidden + classes)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -154,8 +159,10 @@ def plot(results: dict, path: Path) -> None:
         if not cases:
             continue
         vs = [c["classes"] for c in cases]
-        for name in IMPLEMENTATIONS:
-            ax.plot(vs, [c["memory"][name]["growth"] / MIB for c in cases], "o-", label=name)
+        for name, style in zip(IMPLEMENTATIONS, ("o-", "s-", "x:", "^-")):
+            ax.plot(vs, [c["memory"][name]["growth"] / MIB for c in cases], style, label=name)
+        ax.plot(vs, [output_bytes(results["rows"], hidden, v) / MIB for v in vs], "k:",
+                label="the outputs (dh, dW, db)")
         ax.plot(vs, [c["logits_bytes"] / MIB for c in cases], "k--", label="logits (N x V)")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -176,8 +183,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds per case: one number, or one per case (comma-separated)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/linear_ce.json"))
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/linear_ce.png"))
+    parser.add_argument("--replot", action="store_true",
+                        help="only draw the plot from the results in --output")
     parser.add_argument("--probe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.replot:
+        plot(json.loads(args.output.read_text()), args.plot)
+        return 0
     if args.probe:
         name, *sizes = args.probe
         memory_probe(name, *map(int, sizes))
@@ -213,6 +225,7 @@ def report(case: dict) -> None:
         t, m = case["time"][name], case["memory"][name]
         print(f"  {name:<18} {t['median_s'] * 1e3:8.0f} ms ({t['min_s'] * 1e3:.0f}-"
               f"{t['max_s'] * 1e3:.0f})  peak +{m['growth'] / MIB:7.0f} MiB  "
+              f"(outputs {output_bytes(case['rows'], case['hidden'], case['classes']) / MIB:.0f})  "
               f"max rel. diff {case['agreement'][name]:.1e}")
 
 
