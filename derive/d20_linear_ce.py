@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-import mpmath
 import sympy as sp
 
 from . import registry
@@ -244,14 +243,13 @@ def _numeric_claim(kind: str, grad: sp.Expr, capped: bool, seed: int) -> tuple[b
     worst = sp.Float(0)
     for size, features in NUMERIC_SIZES:
         point: dict[sp.Basic, sp.Expr] = {}
-        with mpmath.workdps(DIGITS):
-            for q in range(size):
-                point[bl[q]] = sp.Float(rng.gauss(0, 1), DIGITS)
-                point[y[q]] = sp.Float(rng.random(), DIGITS)
-                for t in range(features):
-                    point[Wl[q, t]] = sp.Float(rng.gauss(0, 1), DIGITS)
+        for q in range(size):
+            point[bl[q]] = sp.Float(rng.gauss(0, 1), DIGITS)
+            point[y[q]] = sp.Float(rng.random(), DIGITS)
             for t in range(features):
-                point[h[t]] = sp.Float(rng.gauss(0, 2), DIGITS)
+                point[Wl[q, t]] = sp.Float(rng.gauss(0, 1), DIGITS)
+        for t in range(features):
+            point[h[t]] = sp.Float(rng.gauss(0, 2), DIGITS)
         point[c] = sp.Integer(rng.randrange(size))
         composite = _option_values(_definition(kind, size, _written(size, features, capped)))
         g = [_option_values(_written_gradient(grad, size, features, capped, q))
