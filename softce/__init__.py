@@ -19,6 +19,7 @@ from .functions import (
     softmax_jacobian,
     softmax_vjp,
 )
+from .linear import linear_cross_entropy, linear_cross_entropy_grad
 from .losses import cross_entropy, cross_entropy_grad, nll_loss
 from .pointwise import (
     binary_cross_entropy_with_logits,
@@ -35,6 +36,8 @@ __all__ = [
     "cross_entropy_grad",
     "entropy",
     "kl_div",
+    "linear_cross_entropy",
+    "linear_cross_entropy_grad",
     "log_softmax",
     "log_softmax_vjp",
     "logsumexp",

@@ -1,0 +1,417 @@
+"""Cross-entropy after a linear layer, z = h W^T + b, without materialising the logits [D20].
+
+PyTorch's ``F.linear_cross_entropy``: input h of shape (N, F) or (F,), linear_weight W of shape
+(C, d1, ..., dK, F), logits (N, C, d1, ..., dK) meeting the targets as ``F.cross_entropy``'s
+do. The rows are taken in chunks whose logits fit in ``chunk_bytes``: each chunk's logits come
+from one matrix product (NumPy's, BLAS), its loss and G = d loss / d z from softce's fused
+cross-entropy kernel written over those logits (D13, D14), and then, by D20,
+
+    d loss / d h = G W,    d loss / d W = sum over the chunks of G^T h,    d loss / d b = sum G.
+
+"mean" divides by PyTorch's divisor of the whole batch, taken once before the chunks. A row
+whose logits alone exceed the budget is split along the classes too: each class block's LSE,
+merged by D11's rule into the row's, gives the block's softmax exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import Array, backend_for
+from .checks import (
+    CEOptions,
+    check_options,
+    check_reduction,
+    check_target_kind,
+    labels_and_mask,
+    mean_divisor,
+)
+from .functions import logsumexp
+from .losses import cross_entropy, cross_entropy_grad
+
+#: The default budget for one chunk's logits.
+CHUNK_BYTES = 64 << 20
+#: Classes per block of the weight gradient's product G^T h (its temporary: BLOCK x F).
+GRAD_BLOCK = 4096
+
+
+def linear_cross_entropy(input: object, linear_weight: object, target: object, *,
+                         linear_bias: object = None, weight: object = None,
+                         reduction: str = "mean", ignore_index: int | None = None,
+                         label_smoothing: float = 0.0, z_loss: float = 0.0,
+                         softcap: float | None = None, chunk_bytes: int | None = None
+                         ) -> Array:
+    """cross_entropy(linear(input, linear_weight, linear_bias), target) as PyTorch's
+    ``F.linear_cross_entropy``, chunked over rows so that no more than ``chunk_bytes`` of
+    logits exist at once [D20]; ``ignore_index=None`` is -100 for labels. ``z_loss`` and
+    ``softcap`` are softce's (``cross_entropy``)."""
+    plan = LinearPlan.check(input, linear_weight, target, linear_bias, weight, reduction,
+                            ignore_index, label_smoothing, z_loss, softcap, chunk_bytes)
+    return plan.reduce(plan.run(grad=False)[0])
+
+
+def linear_cross_entropy_grad(input: object, linear_weight: object, target: object, *,
+                              linear_bias: object = None, weight: object = None,
+                              reduction: str = "mean", ignore_index: int | None = None,
+                              label_smoothing: float = 0.0, z_loss: float = 0.0,
+                              softcap: float | None = None, chunk_bytes: int | None = None,
+                              grad_output: object = None) -> tuple[Array, ...]:
+    """(loss, d_input, d_linear_weight[, d_linear_bias]) of ``linear_cross_entropy``:
+    grad_output times G W, G^T h and sum G over the rows, G = d loss / d logits [D20, D13].
+    ``grad_output`` is a scalar, or for reduction="none" an array of the loss's shape."""
+    plan = LinearPlan.check(input, linear_weight, target, linear_bias, weight, reduction,
+                            ignore_index, label_smoothing, z_loss, softcap, chunk_bytes)
+    scale = plan.chain_weights(grad_output)
+    loss, d_input, d_weight, d_bias = plan.run(grad=True, scale=scale)
+    result = (plan.reduce(loss), d_input.reshape(plan.input_shape), plan.restore_weight(d_weight))
+    return result if d_bias is None else (*result, plan.restore_bias(d_bias))
+
+
+def check_chunk_bytes(chunk_bytes: object) -> int:
+    """A positive int (None: ``CHUNK_BYTES``)."""
+    if chunk_bytes is None:
+        return CHUNK_BYTES
+    if isinstance(chunk_bytes, (bool, np.bool_)) or not isinstance(chunk_bytes,
+                                                                   numbers.Integral):
+        raise TypeError(f"chunk_bytes must be an int or None, got {type(chunk_bytes).__name__}")
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    return int(chunk_bytes)
+
+
+@dataclass
+class LinearPlan:
+    """One call, checked: the input as rows h (N, F), the weight as W2 (D C, F) with the
+    classes innermost (positions d1..dK outside them, D their count), the bias as b2, the
+    targets as (N, D) labels or (N, D, C) probabilities, the options and the chunking."""
+
+    h: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray | None
+    labels: np.ndarray | None  # (N, D), as given (ignore_index included)
+    probs: np.ndarray | None  # (N, D, C), a view of the caller's target
+    counted: np.ndarray | None  # (N D,) host mask of counted positions (labels)
+    n_classes: int
+    positions: tuple[int, ...]  # (d1, ..., dK)
+    input_shape: tuple[int, ...]
+    weight_shape: tuple[int, ...]
+    loss_shape: tuple[int, ...]  # the loss's shape for reduction="none"
+    opts: CEOptions
+    reduction: str
+    chunk_bytes: int
+
+    @classmethod
+    def check(cls, input: object, linear_weight: object, target: object, linear_bias: object,
+              weight: object, reduction: object, ignore_index: object, label_smoothing: object,
+              z_loss: object, softcap: object, chunk_bytes: object) -> LinearPlan:
+        """Every argument checked (errors name it), before any product is computed."""
+        be = backend_for(input)
+        if be.name != "cpu":
+            raise TypeError(f"input lives on the {be.name} backend, which offers no matrix "
+                            "product to softce; linear_cross_entropy takes NumPy arrays")
+        h = be.float_array(input, "input")
+        w = be.float_array(linear_weight, "linear_weight")
+        if h.ndim not in (1, 2):
+            raise ValueError(f"input must have shape (N, in_features) or (in_features,), got "
+                             f"{h.shape}")
+        if w.ndim < 2:
+            raise ValueError(f"linear_weight must have shape (C, [d1, ..., dK,] in_features), "
+                             f"got {w.shape}")
+        if w.dtype != h.dtype:
+            raise TypeError(f"linear_weight must have input's dtype {h.dtype}, got {w.dtype}")
+        if w.shape[-1] != h.shape[-1]:
+            raise ValueError(f"linear_weight's last dimension (in_features) is {w.shape[-1]}, "
+                             f"input's is {h.shape[-1]}: they must be equal")
+        n_classes, positions = w.shape[0], tuple(w.shape[1:-1])
+        if positions and h.ndim == 1:
+            raise ValueError(f"a linear_weight of shape {w.shape} (K-dimensional loss) needs "
+                             f"batched input (N, {h.shape[-1]}), got input of shape {h.shape}")
+        b = None
+        if linear_bias is not None:
+            b = be.float_array(linear_bias, "linear_bias")
+            if b.shape != (n_classes, *positions):
+                raise ValueError(f"linear_bias must have shape {(n_classes, *positions)}, got "
+                                 f"{b.shape}")
+            if b.dtype != h.dtype:
+                raise TypeError(f"linear_bias must have input's dtype {h.dtype}, got {b.dtype}")
+        check_reduction(reduction)
+        budget = check_chunk_bytes(chunk_bytes)
+        tdt, _ = be.describe(target)
+        kind = check_target_kind(tdt)
+        if kind == "probs" and ignore_index is not None:
+            raise ValueError("ignore_index cannot be given when target holds probabilities")
+        opts = check_options(n_classes, h.dtype, None if weight is None else be.to_host(weight),
+                             -100 if ignore_index is None else ignore_index, label_smoothing,
+                             z_loss, softcap, False, None)
+
+        rows = h.reshape(-1, h.shape[-1])
+        batch = (rows.shape[0],) if h.ndim == 2 else ()
+        loss_shape = batch + positions
+        logits_shape = batch + (n_classes,) + positions
+        k, d = len(positions), math.prod(positions)
+        # the classes innermost: W2[(d, j)] = W[j, d]; a view when there are no positions
+        w2 = np.moveaxis(w, 0, k).reshape(-1, w.shape[-1])
+        b2 = None if b is None else np.ascontiguousarray(np.moveaxis(b, 0, k)).reshape(-1)
+        t = be.to_host(target)
+        labels = counted = probs = None
+        if kind == "labels":
+            if t.shape != loss_shape:
+                raise ValueError(f"target holds class labels and must have shape {loss_shape} "
+                                 f"(the logits' {logits_shape} without the classes), got "
+                                 f"{t.shape}")
+            _, counted = labels_and_mask(t, n_classes, opts.ignore_index)  # range-checked
+            labels = t.reshape(rows.shape[0], d)  # ignore_index kept: the kernels mask it
+            if bool(counted.all()):
+                counted = None
+        else:
+            if t.shape != logits_shape:
+                raise ValueError(f"target holds probabilities and must have the logits' shape "
+                                 f"{logits_shape}, got {t.shape}")
+            probs = np.moveaxis(t.reshape(rows.shape[0], n_classes, d), 1, 2)
+        plan = cls(rows, w2, b2, labels, probs, counted, n_classes, positions, tuple(h.shape),
+                   tuple(w.shape), loss_shape, opts, str(reduction), budget)
+        plan.check_class_split()
+        return plan
+
+    # sizes -------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype:
+        return self.h.dtype
+
+    @property
+    def n_rows(self) -> int:
+        return self.h.shape[0]
+
+    @property
+    def n_positions(self) -> int:
+        return math.prod(self.positions)
+
+    @property
+    def copies(self) -> int:
+        """Chunk-sized arrays alive at once: the logits, plus the soft-capped copy the kernel
+        reads, plus the chunk's probabilities when they must be laid out as rows."""
+        return (1 + (self.opts.softcap is not None)
+                + (self.probs is not None and (bool(self.positions)
+                                               or self.probs.dtype != self.dtype)))
+
+    def chunking(self) -> tuple[int, int, int]:
+        """(rows, positions, classes) per chunk: whole rows when one fits in the budget, else
+        one row's positions, else one position's classes in blocks."""
+        item = self.dtype.itemsize
+        per_class = self.copies * item
+        budget = max(self.chunk_bytes // per_class, 1)  # elements of logits per chunk
+        width = self.n_positions * self.n_classes
+        if width <= budget:
+            return max(1, min(self.n_rows, budget // max(width, 1))), self.n_positions, \
+                self.n_classes
+        if self.n_classes <= budget:
+            return 1, budget // self.n_classes, self.n_classes
+        return 1, 1, budget
+
+    def check_class_split(self) -> None:
+        """The class split serves labels with weights, ignore_index and the z-loss; label
+        smoothing, soft-capping and probabilities need a whole row of logits per chunk."""
+        if self.chunking()[2] == self.n_classes:
+            return
+        need = self.n_classes * self.dtype.itemsize * self.copies
+        for refused, name in ((self.opts.label_smoothing, "label_smoothing"),
+                              (self.opts.softcap is not None, "softcap"),
+                              (self.probs is not None, "probability targets")):
+            if refused:
+                raise ValueError(f"chunk_bytes={self.chunk_bytes} is less than one row of "
+                                 f"logits ({need} bytes): the classes would be split, which "
+                                 f"{name} does not support; give chunk_bytes >= {need}")
+
+    # the divisor and the chain rule --------------------------------------------------------
+    @property
+    def divisor(self) -> float:
+        """PyTorch's divisor for "mean", of the whole batch [D20: free of h, W, b]."""
+        if self.labels is None:
+            return float(self.n_rows * self.n_positions)
+        flat = self.labels.reshape(-1)
+        counted = np.ones(flat.shape, bool) if self.counted is None else self.counted
+        return mean_divisor(flat.size, flat, counted, self.opts.weight)
+
+    def chain_weights(self, grad_output: object) -> np.ndarray | np.floating:
+        """s per position: grad_output (divided by the divisor for "mean"; 0 for a divisor
+        of 0), a scalar or, for reduction="none", one per position (N, D)."""
+        go = np.asarray(1.0 if grad_output is None else grad_output)
+        if go.dtype.kind not in "fiu" or go.dtype == np.bool_:
+            raise TypeError(f"grad_output must be a real number or array, got dtype {go.dtype}")
+        if go.ndim == 0:
+            value = self.dtype.type(go[()])
+            if self.reduction == "mean":
+                divisor = self.divisor
+                value = value / self.dtype.type(divisor) if divisor else self.dtype.type(0)
+            return value
+        if self.reduction != "none":
+            raise ValueError(f"grad_output must be a scalar for reduction={self.reduction!r}, "
+                             f"got shape {go.shape}")
+        if go.shape != self.loss_shape:
+            raise ValueError(f"grad_output has shape {go.shape}, expected {self.loss_shape} "
+                             "or a scalar")
+        return go.astype(self.dtype).reshape(self.n_rows, -1)
+
+    # the chunk loop ------------------------------------------------------------------------
+    def run(self, grad: bool, scale: object = None
+            ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """loss per position (N, D), and with ``grad`` d_input (N, F), d_W2 and d_b2."""
+        n, f = self.h.shape
+        d, c = self.n_positions, self.n_classes
+        loss = np.zeros((n, d), self.dtype)
+        d_input = d_w2 = d_b2 = None
+        if grad:
+            d_input = np.zeros((n, f), self.dtype)
+            d_w2 = np.zeros(self.w2.shape, self.dtype)
+            d_b2 = None if self.b2 is None else np.zeros(self.b2.shape, self.dtype)
+        rows, positions, classes = self.chunking()
+        if classes < c:
+            self._run_split(classes, loss, scale, d_input, d_w2, d_b2)
+            return loss, d_input, d_w2, d_b2
+        buf = np.empty(rows * positions * c, self.dtype)
+        for r0 in range(0, n, rows):
+            r1 = min(n, r0 + rows)
+            for p0 in range(0, d, positions):
+                p1 = min(d, p0 + positions)
+                cols = slice(p0 * c, p1 * c)
+                h, w = self.h[r0:r1], self.w2[cols]
+                z = buf[:(r1 - r0) * (p1 - p0) * c].reshape(r1 - r0, (p1 - p0) * c)
+                np.matmul(h, w.T, out=z)  # z = h W^T + b [D20]
+                if self.b2 is not None:
+                    z += self.b2[cols]
+                logits = z.reshape(-1, c)
+                target = self._target(r0, r1, p0, p1)
+                if not grad:
+                    loss[r0:r1, p0:p1] = self._ce(logits, target).reshape(r1 - r0, p1 - p0)
+                    continue
+                go = scale if np.ndim(scale) == 0 else scale[r0:r1, p0:p1].reshape(-1)
+                part, g = self._ce_grad(logits, target, go)
+                loss[r0:r1, p0:p1] = part.reshape(r1 - r0, p1 - p0)
+                g = g.reshape(r1 - r0, (p1 - p0) * c)  # G, over the logits
+                if p1 - p0 == d:
+                    np.matmul(g, w, out=d_input[r0:r1])  # d h = G W [D20]
+                else:
+                    d_input[r0:r1] += g @ w
+                accumulate_gt_h(g, h, d_w2[cols])  # d W += G^T h [D20]
+                if d_b2 is not None:
+                    d_b2[cols] += g.sum(axis=0)  # d b += sum G [D20]
+        return loss, d_input, d_w2, d_b2
+
+    def _target(self, r0: int, r1: int, p0: int, p1: int) -> np.ndarray:
+        if self.labels is not None:
+            return self.labels[r0:r1, p0:p1].reshape(-1)
+        return self.probs[r0:r1, p0:p1].reshape(-1, self.n_classes)
+
+    def _options(self) -> dict:
+        o = self.opts
+        return {"weight": o.weight, "ignore_index": o.ignore_index,
+                "label_smoothing": o.label_smoothing, "z_loss": o.z_loss, "softcap": o.softcap}
+
+    def _ce(self, logits: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return cross_entropy(logits, target, reduction="none", **self._options())
+
+    def _ce_grad(self, logits: np.ndarray, target: np.ndarray, go: object
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk's loss per position and G, written over its logits (D13's fused
+        kernel)."""
+        return cross_entropy_grad(logits, target, reduction="none", grad_output=go, out=logits,
+                                  **self._options())
+
+    def _run_split(self, block: int, loss: np.ndarray, scale: object, d_input, d_w2,
+                   d_b2) -> None:
+        """One position at a time, its classes in blocks of ``block``: the blocks' LSEs first,
+        merged into the row's (D11: exact); then each block's loss and G from the fused
+        kernel on the block plus one more logit, the LSE of the rest of the row, so that the
+        block's softmax is the row's. The label is that logit when it lies outside the block
+        (its class weight too); only the block holding it keeps its loss."""
+        c = self.n_classes
+        grad = d_input is not None
+        buf = np.empty(block + 1, self.dtype)
+        weight = self.opts.weight
+        starts = range(0, c, block)
+        for r in range(self.n_rows):
+            h = self.h[r]
+            for p in range(self.n_positions):
+                if self.counted is not None and not self.counted[r * self.n_positions + p]:
+                    continue  # an ignored position: no loss, no gradient
+                label = int(self.labels[r, p])
+                base = p * c
+                lse = np.empty(len(starts), self.dtype)
+                for q, s in enumerate(starts):
+                    lse[q] = logsumexp(self._block_logits(h, base, s, block, buf))
+                go = scale if np.ndim(scale) == 0 else scale[r, p]
+                for q, s in enumerate(starts):
+                    e = min(c, s + block)
+                    inside = s <= label < e
+                    if not (grad or inside):
+                        continue  # the loss is the block's that holds the label
+                    self._block_logits(h, base, s, block, buf)
+                    row = buf[None, :e - s + 1]
+                    row[0, -1] = logsumexp(np.delete(lse, q)) if len(starts) > 1 else -np.inf
+                    w = None
+                    if weight is not None:
+                        w = np.append(weight[s:e], weight[label]).astype(self.dtype)
+                    t = np.array([label - s if inside else e - s])
+                    opts = {"weight": w, "z_loss": self.opts.z_loss}
+                    if not grad:
+                        loss[r, p] = cross_entropy(row, t, reduction="none", **opts)[0]
+                        continue
+                    part, g = cross_entropy_grad(row, t, reduction="none",
+                                                 grad_output=np.asarray([go]), out=row, **opts)
+                    if inside:
+                        loss[r, p] = part[0]
+                    g = g[0, :e - s]
+                    d_input[r] += g @ self.w2[base + s:base + e]
+                    d_w2[base + s:base + e] += np.multiply.outer(g, h)
+                    if d_b2 is not None:
+                        d_b2[base + s:base + e] += g
+
+    def _block_logits(self, h: np.ndarray, base: int, s: int, block: int,
+                      buf: np.ndarray) -> np.ndarray:
+        e = min(self.n_classes, s + block)
+        z = buf[:e - s]
+        np.matmul(self.w2[base + s:base + e], h, out=z)
+        if self.b2 is not None:
+            z += self.b2[base + s:base + e]
+        return z
+
+    # results -------------------------------------------------------------------------------
+    def reduce(self, loss: np.ndarray) -> np.ndarray:
+        """Per-position losses -> the reduction, as ``cross_entropy`` reduces them."""
+        be = backend_for(loss)
+        flat = loss.reshape(-1)
+        if self.reduction == "none":
+            return loss.reshape(self.loss_shape)
+        if self.reduction == "sum":
+            return be.total(flat, 1) if flat.size else be.scalar(0, self.dtype)
+        divisor = self.divisor
+        if divisor == 0:
+            return be.scalar(np.nan, self.dtype)
+        return be.total(flat, divisor)
+
+    def restore_weight(self, d_w2: np.ndarray) -> np.ndarray:
+        """d_W2 (D C, F) back to linear_weight's shape (C, d1, ..., dK, F)."""
+        k = len(self.positions)
+        moved = d_w2.reshape(*self.positions, self.n_classes, self.h.shape[1])
+        return np.ascontiguousarray(np.moveaxis(moved, k, 0)) if k else moved
+
+    def restore_bias(self, d_b2: np.ndarray) -> np.ndarray:
+        k = len(self.positions)
+        moved = d_b2.reshape(*self.positions, self.n_classes)
+        return np.ascontiguousarray(np.moveaxis(moved, k, 0)) if k else moved
+
+
+def accumulate_gt_h(g: np.ndarray, h: np.ndarray, dest: np.ndarray,
+                    block: int = GRAD_BLOCK) -> None:
+    """dest += G^T h, in blocks of ``block`` classes (a temporary of block x F, not of
+    dest's size)."""
+    tmp = np.empty((min(block, dest.shape[0]), h.shape[1]), dest.dtype)
+    for s in range(0, dest.shape[0], block):
+        e = min(dest.shape[0], s + block)
+        part = tmp[:e - s]
+        np.matmul(g[:, s:e].T, h, out=part)
+        dest[s:e] += part
