@@ -21,7 +21,8 @@ IDS = ("D14", "D15", "D16", "D17")
 NAMES = {
     "D14": {"softcap", "softcap_grad"},
     "D15": {"bce_loss", "bce_grad"},
-    "D16": {"kl_term", "kl_term_log_target", "kl_term_grad", "kl_term_log_target_grad"},
+    "D16": {"kl_term", "kl_term_guarded", "kl_term_log_target", "kl_term_grad",
+            "kl_term_log_target_grad"},
     "D17": {"softmax_entropy", "softmax_entropy_grad"},
 }
 
@@ -50,6 +51,7 @@ CONTRACT = {
     # the guard at lt = -oo (target probability 0): lt - lq with lt replaced by 0 there
     ("D16", "kl_term_log_target"): sp.exp(lt) * (sp.Piecewise((0, sp.Eq(lt, -sp.oo)), (lt, True))
                                                  - lq),
+    ("D16", "kl_term_guarded"): yt * (sp.Piecewise((0, sp.Eq(yt, 0)), (sp.log(yt), True)) - lq),
     ("D16", "kl_term_grad"): -yt,
     ("D16", "kl_term_log_target_grad"): -sp.exp(lt),
     ("D17", "softmax_entropy"): LSE - row_sum(_GUARDED),

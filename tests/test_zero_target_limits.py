@@ -173,11 +173,14 @@ def test_kl_div_log_target_minus_inf_is_the_limit(dtype) -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kl_div_zero_target_without_log_target(dtype) -> None:
-    """yt (log yt - lq) at yt = 0 is D16's limit 0, whatever lq (the branch of the limit)."""
-    inp = np.array([-1.0, -np.inf, np.inf, np.nan, -2.0], dtype)
-    target = np.array([0.0, 0.0, 0.0, 0.0, 0.5], dtype)
+    """yt (log yt - lq) at yt = 0 is D16's limit 0 for a finite lq; for a NaN or infinite lq
+    the limit does not exist and the term is NaN (0 (0 - lq), as PyTorch, and as the
+    log-target term at lt = -inf)."""
+    inp = np.array([-1.0, -np.inf, np.inf, np.nan, -2.0, 3.0], dtype)
+    target = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 0.0], dtype)
     got = softce.kl_div(inp, target, reduction="none")
-    np.testing.assert_array_equal(got[:4], 0)
+    assert got[0] == 0 and got[5] == 0
+    assert np.isnan(got[1:4]).all()
     want = 0.5 * (mpmath.log(mpmath.mpf("0.5")) + 2)
     assert abs(float(got[4]) - float(want)) <= 4 * float(np.spacing(dtype(1)))
 
@@ -214,3 +217,19 @@ def test_generated_guards_are_selects_on_loads() -> None:
         assert len(lines) == 2, path.name
         for line in lines:
             assert re.fullmatch(rf"sum_(cw_)?x_y \+= {select}", line), (path.name, line)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_masked_logit_under_a_positive_target_gives_plus_inf(dtype) -> None:
+    """-y_k log softmax(x)_k at x_k = -inf and y_k > 0 is +inf; the smoothed and the weighted
+    losses, whose row sums of w x y meet with two coefficients, give it too (each sum's terms
+    collected: (eps - 1) (-inf), not -(-inf) + eps (-inf) = NaN), as PyTorch does."""
+    x_row = np.array([[-INF, 0.0, 1.0]], dtype)
+    target = np.array([[0.2, 0.3, 0.5]], dtype)
+    weight = np.array([1.0, 2.0, 3.0], dtype)
+    for kw in ({}, {"label_smoothing": 0.1}, {"weight": weight},
+               {"weight": weight, "label_smoothing": 0.1}):
+        assert softce.cross_entropy(x_row, target, reduction="none", **kw)[0] == INF, kw
+        loss, _ = softce.cross_entropy_grad(x_row, target, reduction="none", **kw)
+        assert loss[0] == INF, kw
+    assert softce.cross_entropy(x_row, np.array([1]), label_smoothing=0.1) == INF

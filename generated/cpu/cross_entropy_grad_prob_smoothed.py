@@ -81,12 +81,13 @@ def cross_entropy_grad_prob_smoothed_f32(x, y, cw, grad_output, eps, z, grad, lo
             u0 = np.float32(1) / (np.float32(1) + s)
             u1 = np.float32(1) / np.float32(n)
             u2 = eps*u1
-            u3 = sum_cw_y - eps*sum_cw_y + sum_cw*u2
+            u3 = sum_cw*u2
             u4 = m + math.log1p(s)
-            t0 = u0*u3
+            u5 = np.float32(-1) + eps
+            t0 = u0*(sum_cw_y + u3 - eps*sum_cw_y)
             t1 = u1
             t2 = u0*u4
-            loss[r] = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u2 + u3*u4 + u4 * u4*z
+            loss[r] = -sum_cw_x*u2 + sum_cw_x_y*u5 + u4*(u3 - sum_cw_y*u5) + u4 * u4*z
             lse[r] = u4
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)
@@ -149,12 +150,13 @@ def cross_entropy_grad_prob_smoothed_f64(x, y, cw, grad_output, eps, z, grad, lo
             u0 = np.float64(1) / (np.float64(1) + s)
             u1 = np.float64(1) / np.float64(n)
             u2 = eps*u1
-            u3 = sum_cw_y - eps*sum_cw_y + sum_cw*u2
+            u3 = sum_cw*u2
             u4 = m + math.log1p(s)
-            t0 = u0*u3
+            u5 = np.float64(-1) + eps
+            t0 = u0*(sum_cw_y + u3 - eps*sum_cw_y)
             t1 = u1
             t2 = u0*u4
-            loss[r] = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u2 + u3*u4 + u4 * u4*z
+            loss[r] = -sum_cw_x*u2 + sum_cw_x_y*u5 + u4*(u3 - sum_cw_y*u5) + u4 * u4*z
             lse[r] = u4
             for start in range(0, n, CHUNK):
                 stop = min(start + CHUNK, n)

@@ -69,10 +69,11 @@ def cross_entropy_prob_smoothed_f32(x, y, cw, eps, z, loss, lse):
                 s_row = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
         s = np.float32(s_row)
-        u0 = eps/np.float32(n)
-        u1 = m + math.log1p(s)
-        loss[r] = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u0 + u1*(sum_cw_y - eps*sum_cw_y + sum_cw*u0) + u1 * u1*z
-        lse[r] = u1
+        u0 = np.float32(-1) + eps
+        u1 = eps/np.float32(n)
+        u2 = m + math.log1p(s)
+        loss[r] = -sum_cw_x*u1 + sum_cw_x_y*u0 + u2*(sum_cw*u1 - sum_cw_y*u0) + u2 * u2*z
+        lse[r] = u2
 
 
 @nb.njit(["void(float64[:, ::1], float64[:, ::1], float64[::1], float64, float64, float64[::1], float64[::1])"], **CPU_OPTIONS)
@@ -114,10 +115,11 @@ def cross_entropy_prob_smoothed_f64(x, y, cw, eps, z, loss, lse):
                 m_new = fmax(m, m_c)  # D11 merge_m
                 s = ((np.float64(1) + s_c)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_nonpos_f64(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
-        u0 = eps/np.float64(n)
-        u1 = m + math.log1p(s)
-        loss[r] = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u0 + u1*(sum_cw_y - eps*sum_cw_y + sum_cw*u0) + u1 * u1*z
-        lse[r] = u1
+        u0 = np.float64(-1) + eps
+        u1 = eps/np.float64(n)
+        u2 = m + math.log1p(s)
+        loss[r] = -sum_cw_x*u1 + sum_cw_x_y*u0 + u2*(sum_cw*u1 - sum_cw_y*u0) + u2 * u2*z
+        lse[r] = u2
 
 
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;

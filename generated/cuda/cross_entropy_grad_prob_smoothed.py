@@ -200,12 +200,13 @@ def cross_entropy_grad_prob_smoothed_f32(x, y, cw, grad_output, eps, z, grad, lo
         u0 = np.float32(1) / (np.float32(1) + s)
         u1 = np.float32(1) / np.float32(n)
         u2 = eps*u1
-        u3 = sum_cw_y - eps*sum_cw_y + sum_cw*u2
+        u3 = sum_cw*u2
         u4 = m + log1p_f32(s)
-        t0 = u0*u3
+        u5 = np.float32(-1) + eps
+        t0 = u0*(sum_cw_y + u3 - eps*sum_cw_y)
         t1 = u1
         t2 = u0*u4
-        loss_v = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u2 + u3*u4 + u4 * u4*z
+        loss_v = -sum_cw_x*u2 + sum_cw_x_y*u5 + u4*(u3 - sum_cw_y*u5) + u4 * u4*z
         lse_v = u4
         for i in range(lane, stop, width):
             e0 = cw_r[i]*y_r[i]
@@ -391,12 +392,13 @@ def cross_entropy_grad_prob_smoothed_f64(x, y, cw, grad_output, eps, z, grad, lo
         u0 = np.float64(1) / (np.float64(1) + s)
         u1 = np.float64(1) / np.float64(n)
         u2 = eps*u1
-        u3 = sum_cw_y - eps*sum_cw_y + sum_cw*u2
+        u3 = sum_cw*u2
         u4 = m + log1p_f64(s)
-        t0 = u0*u3
+        u5 = np.float64(-1) + eps
+        t0 = u0*(sum_cw_y + u3 - eps*sum_cw_y)
         t1 = u1
         t2 = u0*u4
-        loss_v = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u2 + u3*u4 + u4 * u4*z
+        loss_v = -sum_cw_x*u2 + sum_cw_x_y*u5 + u4*(u3 - sum_cw_y*u5) + u4 * u4*z
         lse_v = u4
         for i in range(lane, stop, width):
             e0 = cw_r[i]*y_r[i]

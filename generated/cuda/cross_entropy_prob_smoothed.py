@@ -194,10 +194,11 @@ def cross_entropy_prob_smoothed_f32(x, y, cw, eps, z, loss, lse):
                 s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
         m, s, sum_cw_x, sum_cw_y, sum_cw_x_y, sum_cw = _reduce_f32(m, s, sum_cw_x, sum_cw_y, sum_cw_x_y, sum_cw)
-        u0 = eps/np.float32(n)
-        u1 = m + log1p_f32(s)
-        loss_v = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u0 + u1*(sum_cw_y - eps*sum_cw_y + sum_cw*u0) + u1 * u1*z
-        lse_v = u1
+        u0 = np.float32(-1) + eps
+        u1 = eps/np.float32(n)
+        u2 = m + log1p_f32(s)
+        loss_v = -sum_cw_x*u1 + sum_cw_x_y*u0 + u2*(sum_cw*u1 - sum_cw_y*u0) + u2 * u2*z
+        lse_v = u2
         if active and lane == 0:
             loss[r] = loss_v
             lse[r] = lse_v
@@ -373,10 +374,11 @@ def cross_entropy_prob_smoothed_f64(x, y, cw, eps, z, loss, lse):
                 s = ((np.float64(1) + s_c)*(np.float64(1) if (m == m_c) else exp_f64(-m + m_c)) + s if (m >= m_c) else (np.float64(1) + s)*(np.float64(1) if (m == m_c) else exp_f64(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
         m, s, sum_cw_x, sum_cw_y, sum_cw_x_y, sum_cw = _reduce_f64(m, s, sum_cw_x, sum_cw_y, sum_cw_x_y, sum_cw)
-        u0 = eps/np.float64(n)
-        u1 = m + log1p_f64(s)
-        loss_v = -sum_cw_x_y + eps*sum_cw_x_y - sum_cw_x*u0 + u1*(sum_cw_y - eps*sum_cw_y + sum_cw*u0) + u1 * u1*z
-        lse_v = u1
+        u0 = np.float64(-1) + eps
+        u1 = eps/np.float64(n)
+        u2 = m + log1p_f64(s)
+        loss_v = -sum_cw_x*u1 + sum_cw_x_y*u0 + u2*(sum_cw*u1 - sum_cw_y*u0) + u2 * u2*z
+        lse_v = u2
         if active and lane == 0:
             loss[r] = loss_v
             lse[r] = lse_v

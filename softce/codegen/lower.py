@@ -1,8 +1,9 @@
 """Lowering: derived expressions of one kernel -> a RowKernel of the IR.
 
 Passes, in order: every row Sum becomes a named reduction (those carrying exp(x[k] - m) become
-D11 online sums); each elementwise expression keeps only what varies with the element index,
-the rest is hoisted to row level; common subexpressions are shared with ``sympy.cse``; last,
+D11 online sums, D18's excess where it is the normaliser), each sum's terms collected into
+one; each elementwise expression keeps only what varies with the element index, the rest is
+hoisted to row level; common subexpressions are shared with ``sympy.cse``; last,
 the exps the derivation bounds by 0 become ``ExpNonPos`` (``codegen.numerics``).
 """
 
@@ -18,6 +19,7 @@ from softce.derive.symbols import i, j, k, n
 
 from .ir import Assignment, ElementwiseKernel, KernelInputs, Reduction, RowKernel, Source
 from .numerics import (
+    CollectSums,
     ExcessForm,
     MarkMergeFactors,
     MarkShiftedExps,
@@ -155,6 +157,8 @@ def lower(spec: KernelSpec) -> RowKernel:
         exprs = [spec.excess(e) for e in exprs]
     exprs = [pull_out_constants(e) for e in exprs]
     exprs, reductions = extract_reductions(exprs)
+    collect = CollectSums(tuple(r.symbol for r in reductions))
+    exprs = [collect(e) for e in exprs]
     excess = spec.excess
     if excess is not None and any(e.has(excess.symbol) for e in exprs):
         reductions.insert(0, Reduction(excess.symbol, excess.summand, True, excess.ties,

@@ -21,6 +21,8 @@ Passes (each a small object called on an expression):
   sum stays a plain reduction (a select on the summand is folded into the sum by LLVM and stops
   the loop vectorising) and the guard adds no product of its own.
 - ``ShiftToMin()``: u - Max(u, v) -> Min(0, u - v), which is 0, not inf - inf, at u = +inf.
+- ``CollectSums(sums)``: a S + b S -> (a + b) S for each row sum S: one product per sum, so an
+  infinite sum (a -inf logit under a positive target) gives +-inf, not inf - inf.
 - ``ExcessForm(...)``: D18's excess normaliser: sum_k exp(x[k] - m) -> 1 + s and
   log(1 + s) -> log1p(s), s the row's excess, summed without the max's 1.
 - ``DeltaSplit``: a KroneckerDelta(i, c) taken out of an element loop (its index and the
@@ -209,6 +211,18 @@ class ExcessForm:
         expr = expr.xreplace({d: self.normaliser})
         return expr.replace(lambda e: isinstance(e, sp.log) and e.args[0] == self.normaliser,
                             lambda e: log1p(self.symbol))
+
+
+@dataclass(frozen=True)
+class CollectSums:
+    """Each row sum's terms collected into one: a S + b S -> (a + b) S, at the top of a sum of
+    terms. With S = -inf (a masked logit under a positive target) a S + b S is inf - inf = NaN
+    where the loss's limit is (a + b) S = +inf."""
+
+    sums: tuple[sp.Symbol, ...]
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        return sp.collect(expr, self.sums) if self.sums and expr.is_Add else expr
 
 
 def chunk_excess(chunk: sp.Expr, total: sp.Symbol, others: sp.Symbol, shift: sp.Symbol
