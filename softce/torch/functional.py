@@ -225,3 +225,34 @@ def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None,
     if not isinstance(log_target, bool):
         raise TypeError(f"log_target must be a bool, got {type(log_target).__name__}")
     return ops.kl_div(input, target, reduction, log_target)
+
+
+def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *,
+                         linear_bias: Tensor | None = None, weight: Tensor | None = None,
+                         reduction: str = "mean", ignore_index: int | None = None,
+                         label_smoothing: float = 0.0, z_loss: float = 0.0,
+                         softcap: float | None = None, chunk_bytes: int | None = None
+                         ) -> Tensor:
+    """``F.linear_cross_entropy``: cross_entropy(F.linear(input, linear_weight, linear_bias),
+    target) with PyTorch's weight, reduction, ignore_index (None: -100 for labels) and
+    label_smoothing, computed by softce.linear_cross_entropy in row chunks of at most
+    ``chunk_bytes`` of logits (the logits are never materialised) [D20]. Gradients flow to
+    input, linear_weight and linear_bias; the backward computes each chunk's logits again
+    (one more product per chunk, no logits kept between forward and backward). CPU tensors.
+    """
+    _float_tensor(input, "input")
+    linear_weight = _companion(linear_weight, "linear_weight", input, floating=True,
+                               differentiable=True)
+    linear_bias = _companion(linear_bias, "linear_bias", input, floating=True, optional=True,
+                             differentiable=True)
+    target = _companion(target, "target", input)
+    weight = _companion(weight, "weight", input, floating=True, optional=True)
+    reduction = _reduction(None, None, reduction)
+    if ignore_index is not None:
+        ignore_index = _int(ignore_index, "ignore_index")
+    if chunk_bytes is not None:
+        chunk_bytes = _int(chunk_bytes, "chunk_bytes")
+    return ops.linear_cross_entropy(
+        input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
+        _real(label_smoothing, "label_smoothing"), _real(z_loss, "z_loss"),
+        None if softcap is None else _real(softcap, "softcap"), chunk_bytes)

@@ -510,3 +510,81 @@ def _kl_backward(ctx, grad):
 
 
 kl_div.register_autograd(_kl_backward, setup_context=_kl_setup)
+
+
+# linear_cross_entropy: the logits never materialised; the backward computes them again ----
+
+def _linear_args(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
+                 weight: Tensor | None) -> tuple[list[Tensor], dict]:
+    """The computed operands (widened when 16-bit) and softce's array arguments."""
+    h, w = widened(input), widened(linear_weight).to(widened(input).dtype)
+    b = None if linear_bias is None else linear_bias.to(h.dtype)
+    tgt = narrowed(target, h.dtype) if target.is_floating_point() else target
+    kw = {"linear_bias": None if b is None else array(b),
+          "weight": None if weight is None else array(weight.to(h.dtype))}
+    return [h, w, tgt], kw
+
+
+@torch.library.custom_op(f"{LIB}::linear_cross_entropy", mutates_args=())
+def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor,
+                         linear_bias: Tensor | None, weight: Tensor | None, reduction: str,
+                         ignore_index: int | None, label_smoothing: float, z_loss: float,
+                         softcap: float | None, chunk_bytes: int | None) -> Tensor:
+    """softce.linear_cross_entropy: cross_entropy(input W^T + b, target), chunked [D20]."""
+    (h, w, tgt), kw = _linear_args(input, linear_weight, target, linear_bias, weight)
+    loss = softce.linear_cross_entropy(
+        array(h), array(w), array(tgt), **kw, reduction=reduction, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+        chunk_bytes=chunk_bytes)
+    return tensor(loss, input.device, input.dtype)
+
+
+@linear_cross_entropy.register_fake
+def _(input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
+      label_smoothing, z_loss, softcap, chunk_bytes):
+    batch = tuple(input.shape[:-1]) + tuple(linear_weight.shape[1:-1])
+    return input.new_empty(batch if reduction == "none" else ())
+
+
+@torch.library.custom_op(f"{LIB}::linear_cross_entropy_backward", mutates_args=())
+def linear_cross_entropy_backward(input: Tensor, linear_weight: Tensor, target: Tensor,
+                                  linear_bias: Tensor | None, weight: Tensor | None,
+                                  reduction: str, ignore_index: int | None,
+                                  label_smoothing: float, z_loss: float,
+                                  softcap: float | None, chunk_bytes: int | None,
+                                  grad_output: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """grad_output times (G W, G^T h, sum G) of linear_cross_entropy, G = d loss / d logits
+    [D20]; the bias gradient is empty without a bias."""
+    (h, w, tgt), kw = _linear_args(input, linear_weight, target, linear_bias, weight)
+    go = widened(grad_output).to(h.dtype)
+    res = softce.linear_cross_entropy_grad(
+        array(h), array(w), array(tgt), **kw, reduction=reduction, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+        chunk_bytes=chunk_bytes, grad_output=array(go) if go.ndim else float(go))
+    d_bias = (tensor(res[3], input.device, linear_bias.dtype) if linear_bias is not None
+              else input.new_empty((0,)))
+    return (tensor(res[1], input.device, input.dtype),
+            tensor(res[2], input.device, linear_weight.dtype), d_bias)
+
+
+@linear_cross_entropy_backward.register_fake
+def _(input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
+      label_smoothing, z_loss, softcap, chunk_bytes, grad_output):
+    bias = torch.empty_like(linear_bias) if linear_bias is not None else input.new_empty((0,))
+    return torch.empty_like(input), torch.empty_like(linear_weight), bias
+
+
+def _linear_setup(ctx, inputs, output) -> None:
+    ctx.options = inputs[3:]
+    ctx.save_for_backward(*inputs[:3])
+
+
+def _linear_backward(ctx, grad_loss):
+    input, linear_weight, target = ctx.saved_tensors
+    d_input, d_weight, d_bias = linear_cross_entropy_backward(
+        input, linear_weight, target, *ctx.options, grad_loss)
+    return (d_input, d_weight, None, d_bias if ctx.options[0] is not None else None,
+            None, None, None, None, None, None, None)
+
+
+linear_cross_entropy.register_autograd(_linear_backward, setup_context=_linear_setup)

@@ -1,0 +1,98 @@
+"""softce.torch.linear_cross_entropy against torch.nn.functional.linear_cross_entropy (and
+F.linear + F.cross_entropy): forward, the gradients of input, weight and bias through
+autograd, gradcheck, opcheck and torch.compile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+st = pytest.importorskip("softce.torch")
+
+
+def _case(dtype, *, bias=True, probs=False, rows=9, hidden=5, classes=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(rows, hidden, dtype=dtype, generator=g, requires_grad=True)
+    w = torch.randn(classes, hidden, dtype=dtype, generator=g, requires_grad=True)
+    b = torch.randn(classes, dtype=dtype, generator=g, requires_grad=True) if bias else None
+    if probs:
+        t = torch.softmax(torch.randn(rows, classes, dtype=dtype, generator=g), -1)
+    else:
+        t = torch.randint(0, classes, (rows,), generator=g)
+        t[2] = -100
+    return h, w, b, t
+
+
+def _reference(h, w, b, t, **kw):
+    return F.cross_entropy(F.linear(h, w, b), t, **kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("probs", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("options", [{}, {"reduction": "sum"}, {"reduction": "none"},
+                                     {"label_smoothing": 0.2},
+                                     {"weight": "w"}])
+def test_forward_and_gradients_equal_pytorch(dtype, probs, bias, options) -> None:
+    h, w, b, t = _case(dtype, bias=bias, probs=probs)
+    kw = dict(options)
+    if kw.get("weight") == "w":
+        kw["weight"] = torch.rand(w.shape[0], dtype=dtype) + 0.5
+    got = st.linear_cross_entropy(h, w, t, linear_bias=b, chunk_bytes=3 * 7 * 8, **kw)
+    want = _reference(h, w, b, t, **kw)
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5,
+                                                                          "atol": 1e-6}
+    torch.testing.assert_close(got, want, **tol)
+    up = torch.randn_like(want)
+    params = [p for p in (h, w, b) if p is not None]
+    g_got = torch.autograd.grad(got, params, up)
+    g_want = torch.autograd.grad(want, params, up)
+    for a, e in zip(g_got, g_want):
+        torch.testing.assert_close(a, e, **tol)
+
+
+def test_matches_torch_linear_cross_entropy() -> None:
+    h, w, b, t = _case(torch.float64)
+    got = st.linear_cross_entropy(h, w, t, linear_bias=b, label_smoothing=0.1)
+    want = F.linear_cross_entropy(h, w, t, linear_bias=b, label_smoothing=0.1)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_gradcheck_in_float64() -> None:
+    h, w, b, t = _case(torch.float64, rows=4, hidden=3, classes=5)
+    assert torch.autograd.gradcheck(
+        lambda h, w, b: st.linear_cross_entropy(h, w, t, linear_bias=b, chunk_bytes=80),
+        (h, w, b))
+
+
+def test_opcheck() -> None:
+    h, w, b, t = _case(torch.float64, rows=4, hidden=3, classes=5)
+    args = (h.detach().requires_grad_(), w.detach().requires_grad_(),
+            t, b.detach().requires_grad_(), None, "mean", None, 0.0, 0.0, None, None)
+    torch.library.opcheck(torch.ops.softce.linear_cross_entropy.default, args)
+
+
+def test_compiles_without_graph_breaks() -> None:
+    h, w, b, t = _case(torch.float32)
+
+    def step(h, w, b):
+        return st.linear_cross_entropy(torch.tanh(h), w, t, linear_bias=b)
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    got = compiled(h, w, b)
+    got.backward()
+    want = _reference(torch.tanh(h), w, b, t)
+    torch.testing.assert_close(got, want, rtol=2e-5, atol=1e-6)
+    assert h.grad is not None and w.grad is not None and b.grad is not None
+
+
+def test_bad_input_names_the_argument() -> None:
+    h, w, b, t = _case(torch.float32)
+    with pytest.raises(TypeError, match="linear_weight"):
+        st.linear_cross_entropy(h, np.zeros((7, 5)), t)
+    with pytest.raises(ValueError, match="linear_weight|in_features|input"):
+        st.linear_cross_entropy(h, w[:, :3], t)
+    with pytest.raises(TypeError, match="chunk_bytes"):
+        st.linear_cross_entropy(h, w, t, chunk_bytes=1.5)
