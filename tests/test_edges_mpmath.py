@@ -454,7 +454,8 @@ if __name__ == "__main__":
     with mpmath.workdps(50):
         for fn in [test_softmax, test_log_softmax_and_logsumexp,
                    test_cross_entropy_labels_and_gradient, test_cross_entropy_probabilities,
-                   test_sigmoid, test_entropy, test_vjps, test_a_million_classes]:
+                   test_sigmoid, test_entropy, test_vjps, test_a_million_classes,
+                   test_near_zero_log_probabilities_relative_to_themselves]:
             for dt in DTYPES:
                 fn(dt)
     for (name, dt), err in sorted(MEASURED.items()):
