@@ -96,3 +96,27 @@ def test_bad_input_names_the_argument() -> None:
         st.linear_cross_entropy(h, w[:, :3], t)
     with pytest.raises(TypeError, match="chunk_bytes"):
         st.linear_cross_entropy(h, w, t, chunk_bytes=1.5)
+
+
+def test_unbatched_and_k_dimensional_shapes_as_pytorch() -> None:
+    g = torch.Generator().manual_seed(3)
+    h1 = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(7, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    t1 = torch.tensor(4)
+    got = st.linear_cross_entropy(h1, w, t1)
+    want = F.linear_cross_entropy(h1, w, t1)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(got, (h1, w)),
+                               torch.autograd.grad(want, (h1, w)), rtol=1e-10, atol=1e-12)
+    hk = torch.randn(6, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    wk = torch.randn(7, 3, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    bk = torch.randn(7, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    tk = torch.randint(0, 7, (6, 3), generator=g)
+    for reduction in ("none", "mean"):
+        got = st.linear_cross_entropy(hk, wk, tk, linear_bias=bk, reduction=reduction)
+        want = F.linear_cross_entropy(hk, wk, tk, linear_bias=bk, reduction=reduction)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+        up = torch.randn_like(want)
+        torch.testing.assert_close(torch.autograd.grad(got, (hk, wk, bk), up),
+                                   torch.autograd.grad(want, (hk, wk, bk), up),
+                                   rtol=1e-10, atol=1e-12)
