@@ -1,11 +1,12 @@
-"""Limits instead of NaN where a term is 0 times an infinity (issue "Exact at the edges").
+"""Limits instead of NaN where a term is 0 times an infinity.
 
 Probability-target cross-entropy: a term y_k x_k with y_k = 0 is its limit 0 (D8's guard),
 also where x_k = -inf; the references below are written by hand and evaluated with mpmath at
 50 digits, summing only the y_k > 0 terms. kl_div with log_target: exp(lt) (lt - lq) at
 lt = -inf is its limit 0 where lq is finite (D16's guard); PyTorch gives NaN there (0 * -inf).
 At lq = +-inf the limit does not exist (0 as lt -> -inf first, +-inf as lq -> -+inf first) and
-softce gives NaN, as PyTorch; NaN inputs give NaN.
+softce gives NaN, as PyTorch; NaN inputs give NaN. The same for kl_div's y (log y - lq) at
+y = 0, and a masked logit under a positive target gives +inf, also smoothed or weighted.
 """
 
 import math
