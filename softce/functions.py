@@ -46,17 +46,7 @@ def online_state(x: object, axis: Axis = -1, *, keepdims: bool = False
     s = sum_i exp(x_i - m) - 1, summed without the max's 1 (D18), so LSE = m + log1p(s) to
     s's own accuracy. States of parts of a row merge with D18's merge_s (``softce.dask``
     does); an empty axis gives (-inf, -1)."""
-    be = backend_for(x)
-    arr = be.float_array(x, "x")
-    axes = check_axes(axis, arr.ndim)
-    keep = check_bool(keepdims, "keepdims")
-    rows = be.to_rows(arr, axes)
-    shift, excess = (be.empty((rows.data.shape[0],), arr.dtype) for _ in range(2))
-    be.launch("online_state", arr.dtype, x=rows.data, shift=shift, excess=excess)
-    if keep:
-        shape = kept_shape(tuple(arr.shape), axes)
-        return be.reshape(shift, shape), be.reshape(excess, shape)
-    return rows.restore_batch(shift), rows.restore_batch(excess)
+    return row_reduction("online_state", x, axis, "x", ("shift", "excess"), keepdims=keepdims)
 
 
 def logsumexp_vjp(x: object, g: object, axis: Axis = -1) -> Array:
@@ -143,22 +133,27 @@ def softmax_entropy_grad(logits: object, axis: Axis = -1, grad_output: object = 
 
 # shared by the front end ------------------------------------------------------------------
 
-def row_reduction(kernel: str, value: object, axis: object, row: str, result: str, *,
-                  name: str | None = None, keepdims: object = False, **params: float
-                  ) -> Array:
-    """A kernel reducing each row of ``value`` along ``axis`` to one number: kernel(<row>=rows,
-    **params, <result>=(rows,)), returned in the batch shape (``keepdims``: with the reduced
-    axes kept, of length 1). ``name`` names the argument in errors (default: ``row``)."""
+def row_reduction(kernel: str, value: object, axis: object, row: str,
+                  result: str | tuple[str, ...], *, name: str | None = None,
+                  keepdims: object = False, **params: float) -> Array | tuple[Array, ...]:
+    """A kernel reducing each row of ``value`` along ``axis`` to one number per result:
+    kernel(<row>=rows, **params, <result>=(rows,) for each result), returned in the batch shape
+    (``keepdims``: with the reduced axes kept, of length 1); a tuple of names gives a tuple of
+    arrays. ``name`` names the argument in errors (default: ``row``)."""
     be = backend_for(value)
     arr = be.float_array(value, name or row)
     axes = check_axes(axis, arr.ndim)
     keep = check_bool(keepdims, "keepdims")
     rows = be.to_rows(arr, axes)
-    out = be.empty((rows.data.shape[0],), arr.dtype)
-    be.launch(kernel, arr.dtype, **{row: rows.data}, **params, **{result: out})
+    names = (result,) if isinstance(result, str) else result
+    outs = [be.empty((rows.data.shape[0],), arr.dtype) for _ in names]
+    be.launch(kernel, arr.dtype, **{row: rows.data}, **params, **dict(zip(names, outs)))
     if keep:
-        return be.reshape(out, kept_shape(tuple(arr.shape), axes))
-    return rows.restore_batch(out)
+        shape = kept_shape(tuple(arr.shape), axes)
+        shaped = tuple(be.reshape(out, shape) for out in outs)
+    else:
+        shaped = tuple(rows.restore_batch(out) for out in outs)
+    return shaped[0] if isinstance(result, str) else shaped
 
 
 def rowwise(be: Backend, kernel: str, arr: Array, axes: tuple[int, ...], out: object,

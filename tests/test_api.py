@@ -818,3 +818,30 @@ def test_live_torch() -> None:
     assert len(cases) == len(TORCH_GRID)
     for case in cases:
         check_against_torch(case)
+
+
+def test_online_state_is_the_max_and_the_excess_and_merges_over_parts() -> None:
+    """(m, s) with m = max x and s = sum exp(x - m) - 1 (D18); keepdims and tuple axes as the
+    reductions take them; an empty axis is the identity (-inf, -1); the states of two halves
+    of a row merge (generated/partitioned.py, D18's merge_s) into the whole row's."""
+    from softce.generated import partitioned
+
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((5, 40))
+    m, s = softce.online_state(x)
+    np.testing.assert_array_equal(m, x.max(axis=1))
+    np.testing.assert_allclose(s, np.exp(x - x.max(axis=1, keepdims=True)).sum(axis=1) - 1,
+                               rtol=1e-14)
+    mk, sk = softce.online_state(x, keepdims=True)
+    assert mk.shape == sk.shape == (5, 1)
+    m3, s3 = softce.online_state(x.reshape(5, 4, 10), axis=(1, 2))
+    np.testing.assert_array_equal(m3, m)
+    np.testing.assert_allclose(s3, s, rtol=1e-14)
+    me, se = softce.online_state(np.zeros((3, 0)))
+    assert (me == -np.inf).all() and (se == -1).all()
+    (ma, sa), (mb, sb) = softce.online_state(x[:, :17]), softce.online_state(x[:, 17:])
+    mm, sm = partitioned.merge(ma, sa, mb, sb)
+    np.testing.assert_array_equal(mm, m)
+    np.testing.assert_allclose(sm, s, rtol=1e-14)
+    tied = np.array([[2.0, 2.0, -np.inf, 2.0]])
+    assert softce.online_state(tied)[1][0] == 2.0  # the other maxima add exactly 1 each
