@@ -12,6 +12,7 @@
 #   D18  tie_term         bc1b2fa5fc976d34
 #   D18  excess_of_sums   4b1db91662e352ca
 #   D18  merge_s          392e7d1d54eb7885
+#   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
 #   softce/cuda/runtime.py f5ebe5651807246e
 # SymPy 1.14.0.

@@ -309,8 +309,8 @@ def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -
     merged = _merged(kernel, pr.dtype)
     excess = _excess(kernel)
     for d, row in merged.items():
-        start = "-1" if excess is not None and d == excess.symbol else "0"
-        note = "  # D18 identity" if start == "-1" else ""
+        start = excess.identity if excess is not None and d == excess.symbol else 0
+        note = "  # D18 identity" if excess is not None and d == excess.symbol else ""
         out.add(f"{row} = np.{wide}({start})" + (f"  # merged in {wide}" if row != d else note))
     out.add(f"m = {pr.const('-np.inf')}")
     maxed = [kernel.max_of[k], *(r.summand for r in plain)]

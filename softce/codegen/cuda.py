@@ -59,11 +59,12 @@ def _state(kernel: RowKernel) -> list[str]:
 
 
 def _identity(pr: NumbaPrinter, kernel: RowKernel, name: str) -> str:
-    """The state's value for no element: D11's (-inf, 0), -1 for D18's excess."""
+    """The state's value for no element: D11's (-inf, 0), D18's identity for the excess."""
     if name == "m":
         return pr.const("-np.inf")
-    excess = any(str(r.symbol) == name and r.ties is not None for r in kernel.reductions)
-    return pr.const("-1" if excess else "0")
+    excess = next((r for r in kernel.reductions if str(r.symbol) == name and r.ties is not None),
+                  None)
+    return pr.const("0") if excess is None else pr.doprint(excess.identity)
 
 
 def _merge_lines(out: Code, pr: NumbaPrinter, kernel: RowKernel, shifted: list[Reduction],

@@ -27,13 +27,14 @@ class Reduction:
     """acc = sum_k summand over the row; ``shifted`` sums carry exp(x[k] - m) and are merged
     chunk by chunk with D11's rule, the rest are plain sums. An excess (D18, ``ties`` set):
     a chunk's value is ``chunk`` of sigma = sum_k summand and tau = sum_k ties, merged with
-    D18's merge_s."""
+    D18's merge_s from ``identity``, the value of no element."""
 
     symbol: sp.Symbol
     summand: sp.Expr
     shifted: bool
     ties: sp.Expr | None = None
     chunk: sp.Expr | None = None
+    identity: sp.Expr | None = None
 
 
 @dataclass(frozen=True)

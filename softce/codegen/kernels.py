@@ -70,7 +70,8 @@ class Catalogue:
     def excess(self) -> ExcessForm:
         """D18's excess normaliser s: d = 1 + s, its summands and its merge."""
         return ExcessForm.of(s, m, *(self.get("D18", name) for name in (
-            "normaliser", "excess_term_finite", "tie_term", "excess_of_sums", "merge_s")))
+            "normaliser", "excess_term_finite", "tie_term", "excess_of_sums", "merge_s",
+            "identity")))
 
     def spec(self, **kwargs: object) -> RowKernel:
         shifted = kwargs.pop("shifted", True)

@@ -162,7 +162,7 @@ def lower(spec: KernelSpec) -> RowKernel:
     excess = spec.excess
     if excess is not None and any(e.has(excess.symbol) for e in exprs):
         reductions.insert(0, Reduction(excess.symbol, excess.summand, True, excess.ties,
-                                       excess.chunk))
+                                       excess.chunk, excess.identity))
     else:
         excess = None
     if any(r.shifted for r in reductions) and spec.merge is None:

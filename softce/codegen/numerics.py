@@ -188,7 +188,7 @@ class ExcessForm:
     ``summand`` (exp(x[k] - m) - T_k, E_k for a finite m; its exp marked ExpNonPos) and
     ``ties`` (T_k) make a chunk's s = ``chunk``(sigma = sum summand, tau = sum ties);
     ``merge`` is D18's merge_s, its exps marked ExpNonPos (each branch scales the part with
-    the smaller max)."""
+    the smaller max), ``identity`` the excess of no element (D18's identity (-inf, -1))."""
 
     symbol: sp.Symbol
     shift: sp.Symbol
@@ -197,14 +197,16 @@ class ExcessForm:
     ties: sp.Expr
     chunk: sp.Expr
     merge: sp.Expr
+    identity: sp.Expr
 
     @classmethod
     def of(cls, symbol: sp.Symbol, shift: sp.Symbol, normaliser: sp.Expr, summand: sp.Expr,
-           ties: sp.Expr, chunk: sp.Expr, merge: sp.Expr) -> ExcessForm:
+           ties: sp.Expr, chunk: sp.Expr, merge: sp.Expr, identity: sp.Tuple) -> ExcessForm:
         def nonpos(e: sp.Expr) -> sp.Expr:
             return e.replace(lambda a: isinstance(a, sp.exp), lambda a: ExpNonPos(a.args[0]))
 
-        return cls(symbol, shift, normaliser, nonpos(summand), ties, chunk, nonpos(merge))
+        return cls(symbol, shift, normaliser, nonpos(summand), ties, chunk, nonpos(merge),
+                   identity[1])
 
     def __call__(self, expr: sp.Expr) -> sp.Expr:
         d = sp.Sum(sp.exp(x[k] - self.shift), (k, 0, n - 1))
