@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from .checks import (
     mean_divisor,
 )
 from .functions import logsumexp
-from .losses import cross_entropy, cross_entropy_grad
+from .losses import cross_entropy, cross_entropy_grad, reduced
 
 #: The default budget for one chunk's logits.
 CHUNK_BYTES = 64 << 20
@@ -227,7 +228,7 @@ class LinearPlan:
                                  f"{name} does not support; give chunk_bytes >= {need}")
 
     # the divisor and the chain rule --------------------------------------------------------
-    @property
+    @cached_property
     def divisor(self) -> float:
         """PyTorch's divisor for "mean", of the whole batch [D20: free of h, W, b]."""
         if self.labels is None:
@@ -382,16 +383,10 @@ class LinearPlan:
     # results -------------------------------------------------------------------------------
     def reduce(self, loss: np.ndarray) -> np.ndarray:
         """Per-position losses -> the reduction, as ``cross_entropy`` reduces them."""
-        be = backend_for(loss)
-        flat = loss.reshape(-1)
         if self.reduction == "none":
             return loss.reshape(self.loss_shape)
-        if self.reduction == "sum":
-            return be.total(flat, 1) if flat.size else be.scalar(0, self.dtype)
-        divisor = self.divisor
-        if divisor == 0:
-            return be.scalar(np.nan, self.dtype)
-        return be.total(flat, divisor)
+        divisor = self.divisor if self.reduction == "mean" else 1.0
+        return reduced(backend_for(loss), loss.reshape(-1), self.reduction, self.dtype, divisor)
 
     def restore_weight(self, d_w2: np.ndarray) -> np.ndarray:
         """d_W2 (D C, F) back to linear_weight's shape (C, d1, ..., dK, F)."""

@@ -254,13 +254,19 @@ class CEPlan:
 
     def reduce(self, loss: Array) -> Array:
         """loss per row -> the reduction, in the logits' dtype."""
-        be = self.be
         if self.reduction == "none":
             return self.rows.restore_batch(loss)
-        if self.reduction == "sum":
-            return be.total(loss, 1) if self.n_rows else be.scalar(0, self.dtype)
-        divisor = self.denominator
-        if divisor == 0:
-            empty = self.opts.empty_mean
-            return be.scalar(np.nan if empty is None else empty, self.dtype)
-        return be.total(loss, divisor)
+        divisor = self.denominator if self.reduction == "mean" else 1.0
+        return reduced(self.be, loss, self.reduction, self.dtype, divisor,
+                       self.opts.empty_mean)
+
+
+def reduced(be: Backend, loss: Array, reduction: str, dtype: np.dtype, divisor: float,
+            empty_mean: float | None = None) -> Array:
+    """Per-position losses (one axis) summed ("sum"; 0 for none) or divided by PyTorch's
+    ``divisor`` ("mean"): a mean whose divisor is 0 is NaN, or ``empty_mean`` when given."""
+    if reduction == "sum":
+        return be.total(loss, 1) if loss.shape[0] else be.scalar(0, dtype)
+    if divisor == 0:
+        return be.scalar(np.nan if empty_mean is None else empty_mean, dtype)
+    return be.total(loss, divisor)

@@ -517,8 +517,9 @@ kl_div.register_autograd(_kl_backward, setup_context=_kl_setup)
 def _linear_args(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
                  weight: Tensor | None) -> tuple[list[Tensor], dict]:
     """The computed operands (widened when 16-bit) and softce's array arguments."""
-    h, w = widened(input), widened(linear_weight).to(widened(input).dtype)
-    b = None if linear_bias is None else linear_bias.to(h.dtype)
+    h = widened(input)
+    w = narrowed(linear_weight, h.dtype)
+    b = None if linear_bias is None else narrowed(linear_bias, h.dtype)
     tgt = narrowed(target, h.dtype) if target.is_floating_point() else target
     kw = {"linear_bias": None if b is None else array(b),
           "weight": None if weight is None else array(weight.to(h.dtype))}
