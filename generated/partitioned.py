@@ -11,7 +11,9 @@
 #   D18  log_softmax      fa5b7bb28a30e48d
 #   D18  label_loss       81193788a9bcf834
 #   D9   ce_grad_label    a4268b45925206b8
-#   D8   ce_loss_guarded  8c4a50ffbbfc941f
+#   D19  prob_loss        ba11392f380bb625
+#   D19  masked_chunk     08adcfe34d0f902a
+#   D19  merge_t          7afee773ba09deb6
 #   D9   ce_grad          cf3db021c5430079
 #   D5   entropy          35ec13671e735291
 # SymPy 1.14.0.
@@ -58,14 +60,26 @@ def cross_entropy_grad_label(x, m, s, c, i, w):
     return w*(-numpy.equal(c, i).astype(x.dtype) + numpy.exp(-m + x)/(s + 1))
 
 
-def cross_entropy_prob_sums(x, y):
-    """A block's part of the row sums of the probability-target loss. [D8]"""
-    return (numpy.sum(numpy.where(numpy.equal(y, 0), 0, x*y), axis=-1), numpy.sum(y, axis=-1),)
+def cross_entropy_prob_sums(x, y, m):
+    """A block's part of the probability-target loss: T = sum y (m - x) against the block's max m (a block of -inf only: masked_chunk), and its slope sum(y). [D19]"""
+    sum_y = numpy.sum(y, axis=-1)
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        t = numpy.where(numpy.equal(m, -numpy.inf), numpy.where(numpy.equal(sum_y, 0), 0, numpy.inf*sum_y), numpy.sum(numpy.where(numpy.equal(y, 0), 0, y*(m[..., None] - x)), axis=-1))
+    return t, sum_y
 
 
-def cross_entropy_prob(lse, sum_xy, sum_y):
-    """Loss of a row from its LSE and its summed row sums. [D8]"""
-    return lse*sum_y - sum_xy
+def merge_t(m1, t1, a1, m2, t2, a2):
+    """T of the union of two parts of rows, at the larger max, from the parts' (m, T, A). [D19]"""
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        t = numpy.where(numpy.greater_equal(m1, m2), t1 + t2 + numpy.where(numpy.logical_or.reduce((numpy.equal(a2, 0),numpy.equal(m1, m2))), 0, a2*(m1 - m2)), t1 + t2 + numpy.where(numpy.logical_or.reduce((numpy.equal(a1, 0),numpy.equal(m1, m2))), 0, a1*(-m1 + m2)))
+    return t
+
+
+def cross_entropy_prob(s, t, sum_y):
+    """Loss of a row from its excess s and its merged sums. [D19]"""
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        loss = sum_y*numpy.log1p(s) + t
+    return loss
 
 
 def cross_entropy_grad_prob(x, y, m, s, sum_y, w):

@@ -154,9 +154,13 @@ def _merge_records(a: np.ndarray, axis: tuple[int, ...] | int, keepdims: bool,
         return np.moveaxis(empty, -1, ax) if keepdims else empty
     out = a[..., 0].copy()
     online = all(f in a.dtype.names for f in _ONLINE)
-    sums = [f for f in a.dtype.names if f not in _ONLINE]
+    linear = "t" in a.dtype.names
+    sums = [f for f in a.dtype.names if f not in (*_ONLINE, "t")]
     for j in range(1, a.shape[-1]):
         part = a[..., j]
+        if linear:  # D19: before the maxima and the slopes merge
+            out["t"] = P.merge_t(out["m"], out["t"], out["sum_y"], part["m"], part["t"],
+                                 part["sum_y"])
         if online:
             out["m"], out["s"] = P.merge(out["m"], out["s"], part["m"], part["s"])
         for f in sums:
@@ -362,14 +366,15 @@ def _label_state(xb: np.ndarray, cls: np.ndarray, labels: np.ndarray, rec: np.dt
 @_quiet
 def _prob_state(xb: np.ndarray, yb: np.ndarray, rec: np.dtype) -> np.ndarray:
     out = _online_state(xb, rec)
-    sums = P.cross_entropy_prob_sums(xb, yb)
+    sums = P.cross_entropy_prob_sums(xb, yb, out["m"][..., 0])
     for name, value in zip(_PROB_SUMS, sums):
         out[name][..., 0] = value
     return out
 
 
-#: The row sums of the probability-target loss, in the order the generated functions take them.
-_PROB_SUMS = ("sum_xy", "sum_y")
+#: The row sums of the probability-target loss, in the order the generated functions take them:
+#: D19's T = sum y (m - x) (merged with merge_t) and its slope sum(y).
+_PROB_SUMS = ("t", "sum_y")
 
 
 def _ce_states(logits: da.Array, labels, probs, split_every):
@@ -390,8 +395,7 @@ def _ce_states(logits: da.Array, labels, probs, split_every):
 def _loss_from_states(s: np.ndarray) -> np.ndarray:
     if "xc" in s.dtype.names:
         return P.cross_entropy_label(s["m"], s["s"], s["xc"])
-    lse = P.lse_of_pair(s["m"], s["s"])
-    return P.cross_entropy_prob(lse, *(s[name] for name in _PROB_SUMS))
+    return P.cross_entropy_prob(s["s"], *(s[name] for name in _PROB_SUMS))
 
 
 def _reduce(loss: da.Array, reduction: str) -> da.Array:

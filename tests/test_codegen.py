@@ -51,13 +51,24 @@ def test_lowering_hoists_row_constants_out_of_the_element_loop() -> None:
 
 
 def test_a_shifted_sum_without_its_exp_factor_is_refused() -> None:
-    bad = row_sum(x[k] * m)
+    bad = row_sum(x[k] * m**2)
     try:
         extract_reductions([bad])
     except ValueError as exc:
         assert "exp(x[k] - m)" in str(exc)
     else:
-        raise AssertionError("a sum in m without exp(x[k] - m) was lowered")
+        raise AssertionError("a sum in m, neither exp(x[k] - m) h nor linear, was lowered")
+
+
+def test_a_sum_linear_in_m_gets_the_plain_sum_of_its_slope() -> None:
+    """D19: sum_k y[k] (m - x[k]) is merged with its slope sum_k y[k], which the lowering adds
+    when the expression has no such sum; the guard's factor is taken out of the select."""
+    guarded = sp.Piecewise((0, sp.Eq(y[k], 0)), ((m - x[k]) * y[k], True))
+    exprs, reductions = extract_reductions([row_sum(guarded)])
+    linear, slope = reductions
+    assert exprs == [linear.symbol] and linear.slope == slope.symbol
+    assert slope.summand == y[k] and slope.plain and not linear.plain
+    assert linear.summand == y[k] * sp.Piecewise((0, sp.Eq(y[k], 0)), (m - x[k], True))
 
 
 def _emitted(outputs: dict[str, sp.Expr], **spec: object) -> str:

@@ -287,6 +287,36 @@ def test_limits_at_zero_targets_agree_with_cpu(dtype) -> None:
 
 @on_cuda
 @pytest.mark.parametrize("dtype", [F32, F64])
+def test_shifted_probability_loss_across_thread_chunks(dtype) -> None:
+    """D19 on the device: logits of 1e4 (float64) or 100 (float32) keep the probability loss
+    to the CPU's, whose error is relative to the loss; a leading stretch of -inf logits (whole
+    thread chunks of -inf only) under positive targets gives +inf, under zero targets the loss
+    of the rest; a row of -inf only NaN; the threads' (m, T, A) states merge with D19's
+    merge_t."""
+    import softce
+
+    base = 1e4 if dtype == F64 else 100.0
+    rng = np.random.default_rng(19)
+    n = 700
+    x = (base + 3 * rng.standard_normal((4, n))).astype(dtype)
+    x[:, 650] = base + 12
+    y = softmax_ref(rng.standard_normal((4, n))).astype(dtype)
+    x[1:3, :600] = -np.inf
+    y[2, :600] = 0
+    x[3] = -np.inf
+    weight = rng.random(n) + 0.5
+    for kwargs in ({}, {"weight": weight}, {"weight": weight, "label_smoothing": 0.1}):
+        cpu = softce.cross_entropy(x, y, reduction="none", **kwargs)
+        got = host(softce.cross_entropy(dev(x), dev(y), reduction="none", **kwargs))
+        np.testing.assert_allclose(got[[0, 2]], cpu[[0, 2]], rtol=4 * np.finfo(dtype).eps)
+        smoothed = "label_smoothing" in kwargs
+        assert got[1] == np.inf and np.isnan(got[3]) and (got[2] == np.inf) == smoothed
+        loss, _ = softce.cross_entropy_grad(dev(x), dev(y), reduction="none", **kwargs)
+        np.testing.assert_array_equal(host(loss), got)
+
+
+@on_cuda
+@pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", [1, 31, 33])
 def test_softmax_jacobian(n: int, dtype) -> None:
     import softce

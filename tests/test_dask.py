@@ -113,6 +113,27 @@ def test_threaded_scheduler_equals_the_in_memory_api(chunks, dtype) -> None:
             raise AssertionError(f"{name}, chunks {chunks}") from exc
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shifted_probability_loss_across_class_blocks(dtype) -> None:
+    """D19 across class blocks: each block's T = sum y (m_b - x) against its own max, merged
+    with merge_t. Logits of 1e4 (float64) or 100 (float32): the loss equals the in-memory one
+    to 4 ulp of itself; a block of -inf logits only under positive targets gives +inf, under
+    zero targets nothing; a row of -inf only NaN."""
+    rng = np.random.default_rng(19)
+    base = 1e4 if dtype == np.float64 else 100.0
+    x = (base + 3 * rng.standard_normal((4, 30))).astype(dtype)
+    x[:, 25] = base + 12  # the row's max in the last block
+    y = softce.softmax(rng.standard_normal((4, 30)).astype(dtype))
+    x[1:3, :10] = -np.inf  # the first block
+    y[2, :10] = 0
+    x[3] = -np.inf
+    got = sd.cross_entropy(da.from_array(x, chunks=(2, 10)), da.from_array(y, chunks=(2, 10)),
+                           reduction="none").compute()
+    want = softce.cross_entropy(x, y, reduction="none")
+    np.testing.assert_allclose(got[[0, 2]], want[[0, 2]], rtol=4 * np.finfo(dtype).eps)
+    assert got[1] == want[1] == np.inf and np.isnan(got[3]) and np.isnan(want[3])
+
+
 def test_class_axis_not_last_and_batch_dims() -> None:
     """PyTorch's layout (N, C, d1): the class axis at 1, split unevenly, labels (N, d1)."""
     rng = np.random.default_rng(3)

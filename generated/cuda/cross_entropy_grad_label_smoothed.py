@@ -28,7 +28,7 @@ FULL_MASK = 0xFFFFFFFF
 
 @cuda.jit(device=True, inline="always")
 def _merge_f32(m, s, sum_cw_x, sum_cw, m_o, s_o, sum_cw_x_o, sum_cw_o):
-    """Merge two partial row states: D11 for (m, d), plain sums add."""
+    """Merge two partial row states: D11 for (m, d), D19 for sums linear in m, plain sums add."""
     sum_cw_x = sum_cw_x + sum_cw_x_o
     sum_cw = sum_cw + sum_cw_o
     if m_o != np.float32(-np.inf):  # (-inf, 0) is D11's identity
@@ -191,7 +191,7 @@ def cross_entropy_grad_label_smoothed_f32(x, cw, labels, counted, grad_output, e
 
 @cuda.jit(device=True, inline="always")
 def _merge_f64(m, s, sum_cw_x, sum_cw, m_o, s_o, sum_cw_x_o, sum_cw_o):
-    """Merge two partial row states: D11 for (m, d), plain sums add."""
+    """Merge two partial row states: D11 for (m, d), D19 for sums linear in m, plain sums add."""
     sum_cw_x = sum_cw_x + sum_cw_x_o
     sum_cw = sum_cw + sum_cw_o
     if m_o != np.float64(-np.inf):  # (-inf, 0) is D11's identity

@@ -17,7 +17,7 @@ FULL_MASK = 0xFFFFFFFF
 
 @cuda.jit(device=True, inline="always")
 def _merge_f32(sum_p, sum_p_o):
-    """Merge two partial row states: D11 for (m, d), plain sums add."""
+    """Merge two partial row states: D11 for (m, d), D19 for sums linear in m, plain sums add."""
     sum_p = sum_p + sum_p_o
     return sum_p
 
@@ -100,7 +100,7 @@ def entropy_base_f32(p, b, h):
 
 @cuda.jit(device=True, inline="always")
 def _merge_f64(sum_p, sum_p_o):
-    """Merge two partial row states: D11 for (m, d), plain sums add."""
+    """Merge two partial row states: D11 for (m, d), D19 for sums linear in m, plain sums add."""
     sum_p = sum_p + sum_p_o
     return sum_p
 

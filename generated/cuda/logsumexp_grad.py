@@ -27,7 +27,7 @@ FULL_MASK = 0xFFFFFFFF
 
 @cuda.jit(device=True, inline="always")
 def _merge_f32(m, s, m_o, s_o):
-    """Merge two partial row states: D11 for (m, d), plain sums add."""
+    """Merge two partial row states: D11 for (m, d), D19 for sums linear in m, plain sums add."""
     if m_o != np.float32(-np.inf):  # (-inf, 0) is D11's identity
         m_new = fmax(m, m_o)  # D11 merge_m
         s = ((np.float32(1) + s_o)*(np.float32(1) if (m == m_o) else exp_f32(-m + m_o)) + s if (m >= m_o) else (np.float32(1) + s)*(np.float32(1) if (m == m_o) else exp_f32(m - m_o)) + s_o)  # D18 merge_s
@@ -142,7 +142,7 @@ def logsumexp_grad_f32(x, grad_output, out):
 
 @cuda.jit(device=True, inline="always")
 def _merge_f64(m, s, m_o, s_o):
-    """Merge two partial row states: D11 for (m, d), plain sums add."""
+    """Merge two partial row states: D11 for (m, d), D19 for sums linear in m, plain sums add."""
     if m_o != np.float64(-np.inf):  # (-inf, 0) is D11's identity
         m_new = fmax(m, m_o)  # D11 merge_m
         s = ((np.float64(1) + s_o)*(np.float64(1) if (m == m_o) else exp_f64(-m + m_o)) + s if (m >= m_o) else (np.float64(1) + s)*(np.float64(1) if (m == m_o) else exp_f64(m - m_o)) + s_o)  # D18 merge_s

@@ -17,7 +17,7 @@ FULL_MASK = 0xFFFFFFFF
 
 @cuda.jit(device=True, inline="always")
 def _merge_f32(sum_g_p, sum_g_p_o):
-    """Merge two partial row states: D11 for (m, d), plain sums add."""
+    """Merge two partial row states: D11 for (m, d), D19 for sums linear in m, plain sums add."""
     sum_g_p = sum_g_p + sum_g_p_o
     return sum_g_p
 
@@ -101,7 +101,7 @@ def softmax_vjp_f32(p, g, out):
 
 @cuda.jit(device=True, inline="always")
 def _merge_f64(sum_g_p, sum_g_p_o):
-    """Merge two partial row states: D11 for (m, d), plain sums add."""
+    """Merge two partial row states: D11 for (m, d), D19 for sums linear in m, plain sums add."""
     sum_g_p = sum_g_p + sum_g_p_o
     return sum_g_p
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from softce.derive.d18_excess import s1, s2
+from softce.derive.d19_shifted_prob import A1, A2, T1, T2, A
 from softce.derive.symbols import d1, d2, i, k, m1, m2
 
 from .ir import ElementwiseKernel, Reduction, RowKernel
@@ -84,6 +85,8 @@ def _stored_exp(kernel: RowKernel) -> sp.Expr | None:
     if not kernel.outputs or kernel.pair_outputs or kernel.scratch:
         return None
     if not any(r.shifted for r in kernel.reductions):
+        return None
+    if any(r.slope is not None for r in kernel.reductions):
         return None
     pattern = ExpNonPos(kernel.max_of[i] - m)
     element = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
@@ -162,14 +165,24 @@ def _views(out: Code, kernel: RowKernel, exprs: list[sp.Expr], suffix: str, boun
     return views
 
 
+def _slopes(kernel: RowKernel) -> set[sp.Symbol]:
+    """The plain sums that are slopes of sums linear in m (D19): summed per chunk
+    (``<sum>_c``), since D19's merge takes each part's."""
+    return {r.slope for r in kernel.reductions if r.slope is not None}
+
+
 def _max_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel,
               views: dict[sp.IndexedBase, sp.IndexedBase], length: str) -> None:
-    """m_c, the max of x over the view, and the plain sums over it."""
+    """m_c, the max of x over the view, and the plain sums over it (a slope's into the
+    chunk's ``<sum>_c``)."""
+    slopes = _slopes(kernel)
     out.add(f"m_c = {pr.const('-np.inf')}")
+    out.add(*(f"{r}_c = {pr.const('0')}" for r in sorted(slopes, key=str)))
     with out.block(f"for k in range({length}):"):
         out.add(f"m_c = fmax(m_c, {pr.doprint(_viewed(kernel.max_of[k], views))})")
-        out.add(*(f"{r.symbol} += {pr.doprint(_viewed(r.summand, views))}"
-                  for r in kernel.reductions if not r.shifted))
+        out.add(*(f"{r.symbol}{'_c' if r.symbol in slopes else ''} += "
+                  f"{pr.doprint(_viewed(r.summand, views))}"
+                  for r in kernel.reductions if r.plain))
 
 
 def _excess(kernel: RowKernel) -> Reduction | None:
@@ -186,7 +199,7 @@ def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
     m_c = sp.Symbol("m_c")
     exp_k = _viewed(ExpNonPos(kernel.max_of[k] - m_c), views)
     excess = _excess(kernel)
-    others = [r for r in kernel.reductions if r.shifted and r.ties is None]
+    others = [r for r in kernel.reductions if r.shifted and r.ties is None or r.slope]
     kept = {}
     with out.block("for k in range(stop - start):"):
         if excess is not None:
@@ -210,18 +223,18 @@ def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
 
 
 def _merged(kernel: RowKernel, dtype: str) -> dict[sp.Symbol, sp.Symbol]:
-    """Each shifted sum -> the variable its D11 (or D18) merges accumulate in (``<d>_row``
+    """Each shifted sum -> the variable its D11 (D18, D19) merges accumulate in (``<d>_row``
     when ``MERGED_SUM_DTYPE`` widens it)."""
     widened = MERGED_SUM_DTYPE[dtype] != DTYPES[dtype]
     return {r.symbol: sp.Symbol(f"{r.symbol}_row") if widened else r.symbol
-            for r in kernel.reductions if r.shifted}
+            for r in kernel.reductions if not r.plain}
 
 
 def _zero_sums(out: Code, pr: NumbaPrinter, kernel: RowKernel, zero: str, part: str = "_c"
                ) -> None:
     """The accumulators ``<sum><part>`` of a part's shifted sums, and its tie count where an
     excess is summed."""
-    out.add(*(f"{r.symbol}{part} = {zero}" for r in kernel.reductions if r.shifted))
+    out.add(*(f"{r.symbol}{part} = {zero}" for r in kernel.reductions if not r.plain))
     if _excess(kernel) is not None:
         out.add(f"ties_c = {pr.const('0')}")
 
@@ -229,9 +242,10 @@ def _zero_sums(out: Code, pr: NumbaPrinter, kernel: RowKernel, zero: str, part: 
 def _merge_part(out: Code, pr: NumbaPrinter, kernel: RowKernel, part: str = "_c") -> None:
     """A part's (m_c, sums ``<sum><part>``) merged into the row's (m, sums): D11's merge_m and
     merge_d, D18's merge_s for the excess, whose part value is sum E + sum T - 1 (D18
-    excess)."""
+    excess), D19's merge_t for a sum linear in m (with the row's and the part's slopes)."""
     m_c, m_new = sp.Symbol("m_c"), sp.Symbol("m_new")
     excess = _excess(kernel)
+    slopes = {r.symbol: r.slope for r in kernel.reductions if r.slope is not None}
     if excess is not None:
         value = chunk_excess(excess.chunk, sp.Symbol(f"{excess.symbol}{part}"),
                              sp.Symbol("ties_c"), m_c)
@@ -245,6 +259,12 @@ def _merge_part(out: Code, pr: NumbaPrinter, kernel: RowKernel, part: str = "_c"
             merge = kernel.merge_s.xreplace({s1: row, s2: value, m1: m, m2: m_c})
             out.add(f"{row} = {pr.doprint(merge)}  # D18 merge_s")
             continue
+        if d in slopes:
+            slope = slopes[d]
+            merge = kernel.merge_t.xreplace({T1: row, T2: value, A1: slope,
+                                             A2: sp.Symbol(f"{slope}{part}"), m1: m, m2: m_c})
+            out.add(f"{row} = {pr.doprint(merge)}  # D19 merge_t")
+            continue
         merge = kernel.merge_d.xreplace({d1: row, d2: value})
         merge = merge.xreplace({kernel.merge_m: m_new, m1: m, m2: m_c})
         out.add(f"{row} = {pr.doprint(merge)}  # D11 merge_d")
@@ -254,11 +274,20 @@ def _merge_part(out: Code, pr: NumbaPrinter, kernel: RowKernel, part: str = "_c"
 def _chunk_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
                  views: dict[sp.IndexedBase, sp.IndexedBase]) -> None:
     """A chunk's shifted sums against its max m_c, merged into the row's state (a chunk of
-    -inf only is D11's identity and is skipped)."""
+    -inf only is D11's identity and is skipped; a sum linear in m takes D19's value of such a
+    chunk); then the chunk's slopes join the row's."""
     with out.block("if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)"):
         _zero_sums(out, pr, kernel, pr.const("0"))
         _sum_loop(out, pr, kernel, plan, views)
         _merge_part(out, pr, kernel)
+    linear = [r for r in kernel.reductions if r.slope is not None]
+    if linear:
+        merged = _merged(kernel, pr.dtype)
+        with out.block("else:"):
+            out.add(*(f"{merged[r.symbol]} += "
+                      f"{pr.doprint(kernel.masked_t.xreplace({A: sp.Symbol(f'{r.slope}_c')}))}"
+                      "  # D19 masked_chunk" for r in linear))
+        out.add(*(f"{r} += {r}_c" for r in sorted(_slopes(kernel), key=str)))
 
 
 def _span_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
@@ -298,7 +327,7 @@ def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -
     """The reduction pass over one row: plain sums, and the shifted sums in D11's online form,
     chunk by chunk; with a stored exp, m_c is the max of the chunk's span (``MAX_SPAN``), not
     of the chunk, and is kept in ``m_chunks``."""
-    plain = [r for r in kernel.reductions if not r.shifted]
+    plain = [r for r in kernel.reductions if r.plain]
     out.add(*(f"{r.symbol} = {pr.const('0')}" for r in plain))
     if kernel.max_of is None:
         if plain:
@@ -314,7 +343,7 @@ def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -
         out.add(f"{row} = np.{wide}({start})" + (f"  # merged in {wide}" if row != d else note))
     out.add(f"m = {pr.const('-np.inf')}")
     maxed = [kernel.max_of[k], *(r.summand for r in plain)]
-    summed = [r.summand for r in kernel.reductions if r.shifted]
+    summed = [r.summand for r in kernel.reductions if not r.plain]
     if plan.stored is None:
         with out.block("for start in range(0, n, CHUNK):"):
             out.add("stop = min(start + CHUNK, n)")

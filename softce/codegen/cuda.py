@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import sympy as sp
 
 from softce.derive.d18_excess import s1, s2
+from softce.derive.d19_shifted_prob import A1, A2, T1, T2, A
 from softce.derive.symbols import d1, d2, i, k, m1, m2
 
 from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel
@@ -52,10 +53,27 @@ class CudaPrinter(NumbaPrinter):
 
 
 def _state(kernel: RowKernel) -> list[str]:
-    """A thread's partial row state: m and the shifted sums (D11), then the plain sums."""
+    """A thread's partial row state: m and the shifted sums (D11), the sums linear in m (D19),
+    then the plain sums."""
     shifted = [str(r.symbol) for r in kernel.reductions if r.shifted]
-    plain = [str(r.symbol) for r in kernel.reductions if not r.shifted]
-    return (["m"] if shifted else []) + shifted + plain
+    linear = [str(r.symbol) for r in kernel.reductions if r.slope is not None]
+    plain = [str(r.symbol) for r in kernel.reductions if r.plain]
+    return (["m"] if shifted else []) + shifted + linear + plain
+
+
+def _linear(kernel: RowKernel) -> list[Reduction]:
+    return [r for r in kernel.reductions if r.slope is not None]
+
+
+def _merge_linear_lines(out: Code, pr: NumbaPrinter, kernel: RowKernel,
+                        other: dict[str, str]) -> None:
+    """t = D19's merge_t of (m, t, its slope) with (other["m"], other[t], other[slope]): before
+    the maxima and the slopes are merged."""
+    for r in _linear(kernel):
+        merged = kernel.merge_t.xreplace({
+            T1: r.symbol, T2: sp.Symbol(other[str(r.symbol)]), A1: r.slope,
+            A2: sp.Symbol(other[str(r.slope)]), m1: m, m2: sp.Symbol(other["m"])})
+        out.add(f"{r.symbol} = {pr.doprint(merged)}  # D19 merge_t")
 
 
 def _identity(pr: NumbaPrinter, kernel: RowKernel, name: str) -> str:
@@ -100,10 +118,12 @@ def _emit_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, dtype: str) -> N
     """A device function merging two partial row states."""
     state = _state(kernel)
     shifted = [r for r in kernel.reductions if r.shifted]
-    plain = [r for r in kernel.reductions if not r.shifted]
+    plain = [r for r in kernel.reductions if r.plain]
     args = ", ".join(state + [f"{s}_o" for s in state])
     with _device_function(out, f"_merge_{dtype}", args,
-                          "Merge two partial row states: D11 for (m, d), plain sums add."):
+                          "Merge two partial row states: D11 for (m, d), D19 for sums linear "
+                          "in m, plain sums add."):
+        _merge_linear_lines(out, pr, kernel, {s: f"{s}_o" for s in state})
         out.add(*(f"{r.symbol} = {r.symbol} + {r.symbol}_o" for r in plain))
         if shifted:
             with out.block(f"if m_o != {pr.const('-np.inf')}:  # (-inf, 0) is D11's identity"):
@@ -178,7 +198,9 @@ def _emit_reduce_shared(out: Code, pr: NumbaPrinter, kernel: RowKernel, dtype: s
 def _thread_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
     """One thread's share of the row reductions (inside the row loop)."""
     shifted = [r for r in kernel.reductions if r.shifted]
-    plain = [r for r in kernel.reductions if not r.shifted]
+    linear = _linear(kernel)
+    slopes = {r.slope for r in linear}
+    plain = [r for r in kernel.reductions if r.plain]
     out.add(*(f"{s} = {_identity(pr, kernel, s)}" for s in _state(kernel)))
     if not shifted:
         if plain:
@@ -188,26 +210,36 @@ def _thread_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
     ninf = pr.const("-np.inf")
     with out.block("for start in range(lane, stop, width * CHUNK):"):
         out.add("end = min(start + width * CHUNK, stop)", f"m_c = {ninf}")
+        out.add(*(f"{a}_c = {pr.const('0')}" for a in sorted(slopes, key=str)))
         with out.block("for k in range(start, end, width):"):
             out.add(f"m_c = fmax(m_c, {pr.doprint(kernel.max_of[k])})")
-            out.add(*(f"{r.symbol} += {pr.doprint(r.summand)}" for r in plain))
+            out.add(*(f"{r.symbol}{'_c' if r.symbol in slopes else ''} += "
+                      f"{pr.doprint(r.summand)}" for r in plain))
         with out.block(f"if m_c != {ninf}:  # a chunk of -inf only is D11's identity (-inf, 0)"):
-            out.add(*(f"{r.symbol}_c = {pr.const('0')}" for r in shifted))
+            out.add(*(f"{r.symbol}_c = {pr.const('0')}" for r in shifted + linear))
             excess = [r for r in shifted if r.ties is not None]
             if excess:
                 out.add(f"ties_c = {pr.const('0')}")
             m_c = sp.Symbol("m_c")
             with out.block("for k in range(start, end, width):"):
                 out.add(*(f"{r.symbol}_c += {pr.doprint(r.summand.xreplace({m: m_c}))}"
-                          for r in shifted))
+                          for r in shifted + linear))
                 ties = [pr.doprint(r.ties.args[0][1].xreplace({m: m_c})) for r in excess]
                 out.add(*(f"ties_c += {pr.np_type}({t})  # D18 tie_term" for t in ties))
             for r in excess:
                 value = chunk_excess(r.chunk, sp.Symbol(f"{r.symbol}_c"), sp.Symbol("ties_c"), m_c)
                 out.add(f"ties_c -= {pr.const('1')}  # the other maxima",
                         f"{r.symbol}_c = {pr.doprint(value)}  # D18 excess_of_sums")
-            _merge_lines(out, pr, kernel, shifted,
-                         {"m": "m_c", **{str(r.symbol): f"{r.symbol}_c" for r in shifted}})
+            chunk = {"m": "m_c", **{str(r.symbol): f"{r.symbol}_c" for r in shifted + linear},
+                     **{str(a): f"{a}_c" for a in slopes}}
+            _merge_linear_lines(out, pr, kernel, chunk)
+            _merge_lines(out, pr, kernel, shifted, chunk)
+        if linear:
+            with out.block("else:"):
+                out.add(*(f"{r.symbol} += "
+                          f"{pr.doprint(kernel.masked_t.xreplace({A: sp.Symbol(f'{r.slope}_c')}))}"
+                          "  # D19 masked_chunk" for r in linear))
+            out.add(*(f"{a} += {a}_c" for a in sorted(slopes, key=str)))
 
 
 def _scratch_inline(kernel: RowKernel, exprs: list[sp.Expr]

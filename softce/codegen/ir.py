@@ -27,7 +27,9 @@ class Reduction:
     """acc = sum_k summand over the row; ``shifted`` sums carry exp(x[k] - m) and are merged
     chunk by chunk with D11's rule, the rest are plain sums. An excess (D18, ``ties`` set):
     a chunk's value is ``chunk`` of sigma = sum_k summand and tau = sum_k ties, merged with
-    D18's merge_s from ``identity``, the value of no element."""
+    D18's merge_s from ``identity``, the value of no element. A sum linear in the shift m
+    (D19, ``slope`` set): a chunk's value is taken at the chunk's max and moved to the row's
+    with D19's merge_t, ``slope`` naming the plain sum of d summand / dm."""
 
     symbol: sp.Symbol
     summand: sp.Expr
@@ -35,6 +37,12 @@ class Reduction:
     ties: sp.Expr | None = None
     chunk: sp.Expr | None = None
     identity: sp.Expr | None = None
+    slope: sp.Symbol | None = None
+
+    @property
+    def plain(self) -> bool:
+        """A plain sum: no shift in it, added element by element."""
+        return not self.shifted and self.slope is None
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,8 @@ class RowKernel(KernelInputs):
     """One lowered kernel: its inputs (``KernelInputs``) and
 
     max_of: the row whose max m is the shift of every shifted reduction (None: no shift).
-    merge_m, merge_d: D11's merge of (m, d) states; merge_s: D18's of (m, s) (the excess).
+    merge_m, merge_d: D11's merge of (m, d) states; merge_s: D18's of (m, s) (the excess);
+    merge_t: D19's of (m, T, A) (sums linear in m), masked_t: D19's T of a chunk of -inf only.
     scratch: rows materialised before the outputs (name -> element expression in i).
     outputs: elementwise outputs (name -> expression in i); pair_outputs in i and j.
     row_outputs: per-row scalar outputs.
@@ -78,6 +87,8 @@ class RowKernel(KernelInputs):
     merge_m: sp.Expr | None = None
     merge_d: sp.Expr | None = None
     merge_s: sp.Expr | None = None
+    merge_t: sp.Expr | None = None
+    masked_t: sp.Expr | None = None
     reductions: tuple[Reduction, ...] = ()
     row_level: tuple[Assignment, ...] = ()
     scratch: tuple[tuple[sp.IndexedBase, tuple[Assignment, ...], sp.Expr], ...] = ()

@@ -73,11 +73,22 @@ class Catalogue:
             "normaliser", "excess_term_finite", "tie_term", "excess_of_sums", "merge_s",
             "identity")))
 
+    def shifted_loss(self, name: str) -> sp.Expr:
+        """D19's probability-target loss sum_k a_k (m - x_k) + A log1p(s), its s written as
+        D18's excess of the row (the lowering's excess form gives log1p(s) back)."""
+        loss = self.get("D19", name).xreplace({s: self.get("D18", "excess_definition")})
+        return self.fold_in(loss, self.softmax_at)
+
+    def linear(self) -> tuple[sp.Expr, sp.Expr]:
+        """D19's merge of sums linear in m, and the value of a chunk of -inf only."""
+        return self.get("D19", "merge_t"), self.get("D19", "masked_chunk")
+
     def spec(self, **kwargs: object) -> RowKernel:
         shifted = kwargs.pop("shifted", True)
         merge, excess = (self.merge(), self.excess()) if shifted else (None, None)
-        return lower(KernelSpec(merge=merge, excess=excess, sources=self.take_sources(),
-                                **kwargs))
+        linear = self.linear() if kwargs.pop("linear", False) else None
+        return lower(KernelSpec(merge=merge, excess=excess, linear=linear,
+                                sources=self.take_sources(), **kwargs))
 
 
 Entry = Callable[[Catalogue], list[RowKernel | ElementwiseKernel]]
@@ -156,17 +167,18 @@ def cross_entropy_kernels(cat: Catalogue) -> list[RowKernel]:
         doc="loss[r] = LSE(x) - x[c]; grad[i] = w * (softmax(x)[i] - [i = c]) [D9, D2, D11]",
         rows=(x,), row_scalars=(*label, ("grad_output", w)),
         outputs={"grad": w * grad_label}, row_outputs={"loss": loss_label}))
-    loss_prob = cat.fold_in(cat.get("D8", "ce_loss_guarded"), soft)
     kernels.append(cat.spec(
-        name="cross_entropy_prob", doc="loss[r] = LSE(x) sum(y) - x.y [D8, D2, D11]",
-        rows=(x, y), row_outputs={"loss": loss_prob}))
+        name="cross_entropy_prob",
+        doc="loss[r] = sum_k y[k] (m - x[k]) + sum(y) log1p(s) [D19, D18, D11]",
+        rows=(x, y), row_outputs={"loss": cat.shifted_loss("prob_loss")}, linear=True))
     grad_prob = cat.fold_in(cat.get("D9", "ce_grad"), soft)
     kernels.append(cat.spec(
         name="cross_entropy_grad_prob",
-        doc="loss[r] = LSE(x) sum(y) - x.y; grad[i] = w * (sum(y) softmax(x)[i] - y[i]) "
-            "[D8, D9, D2, D11]",
+        doc="loss[r] = sum_k y[k] (m - x[k]) + sum(y) log1p(s); grad[i] = w * (sum(y) "
+            "softmax(x)[i] - y[i]) [D19, D9, D18, D11]",
         rows=(x, y), row_scalars=(("grad_output", w),),
-        outputs={"grad": w * grad_prob}, row_outputs={"loss": loss_prob}))
+        outputs={"grad": w * grad_prob}, row_outputs={"loss": cat.shifted_loss("prob_loss")},
+        linear=True))
     return kernels
 
 
@@ -205,13 +217,17 @@ def option_kernels(cat: Catalogue) -> list[RowKernel]:
     for target, scalars, rows in (("label", labels, (x,)), ("prob", (), (x, y))):
         for variant, fixed in (("weighted", {eps: 0}), ("smoothed", {})):
             params = (z,) if fixed else (eps, z)
-            loss = cat.fold_in(cat.get("D13", f"ce_loss_{target}_opts"), cat.softmax_at)
-            tag = "D13, D2, D11"
+            prob = target == "prob"
+            if prob:  # shifted by the max [D19]
+                loss, tag = cat.shifted_loss("prob_loss_opts"), "D19, D13, D18, D11"
+            else:
+                loss = cat.fold_in(cat.get("D13", f"ce_loss_{target}_opts"), cat.softmax_at)
+                tag = "D13, D2, D11"
             kernels.append(cat.spec(
                 name=f"cross_entropy_{target}_{variant}",
                 doc=f"loss[r] = D13's {target} loss ({variant}, z-loss); lse[r] = LSE(x) [{tag}]",
                 rows=rows, class_rows=(cw,), row_scalars=scalars, params=params,
-                row_outputs={"loss": loss.subs(fixed), "lse": cat.lse()}))
+                row_outputs={"loss": loss.subs(fixed), "lse": cat.lse()}, linear=prob))
             grad = cat.fold_in(cat.get("D13", f"ce_grad_{target}_opts"), cat.softmax_at)
             kernels.append(cat.spec(
                 name=f"cross_entropy_grad_{target}_{variant}",
@@ -219,7 +235,7 @@ def option_kernels(cat: Catalogue) -> list[RowKernel]:
                     f"d loss / d x[i] [{tag}]",
                 rows=rows, class_rows=(cw,), row_scalars=(*scalars, ("grad_output", w)),
                 params=params, outputs={"grad": w * grad.subs(fixed)},
-                row_outputs={"loss": loss.subs(fixed), "lse": cat.lse()}))
+                row_outputs={"loss": loss.subs(fixed), "lse": cat.lse()}, linear=prob))
     nll = cat.get("D13", "nll_loss")
     kernels.append(cat.spec(
         name="nll_loss", doc="loss[r] = -v w[c] logp[c], logp given [D13]",

@@ -24,6 +24,7 @@ from .numerics import (
     MarkMergeFactors,
     MarkShiftedExps,
     SelectFactor,
+    SelectShift,
     ShiftToMin,
     on_kernel,
 )
@@ -42,30 +43,48 @@ class KernelSpec(KernelInputs):
     scratch: Mapping[sp.IndexedBase, sp.Expr] = field(default_factory=dict)
     merge: tuple[sp.Expr, sp.Expr] | None = None
     excess: ExcessForm | None = None
+    linear: tuple[sp.Expr, sp.Expr] | None = None
     sources: tuple[Source, ...] = ()
 
 def _is_row_sum(s: sp.Sum) -> bool:
     (var, lo, hi), = s.limits
     return lo == 0 and sp.simplify(hi - (n - 1)) == 0
 
-def _reduction_name(summand: sp.Expr, shifted: bool, taken: set[str]) -> str:
-    """Names from the math: d for sum exp(x[k] - m), else sum_<rows it reads>."""
+def _reduction_name(summand: sp.Expr, shifted: bool, taken: set[str], linear: bool = False
+                    ) -> str:
+    """Names from the math: d for sum exp(x[k] - m), t for a sum linear in m (D19), else
+    sum_<rows it reads>."""
     bases = sorted({str(ix.base) for ix in summand.atoms(sp.Indexed)})
     name = "d" if shifted and summand.func is sp.exp else "sum_" + "_".join(bases)
     if shifted and summand.func is not sp.exp:
         name = "sum_e_" + "_".join(bases)
+    if linear:
+        name = "t"
     candidate, q = name, 1
     while candidate in taken:
         candidate, q = f"{name}{q}", q + 1
     taken.add(candidate)
     return candidate
 
+def _slope(summand: sp.Expr) -> sp.Expr | None:
+    """d summand / dm for a summand linear in the shift m and free of exp (D19's
+    a_k (m - x_k), its guard's default branch taken), else None."""
+    if not summand.has(m) or summand.has(sp.exp):
+        return None
+    default = summand.replace(lambda e: isinstance(e, sp.Piecewise), lambda e: e.args[-1][0])
+    slope = sp.diff(default, m)
+    return None if slope.has(m) else slope
+
+
 def extract_reductions(exprs: list[sp.Expr]) -> tuple[list[sp.Expr], list[Reduction]]:
-    """Replace every row Sum by an accumulator symbol; shifted sums are those in m."""
+    """Replace every row Sum by an accumulator symbol; shifted sums are those in m: exp(x[k] -
+    m) h[k] (D11), or linear in m (D19, their guard's factor taken out by ``SelectShift``),
+    each with the plain sum of its slope."""
     reductions: dict[sp.Expr, Reduction] = {}
     taken: set[str] = set()
     found = sorted({s for e in exprs for s in e.atoms(sp.Sum)}, key=sp.default_sort_key)
     mapping = {}
+    slopes = []
     for s in found:
         if not _is_row_sum(s):
             raise ValueError(f"not a row reduction over 0..n-1: {s}")
@@ -73,12 +92,26 @@ def extract_reductions(exprs: list[sp.Expr]) -> tuple[list[sp.Expr], list[Reduct
         if summand.has(sp.Sum):
             raise ValueError(f"nested row reductions are not lowered: {s}")
         if summand not in reductions:
+            slope = _slope(summand)
+            if slope is not None:
+                name = _reduction_name(summand, False, taken, linear=True)
+                reductions[summand] = Reduction(sp.Symbol(name, real=True),
+                                                SelectShift(m)(summand), False)
+                slopes.append((summand, slope))
+                mapping[s] = reductions[summand].symbol
+                continue
             shifted = summand.has(m)
             if shifted and _shift_factor(summand)[1].has(m):
                 raise ValueError(f"a shifted sum must be exp(x[k] - m) * h[k]: {summand}")
             name = _reduction_name(summand, shifted, taken)
             reductions[summand] = Reduction(sp.Symbol(name, real=True), summand, shifted)
         mapping[s] = reductions[summand].symbol
+    for summand, slope in slopes:
+        if slope not in reductions:
+            name = _reduction_name(slope, False, taken)
+            reductions[slope] = Reduction(sp.Symbol(name, real=True), slope, False)
+        reductions[summand] = dataclasses.replace(reductions[summand],
+                                                  slope=reductions[slope].symbol)
     return [e.xreplace(mapping) for e in exprs], list(reductions.values())
 
 def _shift_factor(summand: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
@@ -167,6 +200,8 @@ def lower(spec: KernelSpec) -> RowKernel:
         excess = None
     if any(r.shifted for r in reductions) and spec.merge is None:
         raise ValueError(f"{spec.name}: shifted sums need D11's merge rule")
+    if any(r.slope is not None for r in reductions) and spec.linear is None:
+        raise ValueError(f"{spec.name}: sums linear in m need D19's merge rule")
 
     hoist = _Hoister()
     n_el = len(spec.outputs) + len(spec.pair_outputs)
@@ -192,6 +227,8 @@ def lower(spec: KernelSpec) -> RowKernel:
     kernel = RowKernel(
         **inputs, max_of=shift_row(reductions), merge_m=merge_m, merge_d=merge_d,
         merge_s=excess.merge if excess else None,
+        merge_t=spec.linear[0] if spec.linear else None,
+        masked_t=spec.linear[1] if spec.linear else None,
         reductions=tuple(reductions), row_level=tuple(row_level), scratch=tuple(scratch),
         element_level=tuple(element_level), outputs=tuple(outs), pair_outputs=tuple(pairs),
         row_outputs=tuple(row_outputs), sources=spec.sources,

@@ -25,6 +25,8 @@ Passes (each a small object called on an expression):
   infinite sum (a -inf logit under a positive target) gives +-inf, not inf - inf.
 - ``ExcessForm(...)``: D18's excess normaliser: sum_k exp(x[k] - m) -> 1 + s and
   log(1 + s) -> log1p(s), s the row's excess, summed without the max's 1.
+- ``SelectShift(m)``: D19's guard Piecewise((0, Eq(a, 0)), (a (m - x[q]), True)) -> a select on
+  m - x[q] times a.
 - ``DeltaSplit``: a KroneckerDelta(i, c) taken out of an element loop (its index and the
   expression at delta 0 or 1).
 
@@ -285,6 +287,28 @@ class SelectFactor:
         if term / target in self.summed:
             return sp.Piecewise((0, cond), (term / target, True)) * target
         return sp.Piecewise((0, cond), (load, True)) * (term / load)
+
+
+@dataclass(frozen=True)
+class SelectShift:
+    """Piecewise((0, Eq(a, 0)), (a (m - x[q]), True)) -> a Piecewise((0, Eq(a, 0)),
+    (m - x[q], True)): D19's guard of a term at a zero target, as a select on the shift's
+    factor (a sum of selects stops LLVM's loop vectorising; a select times a product does not)."""
+
+    shift: sp.Symbol
+
+    def __call__(self, expr: sp.Expr) -> sp.Expr:
+        return expr.replace(self._guard, self._rewrite)
+
+    def _guard(self, e: sp.Expr) -> bool:
+        if not isinstance(e, sp.Piecewise) or len(e.args) != 2 or e.args[0][0] != 0:
+            return False
+        cond, term = e.args[0][1], e.args[1][0]
+        return isinstance(cond, sp.Eq) and cond.rhs == 0 and sp.diff(term, self.shift) == cond.lhs
+
+    def _rewrite(self, e: sp.Piecewise) -> sp.Expr:
+        cond, term = e.args[0][1], e.args[1][0]
+        return cond.lhs * sp.Piecewise((0, cond), (sp.cancel(term / cond.lhs), True))
 
 
 @dataclass(frozen=True)

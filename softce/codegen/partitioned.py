@@ -9,8 +9,10 @@ against a block's elements):
 
 - D18 ``merge`` and ``lse_of_pair`` (m + log1p(s));
 - D2's shifted softmax with the shift D = m and its sum d = 1 + s (the state of the row);
-- D18's log_softmax and label loss, D9/D8 losses and gradients, D5 entropy, their row sums
-  split into a per-block partial sum (``*_sums``) and a function of the summed values.
+- D18's log_softmax and label loss, D9 gradients, D5 entropy, their row sums split into a
+  per-block partial sum (``*_sums``) and a function of the summed values;
+- D19's probability-target loss: a block's T = sum y (m_b - x) against its own max m_b (D19's
+  masked_chunk for a block of -inf only), moved to the row's max by ``merge_t``.
 
 A Sum over the row's classes becomes ``numpy.sum(summand, axis=-1)`` over one block; the sums
 of the blocks add up to the row's sum.
@@ -24,8 +26,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from softce.derive.d18_excess import m as m_row
-from softce.derive.d18_excess import s as s_row
-from softce.derive.symbols import LSE, D, b, c, i, k, p, x, y
+from softce.derive.d19_shifted_prob import A1, A2, T1, T2, A
+from softce.derive.symbols import D, b, c, i, k, m1, m2, p, x, y
 
 from .ir import Source
 from .kernels import Catalogue
@@ -34,9 +36,10 @@ from .printer import nested_call
 Results = Callable[[str], Mapping[str, sp.Expr]]
 
 # The symbols of the printed functions' arguments.
-M, S, LSE_ROW = m_row, s_row, sp.Symbol("lse")
+M = m_row
 XE, YE, PE = sp.Symbol("x"), sp.Symbol("y"), sp.Symbol("p")  # a block's elements
 XC = sp.Symbol("xc")  # the row's logit at its label
+T_ROW = sp.Symbol("t")  # D19's sum_k y_k (m - x_k) of a part of a row
 IDX, LABEL, W = sp.Symbol("i"), sp.Symbol("c"), sp.Symbol("w")  # class index, label, weight
 
 
@@ -149,12 +152,30 @@ def _body(results: Results) -> tuple[list[str], list[Source]]:
                  "w * d loss / d x of a block's elements x at class indices i, label c.",
                  [], pr(grad_label))
 
-    loss_prob, sums = _split_sums(mod.cat.get("D8", "ce_loss_guarded").xreplace({LSE: LSE_ROW}))
-    _sums_function(mod, "cross_entropy_prob_sums", "x, y", sums,
-                   "A block's part of the row sums of the probability-target loss.")
-    mod.function("cross_entropy_prob", "lse, " + ", ".join(map(str, sorted(sums, key=str))),
-                 "Loss of a row from its LSE and its summed row sums.", [], pr(loss_prob),
-                 "D8")
+    loss_prob, sums = _split_sums(mod.cat.get("D19", "prob_loss"))
+    linear = next(name for name, summand in sums.items() if summand.has(M))
+    slope = next(name for name in sums if name != linear)
+    loss_prob, sums[T_ROW] = loss_prob.xreplace({linear: T_ROW}), sums.pop(linear)
+    linear = T_ROW
+    masked = mod.cat.get("D19", "masked_chunk").xreplace({A: slope})
+    block_t = f"numpy.sum({pr(sums[linear].xreplace({M: sp.Symbol('m[..., None]')}))}, axis=-1)"
+    mod.function(
+        "cross_entropy_prob_sums", "x, y, m",
+        "A block's part of the probability-target loss: T = sum y (m - x) against the block's "
+        "max m (a block of -inf only: masked_chunk), and its slope sum(y).",
+        [f"{slope} = numpy.sum({pr(sums[slope])}, axis=-1)", ignore,
+         f"    {linear} = numpy.where(numpy.equal(m, -numpy.inf), {pr(masked)}, {block_t})"],
+        f"{linear}, {slope}")
+    parts = {m1: "m1", T1: "t1", A1: "a1", m2: "m2", T2: "t2", A2: "a2"}
+    merge_t = mod.cat.get("D19", "merge_t").xreplace(
+        {symbol: sp.Symbol(name) for symbol, name in parts.items()})
+    mod.function(
+        "merge_t", ", ".join(parts.values()),
+        "T of the union of two parts of rows, at the larger max, from the parts' (m, T, A).",
+        [ignore, f"    t = {pr(merge_t)}"], "t")
+    mod.function("cross_entropy_prob", f"s, {linear}, {slope}",
+                 "Loss of a row from its excess s and its merged sums.",
+                 [ignore, f"    loss = {pr(loss_prob)}"], "loss", "D19")
     grad_prob, gsums = _split_sums(mod.cat.get("D9", "ce_grad").xreplace({i: IDX}))
     grad_prob = W * _elementwise(grad_prob).xreplace({PE: mod.softmax()})
     mod.function("cross_entropy_grad_prob",
