@@ -1,6 +1,6 @@
 """softce at two commits, interleaved: did a change make the functions slower?
 
-    python -m benchmarks.compare BASE [HEAD] [--shape 4096x32000] [--rounds 40]
+    python -m benchmarks.compare BASE [HEAD] [--shape 4096x32000] [--dtype float32] [--rounds 40]
 
 Each commit is checked out into a temporary git worktree (HEAD: the working tree as it is) and
 served by a worker process that imports softce from there, makes the same inputs (same seed)
@@ -39,9 +39,9 @@ generated = importlib.util.module_from_spec(spec)
 sys.modules["softce.generated"] = generated
 spec.loader.exec_module(generated)
 import numpy as np
-rows, n = int(sys.argv[2]), int(sys.argv[3])
+rows, n, dtype = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rng = np.random.default_rng(0)
-x = rng.standard_normal((rows, n), dtype=np.float32)
+x = rng.standard_normal((rows, n), dtype=dtype)
 labels = rng.integers(0, n, rows)
 calls = {"softmax": lambda: softce.softmax(x), "log_softmax": lambda: softce.log_softmax(x),
          "logsumexp": lambda: softce.logsumexp(x),
@@ -77,9 +77,9 @@ def checkout(rev: str | None) -> Iterator[Path]:
 class Worker:
     """A process serving timed calls of softce from one source tree."""
 
-    def __init__(self, tree: Path, rows: int, n: int) -> None:
+    def __init__(self, tree: Path, rows: int, n: int, dtype: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(tree), str(rows),
-                                      str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      str(n), dtype], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)
         self.source = json.loads(self.proc.stdout.readline())["softce"]
 
@@ -98,11 +98,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def compare(base: str, head: str | None, rows: int, n: int, rounds: int
-            ) -> dict[str, dict[str, list[float]]]:
+def compare(base: str, head: str | None, rows: int, n: int, rounds: int,
+            dtype: str = "float32") -> dict[str, dict[str, list[float]]]:
     """{function: {"base": times, "head": times}} from interleaved rounds."""
     with checkout(base) as base_tree, checkout(head) as head_tree:
-        workers = {"base": Worker(base_tree, rows, n), "head": Worker(head_tree, rows, n)}
+        workers = {side: Worker(tree, rows, n, dtype)
+                   for side, tree in (("base", base_tree), ("head", head_tree))}
         assert workers["base"].source != workers["head"].source
         times: dict[str, dict[str, list[float]]] = {f: {"base": [], "head": []}
                                                     for f in FUNCTIONS}
@@ -137,13 +138,14 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("base", help="the commit to compare against")
     parser.add_argument("head", nargs="?", help="the other commit (default: the working tree)")
-    parser.add_argument("--shape", default="4096x32000", help="ROWSxCLASSES, float32")
+    parser.add_argument("--shape", default="4096x32000", help="ROWSxCLASSES")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--rounds", type=int, default=40, help="calls per function and side")
     args = parser.parse_args(argv)
     rows, n = (int(v) for v in args.shape.lower().split("x"))
     start = time.time()
-    times = compare(args.base, args.head, rows, n, args.rounds)
-    print(f"{args.shape} float32, {args.rounds} interleaved rounds, "
+    times = compare(args.base, args.head, rows, n, args.rounds, args.dtype)
+    print(f"{args.shape} {args.dtype}, {args.rounds} interleaved rounds, "
           f"{time.time() - start:.0f} s")
     print(report(times, args.base, args.head or "working tree"))
     return 0

@@ -108,12 +108,23 @@ def cross_entropy_prob_smoothed_f64(x, y, cw, eps, z, loss, lse):
                 s_c = np.float64(0)
                 t_c = np.float64(0)
                 ties_c = np.float64(0)
-                for k in range(stop - start):
-                    e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
-                    t_k = np.float64((m_c == x_chunk_r[k]))  # D18 tie_term
-                    s_c += e_k*(np.float64(1) - t_k)  # D18 excess_term_finite
-                    ties_c += t_k
-                    t_c += ((np.float64(1) - eps)*y_chunk_r[k] + eps/np.float64(n))*(np.float64(0) if (((np.float64(1) - eps)*y_chunk_r[k] + eps/np.float64(n))*cw_chunk_r[k] == np.float64(0)) else -x_chunk_r[k] + m_c)*cw_chunk_r[k]
+                for sub in range(0, stop - start, 256):
+                    sub_stop = min(sub + 256, stop - start)
+                    x_chunk_sub_r = x_chunk_r[sub:sub_stop]
+                    y_chunk_sub_r = y_chunk_r[sub:sub_stop]
+                    cw_chunk_sub_r = cw_chunk_r[sub:sub_stop]
+                    s_sub = np.float64(0)
+                    t_sub = np.float64(0)
+                    ties_sub = np.float64(0)
+                    for k in range(sub_stop - sub):
+                        e_k = exp_nonpos_f64(x_chunk_sub_r[k] - m_c)
+                        t_k = np.float64((m_c == x_chunk_sub_r[k]))  # D18 tie_term
+                        s_sub += e_k*(np.float64(1) - t_k)  # D18 excess_term_finite
+                        ties_sub += t_k
+                        t_sub += ((np.float64(1) - eps)*y_chunk_sub_r[k] + eps/np.float64(n))*(np.float64(0) if (((np.float64(1) - eps)*y_chunk_sub_r[k] + eps/np.float64(n))*cw_chunk_sub_r[k] == np.float64(0)) else -x_chunk_sub_r[k] + m_c)*cw_chunk_sub_r[k]
+                    s_c += s_sub
+                    t_c += t_sub
+                    ties_c += ties_sub
                 ties_c -= np.float64(1)  # the other maxima
                 s_c = (s_c + ties_c if (m_c != np.float64(np.inf)) else ties_c)  # D18 excess_of_sums
                 m_new = fmax(m, m_c)  # D11 merge_m

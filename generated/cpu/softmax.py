@@ -123,19 +123,35 @@ def softmax_f64(x, out):
                         m_chunks[start // CHUNK] = m_c
                         s_c = np.float64(0)
                         if in_place:
-                            for k in range(stop - start):
-                                e_k = exp_nonpos_f64(out_chunk_r[k] - m_c)
-                                t_k = np.float64((m_c == out_chunk_r[k]))  # D18 tie_term
-                                s_c += e_k*(np.float64(1) - t_k)  # D18 excess_term_finite
-                                ties_c += t_k
-                                out_chunk_r[k] = e_k
+                            for sub in range(0, stop - start, 256):
+                                sub_stop = min(sub + 256, stop - start)
+                                out_chunk_sub_r = out_chunk_r[sub:sub_stop]
+                                out_chunk_sub_r = out_chunk_r[sub:sub_stop]
+                                s_sub = np.float64(0)
+                                ties_sub = np.float64(0)
+                                for k in range(sub_stop - sub):
+                                    e_k = exp_nonpos_f64(out_chunk_sub_r[k] - m_c)
+                                    t_k = np.float64((m_c == out_chunk_sub_r[k]))  # D18 tie_term
+                                    s_sub += e_k*(np.float64(1) - t_k)  # D18 excess_term_finite
+                                    ties_sub += t_k
+                                    out_chunk_sub_r[k] = e_k
+                                s_c += s_sub
+                                ties_c += ties_sub
                         else:
-                            for k in range(stop - start):
-                                e_k = exp_nonpos_f64(x_chunk_r[k] - m_c)
-                                t_k = np.float64((m_c == x_chunk_r[k]))  # D18 tie_term
-                                s_c += e_k*(np.float64(1) - t_k)  # D18 excess_term_finite
-                                ties_c += t_k
-                                out_chunk_r[k] = e_k
+                            for sub in range(0, stop - start, 256):
+                                sub_stop = min(sub + 256, stop - start)
+                                x_chunk_sub_r = x_chunk_r[sub:sub_stop]
+                                out_chunk_sub_r = out_chunk_r[sub:sub_stop]
+                                s_sub = np.float64(0)
+                                ties_sub = np.float64(0)
+                                for k in range(sub_stop - sub):
+                                    e_k = exp_nonpos_f64(x_chunk_sub_r[k] - m_c)
+                                    t_k = np.float64((m_c == x_chunk_sub_r[k]))  # D18 tie_term
+                                    s_sub += e_k*(np.float64(1) - t_k)  # D18 excess_term_finite
+                                    ties_sub += t_k
+                                    out_chunk_sub_r[k] = e_k
+                                s_c += s_sub
+                                ties_c += ties_sub
                         s_sp += s_c
                     ties_c -= np.float64(1)  # the other maxima
                     s_sp = (s_sp + ties_c if (m_c != np.float64(np.inf)) else ties_c)  # D18 excess_of_sums
