@@ -134,6 +134,27 @@ def test_shifted_probability_loss_across_class_blocks(dtype) -> None:
     assert got[1] == want[1] == np.inf and np.isnan(got[3]) and np.isnan(want[3])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_near_zero_across_class_blocks(dtype) -> None:
+    """D18 across class blocks: blocks' (m, s) merged with merge_s keep log-probabilities, the
+    LSE and label losses near 0 relative to themselves, equal to the in-memory results to
+    4 ulp of their own size (the max in a later block than most of the small terms)."""
+    far = -100.0 if dtype == np.float64 else -80.0
+    rows = np.array([[far] * 600 + [0.0] + [far] * 400,
+                     [-10.0, -1455.0] + [-2000.0] * 598 + [0.0] + [-2000.0] * 400], dtype)
+    X = da.from_array(rows, chunks=(1, (300, 301, 400)))
+    eps = np.finfo(dtype).eps
+    for got, want in [
+        (sd.log_softmax(X).compute()[:, 600], softce.log_softmax(rows)[:, 600]),
+        (sd.logsumexp(X).compute(), softce.logsumexp(rows)),
+        (sd.cross_entropy(X, da.from_array(np.array([600, 600]), chunks=1),
+                          reduction="none").compute(),
+         softce.cross_entropy(rows, np.array([600, 600]), reduction="none")),
+    ]:
+        assert np.all(np.abs(want) > 0) and np.all(np.abs(want) < 1e-4)
+        np.testing.assert_allclose(got, want, rtol=4 * eps, atol=0)
+
+
 def test_class_axis_not_last_and_batch_dims() -> None:
     """PyTorch's layout (N, C, d1): the class axis at 1, split unevenly, labels (N, d1)."""
     rng = np.random.default_rng(3)
