@@ -171,3 +171,27 @@ def test_default_rounds_are_one_softce_call_each(monkeypatch):
     assert [impl for impl, _ in first].count("softce") == 9
     assert all(a != b or a == "softce" for (a, _), (b, _) in zip(first, first[1:]))
     assert first[-1] == ("NumPy", 1)  # the references' calls reach the last round
+
+
+def test_isa_workers_compile_for_their_instruction_set(tmp_path):
+    """benchmarks.isa end to end on a tiny shape: the haswell worker's code uses no AVX-512
+    register (so its times are AVX2 code), each function has its ratio to the floor of its
+    own worker, and the BENCHMARKS.md section replaces itself and keeps the others."""
+    from benchmarks import isa
+
+    markdown = tmp_path / "B.md"
+    markdown.write_text(f"# B\n\n{isa.SECTION}\n\nSTALE\n\n## Kept\n\nhand-written\n")
+    args = ["--shape", "16x300", "--rounds", "2", "--json", str(tmp_path / "i.json"),
+            "--plot", str(tmp_path / "i.png"), "--markdown", str(markdown)]
+    assert isa.main(args) == 0
+    data = json.loads((tmp_path / "i.json").read_text())
+    assert data["workers"]["haswell"]["widest_register"] == "ymm"
+    assert data["workers"]["haswell"]["cpu"] == "haswell"
+    for summary in data["summary"].values():
+        for function, floor in isa.FLOOR_OF.items():
+            got = summary[function]
+            assert got["ratio"] == pytest.approx(got["median_ms"] / summary[floor]["median_ms"])
+    text = markdown.read_text()
+    assert "STALE" not in text and text.count(isa.SECTION) == 1
+    assert text.index(isa.SECTION) < text.index("## Kept") and "hand-written" in text
+    assert (tmp_path / "i.png").stat().st_size > 0
