@@ -619,3 +619,47 @@ def test_pytorch_cuda_tensors_as_inputs_targets_and_weights() -> None:
           F.binary_cross_entropy_with_logits(x, y, pos_weight=weight).item(), F32)
     close(softce.binary_cross_entropy_with_logits(x, y, pos_weight=weight),
           softce.binary_cross_entropy_with_logits(xc, yc, pos_weight=wc), F32)
+
+
+@on_cuda
+def test_every_launch_goes_on_the_callers_stream(monkeypatch) -> None:
+    """Inside on_stream(s) every kernel a call launches (the row kernels, the layout copy of a
+    strided input, the label check, the mean's sum) is queued on s; outside, on the default
+    stream; the results are the same."""
+    from numba import cuda
+
+    import softce
+    from softce.cuda import on_stream
+    from softce.generated.cuda import softmax as softmax_module
+
+    kernel_type = type(softmax_module.softmax_f32)
+    launched = []
+    original = kernel_type.__getitem__
+
+    def spy(self, configuration):
+        launched.append(configuration[2] if len(configuration) > 2 else None)
+        return original(self, configuration)
+
+    monkeypatch.setattr(kernel_type, "__getitem__", spy)
+    x = logits(5, 37, F32)
+    labels = np.array([0, 3, 36, 9, 1])
+
+    def calls():
+        d = dev(x)
+        return [host(softce.softmax(d[:, ::2])), host(softce.log_softmax(d, axis=0)),
+                np.asarray(host(softce.cross_entropy(d, dev(labels)))),
+                host(softce.cross_entropy_grad(d, labels)[1])]
+
+    stream = cuda.stream()
+    with on_stream(stream) as got:
+        assert got is stream
+        inside = calls()
+    assert len(launched) >= 6 and all(s is stream for s in launched), launched
+    launched.clear()
+    outside = calls()
+    assert launched and all(s is not None and s is not stream for s in launched)
+    for a, b in zip(inside, outside):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="stream"):
+        with on_stream("stream"):
+            pass

@@ -19,6 +19,7 @@ from softce.signature import Library
 
 from . import device as dev
 from . import launch
+from .streams import current, host_copy
 
 KERNELS = Library("cuda")
 
@@ -37,7 +38,7 @@ class CUDA(Backend):
             return dev.as_device(value)
         if isinstance(value, (str, bytes)):
             raise TypeError(f"expected an array, got {type(value).__name__}")
-        return cuda.to_device(np.ascontiguousarray(value))
+        return cuda.to_device(np.ascontiguousarray(value), stream=current())
 
     def describe(self, value: object) -> tuple[np.dtype, tuple[int, ...]]:
         arr = dev.as_device(value) if dev.is_device_array(value) else np.asarray(value)
@@ -45,11 +46,11 @@ class CUDA(Backend):
 
     def to_host(self, value: object) -> np.ndarray:
         if dev.is_device_array(value):
-            return np.asarray(dev.as_device(value).copy_to_host())
+            return np.asarray(host_copy(dev.as_device(value)))
         return np.asarray(value)
 
     def from_host(self, arr: np.ndarray) -> Any:
-        return cuda.to_device(np.ascontiguousarray(arr))
+        return cuda.to_device(np.ascontiguousarray(arr), stream=current())
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         return dev.empty(shape, dtype)
@@ -123,11 +124,13 @@ class CUDA(Backend):
             n_rows, n = rows.shape
             pairs = any(p.role == "out_pairs" for p in table)
             if n_rows:
-                kernel[launch.row_launch(n_rows, n * n if pairs else n)](*ordered)
+                grid, block = launch.row_launch(n_rows, n * n if pairs else n)
+                kernel[grid, block, current()](*ordered)
             return
         size = max(a.size for p, a in zip(table, ordered) if p.role != "param")
         if size:  # a thread per element, in grid strides
-            kernel[launch.flat_launch(size)](*ordered)
+            grid, block = launch.flat_launch(size)
+            kernel[grid, block, current()](*ordered)
 
     def labels_in_range(self, labels: Any, n: int) -> bool:
         return dev.first_bad_label(labels, n) is None

@@ -16,6 +16,7 @@ from numba import cuda
 from softce.backend import on_cuda
 
 from .runtime import SIMULATOR
+from .streams import current, host_copy
 
 #: Threads per block of the helper kernels (layout copies, label checks, loss sums).
 HELPER_THREADS = 32 if SIMULATOR else 256
@@ -76,7 +77,8 @@ def reshape_c(arr, shape: tuple[int, ...]):
 
 
 def empty(shape: tuple[int, ...], dtype) -> object:
-    return cuda.device_array(tuple(int(s) for s in shape), dtype=np.dtype(dtype))
+    return cuda.device_array(tuple(int(s) for s in shape), dtype=np.dtype(dtype),
+                             stream=current())
 
 
 def is_contiguous(arr) -> bool:
@@ -206,7 +208,8 @@ def gather_c(arr):
     flat = empty((arr.size,), arr.dtype)
     if arr.size:
         base, origin, el = _base(arr)
-        _gather[_grid(arr.size), HELPER_THREADS](base, origin, tuple(arr.shape), el, flat)
+        _gather[_grid(arr.size), HELPER_THREADS, current()](base, origin, tuple(arr.shape), el,
+                                                            flat)
     return flat
 
 
@@ -214,7 +217,8 @@ def scatter_into(flat, arr) -> None:
     """Copy a C-ordered 1-D array into any strided device array of the same size."""
     if arr.size:
         base, origin, el = _base(arr)
-        _scatter[_grid(arr.size), HELPER_THREADS](flat, base, origin, tuple(arr.shape), el)
+        _scatter[_grid(arr.size), HELPER_THREADS, current()](flat, base, origin,
+                                                             tuple(arr.shape), el)
 
 
 def cast(arr, dtype):
@@ -224,7 +228,7 @@ def cast(arr, dtype):
         return flat
     out = empty((flat.size,), dtype)
     if flat.size:
-        _gather[_grid(flat.size), HELPER_THREADS](flat, 0, (flat.size,), (1,), out)
+        _gather[_grid(flat.size), HELPER_THREADS, current()](flat, 0, (flat.size,), (1,), out)
     return out
 
 
@@ -238,10 +242,10 @@ def contiguous_flat(arr):
 
 def first_bad_label(labels, n: int) -> int | None:
     """The flat index of the first label outside [0, n), found on the device (one int back)."""
-    found = cuda.to_device(np.array([labels.size], np.int64))
+    found = cuda.to_device(np.array([labels.size], np.int64), stream=current())
     if labels.size:
-        _check_labels[_grid(labels.size), HELPER_THREADS](labels, n, found)
-    q = int(found.copy_to_host()[0])
+        _check_labels[_grid(labels.size), HELPER_THREADS, current()](labels, n, found)
+    q = int(host_copy(found)[0])
     return None if q == labels.size else q
 
 
@@ -251,24 +255,25 @@ def zero_ignored(counted, loss, grad=None) -> None:
     n = 1 if grad is None else max(1, int(grad.shape[1]))
     size = max(loss.size, flat.size)
     if size:
-        _zero_ignored[_grid(size), HELPER_THREADS](counted, loss, flat, n)
+        _zero_ignored[_grid(size), HELPER_THREADS, current()](counted, loss, flat, n)
 
 
 def element(arr, q: int):
     """One element of a 1-D device array, on the host."""
-    return arr[q:q + 1].copy_to_host()[0]
+    return host_copy(arr[q:q + 1])[0]
 
 
 def total(values, divisor: int):
     """sum(values) / divisor as a 0-d device array of values' dtype (values not empty)."""
     out = empty((1,), values.dtype)
-    _SUM[np.dtype(values.dtype)][1, HELPER_THREADS](values, values.dtype.type(divisor), out)
+    _SUM[np.dtype(values.dtype)][1, HELPER_THREADS, current()](
+        values, values.dtype.type(divisor), out)
     return view(out, (), ())
 
 
 def scalar(value, dtype):
     """A 0-d device array holding value."""
-    return view(cuda.to_device(np.array([value], dtype)), (), ())
+    return view(cuda.to_device(np.array([value], dtype), stream=current()), (), ())
 
 
 def overlaps(a, b) -> bool:

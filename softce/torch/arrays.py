@@ -81,20 +81,14 @@ def tensor(result: object, device: torch.device, dtype: torch.dtype) -> torch.Te
 
 @contextlib.contextmanager
 def ordered(*tensors: torch.Tensor) -> Iterator[None]:
-    """Order softce's CUDA launches after PyTorch's work on the current stream and PyTorch's
-    later work after them. softce launches on the CUDA default stream, which PyTorch's
-    default stream already follows; any other current stream is synchronised around the
-    call. Nothing to do for CPU tensors."""
+    """softce's CUDA work inside the block queued on PyTorch's current stream of the tensors'
+    device (``softce.cuda.on_stream``): after PyTorch's earlier work on that stream and before
+    its later work, with no host synchronisation. Nothing to do for CPU tensors."""
     dev = next((t.device for t in tensors if t.device.type == "cuda"), None)
     if dev is None:
         yield
         return
-    stream = torch.cuda.current_stream(dev)
-    default = stream == torch.cuda.default_stream(dev)
-    if not default:
-        stream.synchronize()
-    yield
-    if not default:
-        from numba import cuda
+    from softce.cuda import on_stream
 
-        cuda.default_stream().synchronize()
+    with on_stream(torch.cuda.current_stream(dev).cuda_stream):
+        yield
