@@ -146,20 +146,24 @@ _ONE_32 = _F32(1.0)
 _HI_32 = _F32(89.0)  # > log(FLT_MAX) = 88.72: clamped inputs still overflow to inf
 _LO_32 = _F32(-104.0)  # < log(2**-150) = -103.97: clamped inputs still round to 0
 _ROUND_32 = _F32(12582912.0)  # 1.5 * 2**23: t + _ROUND_32 rounds t to an integer for |t| < 2**22
-# Cephes expf: exp(r) ~ 1 + r + r^2 * P(r) on |r| <= ln2/2.
-_P0_32 = _F32(1.9875691500e-4)
-_P1_32 = _F32(1.3981999507e-3)
-_P2_32 = _F32(8.3334519073e-3)
-_P3_32 = _F32(4.1665795894e-2)
-_P4_32 = _F32(1.6666665459e-1)
-_P5_32 = _F32(5.0000001201e-1)
+# exp(r) ~ 1 + r + r^2 P(r), P of degree 4: the Chebyshev fit (mpmath.chebyfit, 50 digits) of
+# (e^r - 1 - r) / r^2 on |r| <= ln2/2, fit error 6.5e-8 (7.8e-9 after the r^2 factor, 0.07 ulp
+# at 1). One multiply-add fewer than Cephes' degree-5 P: over every float32 the max error is
+# 1.06 ulp in [-104, 0] and 1.08 in [0, 89] (Cephes: 1.01), and a vectorised sum of exps takes
+# 8% less time with AVX-512, 10% less with AVX2 (0.220 -> 0.203 and 0.36 -> 0.32 ns per
+# element, one core).
+_P0_32 = _F32(0.001392617611993558)
+_P1_32 = _F32(0.008363173074513711)
+_P2_32 = _F32(0.041666554662050534)
+_P3_32 = _F32(0.1666657702559799)
+_P4_32 = _F32(0.5)
 
 
 @nb.njit(**_EXP_OPTIONS)
 def _reduce_f32(xs: float) -> tuple[np.float32, np.float32, np.float32]:
     """(e^r, n, t) with xs = n ln2 + r: t = xs log2(e) + 1.5 * 2^23 rounds xs log2(e) to the
     nearest integer n = t - 1.5 * 2^23 (the low bits of t hold it), r = xs - n ln2 with ln2
-    split Cody-Waite style (|r| <= ln2/2), e^r = 1 + r + r^2 P(r) with Cephes' degree-5 P."""
+    split Cody-Waite style (|r| <= ln2/2), e^r = 1 + r + r^2 P(r) with P of degree 4."""
     t = xs * _LOG2E_32 + _ROUND_32
     n = t - _ROUND_32
     r = xs - n * _LN2_HI_32
@@ -168,13 +172,12 @@ def _reduce_f32(xs: float) -> tuple[np.float32, np.float32, np.float32]:
     p = p * r + _P2_32
     p = p * r + _P3_32
     p = p * r + _P4_32
-    p = p * r + _P5_32
     return (p * (r * r) + r) + _ONE_32, n, t
 
 
 @nb.njit(**_EXP_OPTIONS)
 def exp_f32(x: float) -> np.float32:
-    """float32 e^x, branch-free and vectorisable; max error 1.0 ulp over all float32 inputs.
+    """float32 e^x, branch-free and vectorisable; max error 1.08 ulp over all float32 inputs.
 
     x is clamped to [-104, 89] (NaN taken to 89 and restored at the end), reduced to e^r and n
     (``_reduce_f32``), and e^x = e^r 2^n with 2^n built from exponent bits in two halves so

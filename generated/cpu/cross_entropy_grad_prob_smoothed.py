@@ -16,7 +16,7 @@
 #   D19  merge_t          7afee773ba09deb6
 #   D19  masked_chunk     08adcfe34d0f902a
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  305a79dc08e8c20d
+#   softce/primitives.py  47320bca7bae42f5
 #   softce/shift.py       42442489f175ff00
 #   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037

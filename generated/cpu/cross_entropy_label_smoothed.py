@@ -13,7 +13,7 @@
 #   D18  merge_s          392e7d1d54eb7885
 #   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  305a79dc08e8c20d
+#   softce/primitives.py  47320bca7bae42f5
 #   softce/shift.py       42442489f175ff00
 #   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D5   entropy          35ec13671e735291
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  305a79dc08e8c20d
+#   softce/primitives.py  47320bca7bae42f5
 #   softce/shift.py       42442489f175ff00
 #   softce/stream.py      80ae0ceed6eb06f3
 #   softce/jit.py         84c94c711bf5c037
