@@ -180,6 +180,20 @@ def numeric_error(lhs: sp.Expr, rhs: sp.Expr | Callable[..., sp.Expr], *,
     return worst
 
 
+def merge_laws_error(triples: Iterable[tuple[tuple, tuple, tuple]],
+                     merge: Callable[[tuple, tuple], tuple]) -> tuple[bool, str]:
+    """An online merge's associativity and commutativity at 50 digits: over triples of states
+    (a, b, c), the largest difference of the merged value (a state's second entry) between
+    (a b) c and a (b c), and between b a and a b; under 1e-40 passes."""
+    worst, count = sp.Float(0), 0
+    for a, b_, c_ in triples:
+        left, right = merge(merge(a, b_), c_), merge(a, merge(b_, c_))
+        worst = max(worst, abs((left[1] - right[1]).evalf(50)),
+                    abs((merge(b_, a)[1] - merge(a, b_)[1]).evalf(50)))
+        count += 1
+    return bool(worst < 1e-40), f"max difference {float(worst):.1e} over {count} triples"
+
+
 def numeric_ok(error: sp.Expr) -> tuple[bool, str]:
     return bool(error < TOLERANCE), f"max relative error {float(error):.1e} at 50 digits"
 
