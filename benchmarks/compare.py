@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from benchmarks.worker import Worker, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy_grad")
@@ -74,37 +74,13 @@ def checkout(rev: str | None) -> Iterator[Path]:
                             str(tree)], check=True)
 
 
-class Worker:
-    """A process serving timed calls of softce from one source tree."""
-
-    def __init__(self, tree: Path, rows: int, n: int, dtype: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(tree), str(rows),
-                                      str(n), dtype], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        self.source = json.loads(self.proc.stdout.readline())["softce"]
-
-    def time(self, function: str) -> float:
-        self.proc.stdin.write(function + "\n")
-        self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def compare(base: str, head: str | None, rows: int, n: int, rounds: int,
             dtype: str = "float32") -> dict[str, dict[str, list[float]]]:
     """{function: {"base": times, "head": times}} from interleaved rounds."""
     with checkout(base) as base_tree, checkout(head) as head_tree:
-        workers = {side: Worker(tree, rows, n, dtype)
+        workers = {side: Worker(WORKER, [str(tree), str(rows), str(n), dtype])
                    for side, tree in (("base", base_tree), ("head", head_tree))}
-        assert workers["base"].source != workers["head"].source
+        assert workers["base"].info["softce"] != workers["head"].info["softce"]
         times: dict[str, dict[str, list[float]]] = {f: {"base": [], "head": []}
                                                     for f in FUNCTIONS}
         rng = random.Random(0)

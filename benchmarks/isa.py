@@ -25,10 +25,10 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from benchmarks.worker import Worker, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Instruction sets: AVX2 and the host's"
@@ -86,35 +86,11 @@ for line in sys.stdin:
 """
 
 
-class Worker:
-    """A process serving timed calls with Numba compiling for one instruction set."""
-
-    def __init__(self, isa: str, rows: int, n: int) -> None:
-        env = {**os.environ, **ISAS[isa]}
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(rows), str(n)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=env, cwd=ROOT)
-        self.info = json.loads(self.proc.stdout.readline())
-
-    def time(self, call: str) -> float:
-        self.proc.stdin.write(call + "\n")
-        self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def measure(isas: list[str], rows: int, n: int, rounds: int) -> dict[str, object]:
     """{isa: {"info": worker info, "times": {call: [seconds]}}} from interleaved rounds."""
     calls = [*FLOOR_OF, "copy", "read"]
-    workers = {isa: Worker(isa, rows, n) for isa in isas}
+    workers = {isa: Worker(WORKER, [str(rows), str(n)], env={**os.environ, **ISAS[isa]},
+                          cwd=ROOT) for isa in isas}
     times = {isa: {c: [] for c in calls} for isa in isas}
     rng = random.Random(0)
     try:
