@@ -22,6 +22,7 @@ from softce.half import (
     is_bfloat16,
     narrow_bf16_to,
     narrow_f16_to,
+    storage,
     widen_bf16,
     widen_f16,
 )
@@ -265,3 +266,17 @@ def test_a_kernel_refuses_the_other_16_bit_dtype() -> None:
     kernel, args = KERNELS.call("softmax", np.dtype(np.float16),
                                 {"x": x, "out": np.empty((2, 3), np.float16)})
     assert kernel.__name__ == "softmax_f16" and all(a.dtype == np.uint16 for a in args)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_large_16_bit_outputs_stream_and_keep_their_dtype(kind) -> None:
+    """16 MiB of 16-bit output: from softce's output buffers (4 MiB or more: the bfloat16
+    marking kept) and written around the caches (``softce.stream``, 16 MiB or more)."""
+    x16 = _as(_logits((1024, 8192)), kind)
+    x32 = _wide(x16)
+    out = np.empty_like(x16) if kind == "f16" else None
+    for fn in (softce.log_softmax, softce.softmax):
+        got = fn(x16) if out is None else fn(x16, out=out)
+        assert got.nbytes >= 16 << 20 and got.dtype == x16.dtype
+        assert storage(got.dtype) == kind
+        _close16(_wide(got), _rounded(fn(x32), kind), kind)

@@ -10,6 +10,12 @@ one max, read first. A KroneckerDelta(i, c) in an output is taken out of its loo
 that needs scratch buffers loops ``prange`` over blocks of rows (``BLOCK`` elements each) and
 allocates them once per block. Which of these loops a kernel runs is decided once, in its
 ``RowPlan``; the functions below print the plan.
+
+A 16-bit variant (``<kernel>_bf16``, ``<kernel>_f16``, for ``parameters.HALF_KERNELS``) is the
+float32 kernel with its rows read as uint16 bit patterns: the printer wraps each load of a row
+(and of its chunk and span views) in ``widen_<half>``, each store to an output of rows goes
+through ``narrow_<half>_to`` (``softce.half``), the stored exps go to a float32 row ``e_r`` of
+their own, and the streamed outputs' buffers take the output's element type.
 """
 
 from __future__ import annotations
@@ -378,7 +384,8 @@ def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -
 
 
 def _stored_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
-    """The output pass, chunk by chunk, reading exp(x[i] - m) back from the first output row:
+    """The output pass, chunk by chunk, reading exp(x[i] - m) back from the first output row
+    (a 16-bit variant: from its float32 row ``e_r``):
     exp(x[i] - m) = exp(x[i] - m_c) * exp(m_c - m), the factor D11's merge_d gives a chunk's
     sum d_c when the maxima merge to the row's m (D18's merge_s, with an excess: 1 where
     m_c = m, also at +inf)."""
