@@ -63,11 +63,16 @@ class Backend(ABC):
 
     name: str
 
+    #: Whether the backend runs the 16-bit kernel variants (``softce.half``): a caller that
+    #: asks (``float_array(..., half=True)``) then gets 16-bit arrays as they are.
+    half_kernels: bool = False
+
     # arrays ----------------------------------------------------------------------------
     @abstractmethod
-    def float_array(self, value: object, name: str) -> Array:
-        """value as this backend's float32/float64 array (float16 computed in float32); a
-        TypeError naming ``name`` for anything else."""
+    def float_array(self, value: object, name: str, half: bool = False) -> Array:
+        """value as this backend's float32/float64 array (16-bit floats widened to float32 by
+        a copy), or with ``half`` on a backend with ``half_kernels`` a float16/bfloat16 array
+        as it is; a TypeError naming ``name`` for anything else."""
 
     @abstractmethod
     def operand(self, value: object) -> Array:

@@ -98,7 +98,9 @@ def empty(shape: int | tuple[int, ...], dtype: object) -> np.ndarray:
     raw = _take(nbytes)
     if raw is None:
         raw = np.empty(nbytes + ALIGN, np.uint8)
-    return np.asarray(_Lease(raw, shape, dtype))
+    arr = np.asarray(_Lease(raw, shape, dtype))
+    # the array interface carries no dtype metadata (softce.half.BFLOAT16's marking)
+    return arr.view(dtype) if dtype.metadata else arr
 
 
 def empty_like(arr: np.ndarray) -> np.ndarray:

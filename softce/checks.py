@@ -12,19 +12,37 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: The dtypes the kernels compute in; float16 input is computed in float32.
+from .half import BFLOAT16, is_bfloat16, storage
+
+#: The dtypes the kernels compute in; 16-bit input (float16, bfloat16) is computed in float32.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 REDUCTIONS = ("none", "mean", "sum")
 
 
-def float_dtype(dtype: object, name: str) -> np.dtype:
-    """The kernel dtype for input of ``dtype``: float32/float64 as is, float16 -> float32."""
+def float_dtype(dtype: object, name: str = "x") -> np.dtype:
+    """The dtype a kernel computes input of ``dtype`` in: float32/float64 as is, float16 and
+    bfloat16 (``softce.half.BFLOAT16``) in float32."""
     dt = np.dtype(dtype)
-    if dt == np.float16:
+    if dt == np.float16 or is_bfloat16(dt):
         return np.dtype(np.float32)
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {dt}")
     return dt
+
+
+def result_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype of a result of the input's shape (softmax, a gradient): float32 for float16
+    input (as documented since float16 was upcast), bfloat16 for bfloat16, else the input's."""
+    if storage(dtype) == "bf16":
+        return BFLOAT16
+    return float_dtype(dtype)
+
+
+def out_dtypes(dtype: np.dtype) -> tuple[np.dtype, ...]:
+    """The dtypes an ``out=`` of the input's shape may have: the result's, and for 16-bit
+    input its own 16-bit dtype."""
+    res = result_dtype(dtype)
+    return (res,) if storage(dtype) is None or res == dtype else (res, np.dtype(dtype))
 
 
 def _axis_int(axis: object, name: str, kinds: str = "an int") -> int:
@@ -174,7 +192,9 @@ DEFAULT_OPTIONS = CEOptions(None, -100, 0.0, 0.0, None, False, None)
 
 
 def check_target_kind(dtype: np.dtype) -> str:
-    """"labels" for an integer target, "probs" for a float one."""
+    """"labels" for an integer target, "probs" for a float one (bfloat16 included)."""
+    if is_bfloat16(dtype):
+        return "probs"
     if dtype.kind in "iu":
         return "labels"
     if dtype.kind == "f":

@@ -14,6 +14,7 @@ import numpy as np
 from . import buffers
 from .backend import Backend, Flat
 from .checks import float_dtype
+from .half import assign, is_bfloat16
 from .signature import Library
 
 
@@ -48,8 +49,9 @@ class CPU(Backend):
     """NumPy arrays in, NumPy arrays out."""
 
     name = "cpu"
+    half_kernels = True
 
-    def float_array(self, value: object, name: str) -> np.ndarray:
+    def float_array(self, value: object, name: str, half: bool = False) -> np.ndarray:
         if isinstance(value, (str, bytes)):
             raise TypeError(f"{name} must be a float32 or float64 array, got "
                             f"{type(value).__name__}")
@@ -58,7 +60,9 @@ class CPU(Backend):
         except (ValueError, TypeError) as exc:
             raise TypeError(f"{name} must be a float32 or float64 array: {exc}") from None
         dt = float_dtype(arr.dtype, name)
-        return arr if arr.dtype == dt else arr.astype(dt)
+        if arr.dtype == dt or half and self.half_kernels:
+            return arr
+        return self.cast(arr, dt)
 
     def operand(self, value: object) -> np.ndarray:
         return np.asarray(value)
@@ -79,6 +83,10 @@ class CPU(Backend):
         return buffers.empty(shape, dtype)
 
     def cast(self, arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        if is_bfloat16(arr.dtype) != is_bfloat16(dtype):  # bits <-> values
+            new = np.empty(arr.shape, dtype)
+            assign(new, arr)
+            return new
         return arr.astype(dtype, copy=False)
 
     def reshape(self, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -132,7 +140,7 @@ class CPU(Backend):
         if checked_out is None:
             return layout.restore(dest)
         if direct is None:
-            checked_out[...] = layout.restore(dest)
+            assign(checked_out, layout.restore(dest))
         return checked_out
 
     def launch(self, kernel_name: str, dtype: np.dtype, **args: object) -> None:

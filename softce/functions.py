@@ -16,7 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import Array, Backend, Layout, backend_for
-from .checks import check_axes, check_axis, check_bool, check_entropy_base, kept_shape
+from .checks import (
+    check_axes,
+    check_axis,
+    check_bool,
+    check_entropy_base,
+    float_dtype,
+    kept_shape,
+    out_dtypes,
+    result_dtype,
+)
+from .half import OUTPUTS, storage
 
 Axis = int | tuple[int, ...] | None
 
@@ -24,20 +34,20 @@ Axis = int | tuple[int, ...] | None
 def softmax(x: object, axis: Axis = -1, *, out: object = None) -> Array:
     """softmax(x)_j = exp(x_j - m) / sum_i exp(x_i - m), m = max(x), along ``axis``."""
     be = backend_for(x)
-    arr = be.float_array(x, "x")
+    arr = be.float_array(x, "x", half=True)
     return rowwise(be, "softmax", arr, check_axes(axis, arr.ndim), out, "x")
 
 
 def log_softmax(x: object, axis: Axis = -1, *, out: object = None) -> Array:
     """log_softmax(x)_j = x_j - LSE(x) along ``axis``."""
     be = backend_for(x)
-    arr = be.float_array(x, "x")
+    arr = be.float_array(x, "x", half=True)
     return rowwise(be, "log_softmax", arr, check_axes(axis, arr.ndim), out, "x")
 
 
 def logsumexp(x: object, axis: Axis = -1, *, keepdims: bool = False) -> Array:
     """LSE(x) = m + log sum_i exp(x_i - m), reducing ``axis`` (-inf for an empty axis)."""
-    return row_reduction("logsumexp", x, axis, "x", "lse", keepdims=keepdims)
+    return row_reduction("logsumexp", x, axis, "x", "lse", keepdims=keepdims, half=True)
 
 
 def online_state(x: object, axis: Axis = -1, *, keepdims: bool = False
@@ -135,18 +145,20 @@ def softmax_entropy_grad(logits: object, axis: Axis = -1, grad_output: object = 
 
 def row_reduction(kernel: str, value: object, axis: object, row: str,
                   result: str | tuple[str, ...], *, name: str | None = None,
-                  keepdims: object = False, **params: float) -> Array | tuple[Array, ...]:
+                  keepdims: object = False, half: bool = False, **params: float
+                  ) -> Array | tuple[Array, ...]:
     """A kernel reducing each row of ``value`` along ``axis`` to one number per result:
     kernel(<row>=rows, **params, <result>=(rows,) for each result), returned in the batch shape
     (``keepdims``: with the reduced axes kept, of length 1); a tuple of names gives a tuple of
-    arrays. ``name`` names the argument in errors (default: ``row``)."""
+    arrays. ``name`` names the argument in errors (default: ``row``). ``half``: the kernel has
+    16-bit variants, which read 16-bit input as it is (results in float32)."""
     be = backend_for(value)
-    arr = be.float_array(value, name or row)
+    arr = be.float_array(value, name or row, half=half)
     axes = check_axes(axis, arr.ndim)
     keep = check_bool(keepdims, "keepdims")
     rows = be.to_rows(arr, axes)
     names = (result,) if isinstance(result, str) else result
-    outs = [be.empty((rows.data.shape[0],), arr.dtype) for _ in names]
+    outs = [be.empty((rows.data.shape[0],), float_dtype(arr.dtype)) for _ in names]
     be.launch(kernel, arr.dtype, **{row: rows.data}, **params, **dict(zip(names, outs)))
     if keep:
         shape = kept_shape(tuple(arr.shape), axes)
@@ -163,27 +175,53 @@ def rowwise(be: Backend, kernel: str, arr: Array, axes: tuple[int, ...], out: ob
     checked = checked_out(be, out, arr, ("the input", arr), *(("g", o) for o in others.values()))
     rows = be.to_rows(arr, axes)
     extra = {name: be.to_rows(o, axes).data for name, o in others.items()}
-    direct = be.direct_view(checked, rows)
-    dest = direct if direct is not None else be.empty(rows.data.shape, arr.dtype)
+    direct, dest = output_rows(be, checked, rows, arr.dtype)
     be.launch(kernel, arr.dtype, **{input_name: rows.data}, **extra, out=dest)
     return be.finish(rows, dest, direct, out, checked)
 
 
 def checked_out(be: Backend, out: object, arr: Array, *inputs: tuple[str, object]
                 ) -> Array | None:
-    """The caller's ``out`` for a result of arr's shape and dtype, checked (None if none)."""
+    """The caller's ``out`` for a result of arr's shape, checked (None if none): of the
+    result's dtype (``checks.result_dtype``), or for 16-bit input also of its own dtype."""
     if out is None:
         return None
-    checked = be.check_out(out, tuple(arr.shape), np.dtype(arr.dtype))
+    allowed = out_dtypes(np.dtype(arr.dtype))
+    got = getattr(out, "dtype", None)
+    dtype = next((d for d in allowed if got == d and storage(got) == storage(d)), allowed[0])
+    checked = be.check_out(out, tuple(arr.shape), dtype)
     be.check_no_partial_overlap(checked, *inputs)
     return checked
 
 
+def writes(kernel_dtype: np.dtype, dtype: np.dtype) -> bool:
+    """Whether the kernel variant for ``kernel_dtype`` writes outputs of rows of ``dtype``
+    (a 16-bit variant: its own 16-bit dtype, float16's also float32)."""
+    half = storage(kernel_dtype)
+    if half is None:
+        return np.dtype(dtype) == kernel_dtype and storage(dtype) is None
+    return storage(dtype) == half or (dtype == np.float32 and "float32" in OUTPUTS[half])
+
+
+def output_rows(be: Backend, checked: Array | None, rows: Layout, kernel_dtype: np.dtype
+                ) -> tuple[Array | None, Array]:
+    """(direct, dest): the caller's ``out`` laid out as rows when the kernel writes it itself
+    (else None), and the rows the kernel writes: ``direct``, or a new array of the out's
+    dtype (when the kernel writes it) or of the result's dtype."""
+    direct = be.direct_view(checked, rows)
+    if direct is not None and writes(kernel_dtype, direct.dtype):
+        return direct, direct
+    dtype = result_dtype(kernel_dtype)
+    if checked is not None and writes(kernel_dtype, checked.dtype):
+        dtype = checked.dtype
+    return None, be.empty(rows.data.shape, dtype)
+
+
 def row_values(be: Backend, value: object, name: str, rows: Layout, dtype: np.dtype,
                divisor: float | None = None) -> Array:
-    """A per-row array of ``dtype`` from a scalar (divided by ``divisor`` when given: 0 for
-    a divisor of 0, a mean over nothing), or from an array of the batch shape (host data or
-    this backend's array)."""
+    """A per-row array of ``dtype`` (a dtype kernels compute in) from a scalar (divided by
+    ``divisor`` when given: 0 for a divisor of 0, a mean over nothing), or from an array of the
+    batch shape (host data or this backend's array)."""
     vdt, shape = be.describe(value)
     if vdt.kind not in "fiu" or vdt == np.bool_:
         raise TypeError(f"{name} must be a real number or array, got dtype {vdt}")

@@ -25,11 +25,14 @@ from .checks import (
     check_reduction,
     check_target_kind,
     check_target_shape,
+    float_dtype,
     label_dtype,
     labels_and_mask,
     mean_divisor,
+    result_dtype,
 )
-from .functions import checked_out, row_values
+from .functions import checked_out, output_rows, row_values, writes
+from .half import storage
 
 
 def cross_entropy(logits: object, target: object, *, axis: int = -1,
@@ -51,7 +54,7 @@ def cross_entropy(logits: object, target: object, *, axis: int = -1,
     first [D14]; ``return_lse`` returns (loss, lse) with the per-position LSE.
     """
     ce = CEPlan.check(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
-                      z_loss, softcap, return_lse, empty_mean)
+                      z_loss, softcap, return_lse, empty_mean, half=True)
     loss = ce.be.empty((ce.n_rows,), ce.dtype)
     lse = ce.run(loss)
     result = ce.reduce(loss)
@@ -75,15 +78,17 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     class axis is last and logits is C-contiguous).
     """
     ce = CEPlan.check(logits, target, axis, reduction, weight, ignore_index, label_smoothing,
-                      z_loss, softcap, return_lse, empty_mean)
+                      z_loss, softcap, return_lse, empty_mean, half=True)
     be = ce.be
     # the kernel reads labels or probabilities while it writes out: no overlap at all
     checked = checked_out(be, out, ce.arr, ("logits", ce.arr), ("target", ce.target))
     w = chain_weights(be, grad_output, reduction, ce.rows, ce.dtype, ce.denominator)
     loss = be.empty((ce.n_rows,), ce.dtype)
-    direct = be.direct_view(checked, ce.rows)
-    grad = direct if direct is not None else be.empty(ce.rows.data.shape, ce.dtype)
+    direct, grad = output_rows(be, checked, ce.rows, ce.kernel_dtype)
     lse = ce.run(loss, w, grad)
+    wanted = result_dtype(np.dtype(ce.arr.dtype))
+    if checked is None and not writes(ce.kernel_dtype, wanted):
+        grad = be.cast(grad, wanted)  # 16-bit logits widened (a soft-cap): back to 16 bits
     result = (ce.reduce(loss), be.finish(ce.rows, grad, direct, out, checked))
     return (*result, ce.rows.restore_batch(lse)) if ce.opts.return_lse else result
 
@@ -126,7 +131,7 @@ class CEPlan:
     runs (``plain``: D9/D8's, else D13's) and PyTorch's divisor for "mean"."""
 
     be: Backend
-    arr: Array
+    arr: Array  # the logits as the caller gave them (16-bit ones as they are)
     target: object  # as the caller gave it (out= must not overlap it)
     rows: Layout
     x: Array  # the logit rows the kernels read (soft-capped when asked)
@@ -136,26 +141,37 @@ class CEPlan:
     probs: Array | None
     opts: CEOptions
     reduction: str
+    #: the dtype of the kernel variant the call runs: the logits' own for 16-bit logits read
+    #: as they are, else the dtype it computes in
+    kernel_dtype: np.dtype
 
     @classmethod
     def check(cls, logits: object, target: object, axis: object, reduction: object,
               weight: object, ignore_index: object, label_smoothing: object, z_loss: object,
               softcap: object, return_lse: object, empty_mean: object, name: str = "logits",
-              masked: bool = False) -> CEPlan:
+              masked: bool = False, half: bool = False) -> CEPlan:
         """Check every argument of a cross-entropy call and lay its inputs out as rows;
-        ``masked`` takes the labels' mask on the host whatever the options (nll_loss)."""
+        ``masked`` takes the labels' mask on the host whatever the options (nll_loss).
+        ``half``: the call's kernels have 16-bit variants, which read 16-bit logits as they
+        are (without a soft-cap, and with probabilities of the logits' own dtype); other
+        16-bit logits are widened to float32 by a copy."""
         be = backend_for(logits)
-        arr = be.float_array(logits, name)
+        arr = be.float_array(logits, name, half=half)
         ax = check_axis(axis, arr.ndim)
         check_reduction(reduction)
-        rows = be.to_rows(arr, (ax,))
         n = arr.shape[ax]
-        dtype = np.dtype(arr.dtype)
+        dtype = float_dtype(arr.dtype)
         opts = check_options(n, dtype, None if weight is None else be.to_host(weight),
                              ignore_index, label_smoothing, z_loss, softcap, return_lse,
                              empty_mean)
         tdt, tshape = be.describe(target)
         kind = check_target_kind(tdt)
+        computed = arr
+        if storage(arr.dtype) and (opts.softcap is not None or kind == "probs"
+                                   and storage(tdt) != storage(arr.dtype)):
+            computed = be.float_array(arr, name)
+        kernel_dtype = np.dtype(computed.dtype)
+        rows = be.to_rows(computed, (ax,))
         check_target_shape(kind, tshape, tuple(arr.shape), rows.batch_shape, ax, name)
         labels = counted = labels_host = probs = None
         if kind == "labels":
@@ -171,18 +187,19 @@ class CEPlan:
                                                        opts.ignore_index)
                 labels = be.from_host(labels_host)
         else:
-            probs = be.to_rows(be.cast(be.operand(target), dtype), (ax,)).data
+            probs = be.to_rows(be.cast(be.operand(target), kernel_dtype), (ax,)).data
         x = rows.data
         if opts.softcap is not None:
             x = be.empty(rows.data.shape, dtype)
             be.launch("softcap", dtype, t_in=be.flatten(rows.data), cap=opts.softcap,
                       out=be.flatten(x))
         return cls(be, arr, target, rows, x, labels, counted, labels_host, probs, opts,
-                   reduction)
+                   reduction, kernel_dtype)
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.arr.dtype)
+        """The dtype the call computes in: of its per-row results, weights and scalars."""
+        return float_dtype(self.arr.dtype)
 
     @property
     def n_rows(self) -> int:
@@ -218,7 +235,8 @@ class CEPlan:
             ) -> Array | None:
         """The call's kernel: fills loss (and grad rows, with chain-rule weights w); returns
         the per-row LSE of D13's kernels (None from the plain ones)."""
-        be, dtype, target = self.be, self.dtype, "label" if self.labels is not None else "prob"
+        be, dtype = self.be, self.kernel_dtype
+        target = "label" if self.labels is not None else "prob"
         inputs = ({"labels": self.labels} if self.labels is not None else {"y": self.probs})
         if self.plain:
             if grad is None:
@@ -234,7 +252,7 @@ class CEPlan:
         inputs["cw"] = self.class_weights()
         if self.labels is not None:
             inputs["counted"] = counted = self.counted_values()
-        lse = be.empty((self.n_rows,), dtype)
+        lse = be.empty((self.n_rows,), self.dtype)
         if grad is None:
             be.launch(f"cross_entropy_{target}_{variant}", dtype, x=self.x, **inputs,
                       **params, loss=loss, lse=lse)

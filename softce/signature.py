@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .half import OUTPUTS, storage
+
 #: Each role's shape, in the dimensions R (rows), n (classes) and S (a flat size).
 SHAPES: dict[str, tuple[str, ...]] = {
     "rows": ("R", "n"),
@@ -48,9 +50,26 @@ def parameters(module: ModuleType) -> tuple[Parameter, ...]:
     return tuple(Parameter(*entry) for entry in module.PARAMETERS)
 
 
+def suffix(dtype: np.dtype) -> str:
+    """The suffix of a kernel's variant for arrays of ``dtype``: f32, f64, bf16, f16."""
+    return storage(dtype) or DTYPE_SUFFIX[np.dtype(dtype)]
+
+
+def _half_dtype_ok(p: Parameter, half: str, got: np.dtype) -> bool:
+    """Whether an array of ``got`` fits a 16-bit variant's rows/out_rows parameter ``p``."""
+    return storage(got) == half or (p.role == "out_rows" and got == np.float32
+                                    and "float32" in OUTPUTS[half])
+
+
 def bind(kernel: str, table: tuple[Parameter, ...], dtype: np.dtype,
          args: dict[str, object]) -> list[object]:
-    """The arguments of a call to ``kernel`` (a ``dtype`` variant) in call order, checked."""
+    """The arguments of a call to ``kernel`` (a ``dtype`` variant) in call order, checked.
+
+    A 16-bit variant (``dtype`` float16 or ``softce.half.BFLOAT16``) takes its rows, and its
+    outputs of rows, as arrays of that dtype (float16 ones passed as their uint16 bits; for
+    float16 also float32 outputs), every other float as float32."""
+    half = storage(dtype)
+    compute = np.dtype(np.float32) if half else np.dtype(dtype)
     if len(args) != len(table) or any(p.name not in args for p in table):
         names = [p.name for p in table]
         raise TypeError(f"kernel {kernel} takes ({', '.join(names)}); missing "
@@ -61,11 +80,15 @@ def bind(kernel: str, table: tuple[Parameter, ...], dtype: np.dtype,
     for p in table:
         value = args[p.name]
         if p.role == "param":
-            ordered.append(dtype.type(value))
+            ordered.append(compute.type(value))
             continue
         got = value.dtype
-        if (got not in LABEL_DTYPES) if p.dtype == "label" else (got != dtype):
-            _wrong_dtype(kernel, p, got, dtype)
+        if half and p.dtype == "float" and p.role in ("rows", "out_rows"):
+            if not _half_dtype_ok(p, half, got):
+                _wrong_dtype(kernel, p, got, dtype)
+            value = value.view(np.uint16) if storage(got) else value
+        elif (got not in LABEL_DTYPES) if p.dtype == "label" else (got != compute):
+            _wrong_dtype(kernel, p, got, compute)
         shape = value.shape
         dims = SHAPES[p.role]
         if len(shape) != len(dims):
@@ -100,7 +123,7 @@ class Library:
     def kernel(self, name: str, dtype: np.dtype) -> Any:
         """The generated kernel ``name`` for float dtype ``dtype``."""
         module = importlib.import_module(f"{self.package}.{name}")
-        return getattr(module, f"{name}_{DTYPE_SUFFIX[np.dtype(dtype)]}")
+        return getattr(module, f"{name}_{suffix(dtype)}")
 
     def call(self, name: str, dtype: np.dtype, args: dict[str, object]
              ) -> tuple[Any, list[object]]:

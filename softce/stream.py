@@ -43,10 +43,12 @@ def _no_fence() -> None:
 
 @intrinsic
 def _stream_copy_ir(typingctx, dst, src):
-    """dst[k] = src[k] for k < len(dst), whole aligned lines of dst stored non-temporally."""
+    """dst[k] = src[k] for k < len(dst), whole aligned lines of dst stored non-temporally
+    (floats, or the uint16 bit patterns of a 16-bit kernel's output)."""
     ok = (isinstance(dst, types.Array) and isinstance(src, types.Array)
           and dst.ndim == src.ndim == 1 and dst.dtype == src.dtype
-          and isinstance(dst.dtype, types.Float) and dst.layout == src.layout == "C")
+          and isinstance(dst.dtype, (types.Float, types.Integer))
+          and dst.layout == src.layout == "C")
     if not ok:
         return None
 

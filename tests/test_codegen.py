@@ -220,12 +220,19 @@ def test_the_loop_plan_follows_what_the_outputs_read() -> None:
     def plan(**spec: object) -> tuple[RowPlan, list[str]]:
         kernel = round_shifts(lower(KernelSpec(name="s", doc="", rows=(x,), merge=MERGE,
                                                **spec)))
-        return RowPlan.of(kernel), [name for name, _ in RowPlan.of(kernel).buffers(kernel)]
+        return RowPlan.of(kernel), [name for name, _, _ in RowPlan.of(kernel).buffers(kernel)]
 
     lse = sp.log(row_sum(sp.exp(x[k] - m)))
     softmax, buffers = plan(outputs={"out": sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))})
     assert softmax == RowPlan(ExpNonPos(x[i] - m), streamed=False, shift_buffer=False)
     assert buffers == ["m_chunks"]
+    # a 16-bit variant keeps its exps in a float32 row of its own, not in its 16-bit output
+    kernel = round_shifts(lower(KernelSpec(name="s", doc="", rows=(x,), merge=MERGE, outputs={
+        "out": sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))})))
+    half = RowPlan.of(kernel, "bf16")
+    assert half.store(kernel) == "e" and RowPlan.of(kernel).store(kernel) == "out"
+    assert [(b, t) for b, _, t in half.buffers(kernel)] == [("m_chunks", "np.float32"),
+                                                           ("e_r", "np.float32")]
     log_softmax, buffers = plan(outputs={"out": x[i] - m - lse})
     assert log_softmax == RowPlan(None, streamed=True, shift_buffer=True)
     assert buffers == ["out_buf", "shift_r"]

@@ -75,7 +75,7 @@ MERGED_SUM = re.compile(r"\w+_row = np\.float64\((0|-1)\)  # merged in float64"
 def test_float32_kernels_print_no_float64_constant() -> None:
     for path in (GENERATED / "cpu").glob("*.py"):
         for block in path.read_text().split("\n\n\n"):
-            if "_f32(" in block and "def " in block:
+            if any(f"_{dt}(" in block for dt in ("f32", "bf16", "f16")) and "def " in block:
                 body = block.split('"""')[-1]
                 wide = [ln.strip() for ln in body.splitlines() if "np.float64" in ln]
                 assert all(MERGED_SUM.fullmatch(ln) for ln in wide), (path.name, wide)
@@ -89,7 +89,7 @@ import softce.generated.cpu as cpu
 ARITH = (" fadd ", " fsub ", " fmul ", " fdiv ", " frem ", " fcmp ", "call double")
 bad = []
 for name in cpu.KERNELS:
-    if name.endswith("_f32"):
+    if name.endswith(("_f32", "_bf16", "_f16")):  # the 16-bit variants compute in float32
         for sig, ir in getattr(cpu, name).inspect_llvm().items():
             lines = [ln.strip() for ln in ir.splitlines() if "double" in ln and "@Py" not in ln]
             bad += [(name, ln) for ln in lines if re.search(r"x double>", ln)]

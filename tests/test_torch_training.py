@@ -119,6 +119,69 @@ def test_a_training_step_holds_one_gradient_beyond_the_logits():
     print({k: round(v / logits, 2) for k, v in peak.items()})
 
 
+STEP_16 = textwrap.dedent("""
+    import gc, json, sys
+    import torch
+    import softce.torch as st
+    from softce import buffers
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+
+    torch.set_num_threads(2)
+    rows, classes = int(sys.argv[1]), int(sys.argv[2])
+    dtype = getattr(torch, sys.argv[3])
+    logits = torch.randn(rows, classes).to(dtype).requires_grad_()
+    labels = torch.randint(0, classes, (rows,))
+    result = {"logits": logits.nelement() * logits.element_size()}
+    for which, kw in (("softce", {}), ("smoothed", {"label_smoothing": 0.1}),
+                      ("inplace", {"inplace_backward": True})):
+        def step():
+            logits.grad = None
+            x = logits * 1 if kw.get("inplace_backward") else logits
+            st.cross_entropy(x, labels, **kw).backward()
+            assert logits.grad.dtype == dtype, logits.grad.dtype
+
+        step()  # compile/load kernels
+        logits.grad = None
+        buffers.configure(buffers.configure(0))  # free the outputs softce keeps for reuse
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak RSS to the current RSS
+        base = status("VmRSS:")
+        step()
+        step()  # the second reuses the first's gradient buffer
+        result[which] = status("VmHWM:") - base
+    print(json.dumps(result))
+""")
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK),
+                    reason="resetting the peak RSS needs Linux's /proc/self/clear_refs")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_16_bit_step_holds_one_16_bit_gradient_and_no_float32_copy(dtype):
+    """16-bit logits are read as 16 bits: a step's extra memory is its 16-bit gradient (the
+    logits exist before the measure), not a float32 copy (2x the logits) and a float32
+    gradient; in place the step's own copy x = logits * 1 holds the gradient."""
+    rows, classes = 1024, 16384  # 32 MiB of 16-bit logits
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    run = subprocess.run([sys.executable, "-c", STEP_16, str(rows), str(classes), dtype],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    peak = json.loads(run.stdout.strip().splitlines()[-1])
+    logits = peak["logits"]
+    slack = 6 << 20  # the interpreter's own allocations
+    assert peak["softce"] <= 1.25 * logits + slack, peak
+    assert peak["smoothed"] <= 1.25 * logits + slack, peak
+    # the copy x = logits * 1, whose memory the gradient takes, and autograd's gradient of
+    # logits through the product (a new tensor): twice the logits, never a float32 copy
+    assert peak["inplace"] <= 2.25 * logits + slack, peak
+    print({k: round(v / logits, 2) for k, v in peak.items()})
+
+
 # CUDA tensors -----------------------------------------------------------------------------
 
 @pytest.mark.gpu

@@ -16,8 +16,9 @@
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  47320bca7bae42f5
 #   softce/shift.py       42442489f175ff00
-#   softce/stream.py      80ae0ceed6eb06f3
+#   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         84c94c711bf5c037
+#   softce/half.py        1b79506e6b2df970
 # SymPy 1.14.0.
 
 import math
@@ -25,6 +26,7 @@ import math
 import numba as nb
 import numpy as np
 
+from softce.half import widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
@@ -242,11 +244,193 @@ def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, e
                     grad_chunk_r[c - start] = grad_chunk_r_at_c
 
 
+@nb.njit(["void(uint16[:, ::1], float32[::1], int32[::1], float32[::1], float32[::1], float32, float32, uint16[:, ::1], float32[::1], float32[::1])", "void(uint16[:, ::1], float32[::1], int64[::1], float32[::1], float32[::1], float32, float32, uint16[:, ::1], float32[::1], float32[::1])"], **CPU_OPTIONS)
+def cross_entropy_grad_label_smoothed_bf16(x, cw, labels, counted, grad_output, eps, z, grad, loss, lse):
+    """loss[r], lse[r] as cross_entropy_label_smoothed; grad[i] = w * d loss / d x[i] [D13, D2, D11] (bfloat16 rows, computed in float32)"""
+    rows, n = x.shape
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
+        e_r = np.empty(n, np.float32)
+        for r in range(b * block, min(b * block + block, rows)):
+            x_r = x[r]
+            cw_r = cw  # shared by every row
+            c = labels[r]
+            v = counted[r]
+            w = grad_output[r]
+            grad_r = grad[r]
+            held0 = widen_bf16(x_r[c])  # read before the row is overwritten
+            sum_cw_x = np.float32(0)
+            sum_cw = np.float32(0)
+            s_row = np.float64(-1)  # merged in float64
+            m = np.float32(-np.inf)
+            for span in range(0, n, MAX_SPAN):
+                span_stop = min(span + MAX_SPAN, n)
+                x_span_r = x_r[span:span_stop]
+                cw_span_r = cw_r[span:span_stop]
+                m_c = np.float32(-np.inf)
+                for k in range(span_stop - span):
+                    m_c = fmax(m_c, widen_bf16(x_span_r[k]))
+                    sum_cw_x += cw_span_r[k]*widen_bf16(x_span_r[k])
+                    sum_cw += cw_span_r[k]
+                if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)
+                    s_sp = np.float64(0)
+                    ties_c = np.float32(0)
+                    for start in range(span, span_stop, CHUNK):
+                        stop = min(start + CHUNK, span_stop)
+                        x_chunk_r = x_r[start:stop]
+                        e_chunk_r = e_r[start:stop]
+                        m_chunks[start // CHUNK] = m_c
+                        s_c = np.float32(0)
+                        for k in range(stop - start):
+                            e_k = exp_nonpos_f32(widen_bf16(x_chunk_r[k]) - m_c)
+                            t_k = np.float32((m_c == widen_bf16(x_chunk_r[k])))  # D18 tie_term
+                            s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                            ties_c += t_k
+                            e_chunk_r[k] = e_k
+                        s_sp += s_c
+                    ties_c -= np.float32(1)  # the other maxima
+                    s_sp = (s_sp + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    s_row = ((np.float32(1) + s_sp)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_sp)  # D18 merge_s
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
+                    for start in range(span, span_stop, CHUNK):
+                        m_chunks[start // CHUNK] = m_c
+                        for k in range(start, min(start + CHUNK, span_stop)):
+                            e_r[k] = np.float32(0)
+            s = np.float32(s_row)
+            u0 = np.float32(1) / (np.float32(1) + s)
+            u1 = np.float32(1) / np.float32(n)
+            u2 = np.float32(1) - eps
+            u3 = m + math.log1p(s)
+            t0 = u0
+            t1 = u1
+            t2 = u2
+            t3 = u0*u3
+            loss[r] = v*(u2*(-held0 + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
+            lse[r] = u3
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = (np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c))  # the merge's factor for the chunk's sum
+                e_chunk_r = e_r[start:stop]
+                grad_chunk_r = grad_r[start:stop]
+                cw_chunk_r = cw_r[start:stop]
+                at_c = start <= c < stop  # the chunk holds i = c
+                grad_chunk_r_at_c = np.float32(0)
+                if at_c:
+                    k = c - start
+                    e_x = e_chunk_r[k]*f_c  # exp(-m + x[i])
+                    e0 = e_x
+                    e1 = e0*t0
+                    grad_chunk_r_at_c = v*w*(eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + t2*(np.float32(-1) + e1)*cw_r[c] + np.float32(2)*e0*t3*z)
+                for k in range(stop - start):
+                    e_x = e_chunk_r[k]*f_c  # exp(-m + x[i])
+                    e0 = e_x
+                    e1 = e0*t0
+                    grad_chunk_r[k] = narrow_bf16_to(v*w*(e1*t2*cw_r[c] + eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + np.float32(2)*e0*t3*z), grad_chunk_r)
+                if at_c:
+                    grad_chunk_r[c - start] = narrow_bf16_to(grad_chunk_r_at_c, grad_chunk_r)
+
+
+@nb.njit(["void(uint16[:, ::1], float32[::1], int32[::1], float32[::1], float32[::1], float32, float32, uint16[:, ::1], float32[::1], float32[::1])", "void(uint16[:, ::1], float32[::1], int32[::1], float32[::1], float32[::1], float32, float32, float32[:, ::1], float32[::1], float32[::1])", "void(uint16[:, ::1], float32[::1], int64[::1], float32[::1], float32[::1], float32, float32, uint16[:, ::1], float32[::1], float32[::1])", "void(uint16[:, ::1], float32[::1], int64[::1], float32[::1], float32[::1], float32, float32, float32[:, ::1], float32[::1], float32[::1])"], **CPU_OPTIONS)
+def cross_entropy_grad_label_smoothed_f16(x, cw, labels, counted, grad_output, eps, z, grad, loss, lse):
+    """loss[r], lse[r] as cross_entropy_label_smoothed; grad[i] = w * d loss / d x[i] [D13, D2, D11] (float16 rows, computed in float32)"""
+    rows, n = x.shape
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
+        e_r = np.empty(n, np.float32)
+        for r in range(b * block, min(b * block + block, rows)):
+            x_r = x[r]
+            cw_r = cw  # shared by every row
+            c = labels[r]
+            v = counted[r]
+            w = grad_output[r]
+            grad_r = grad[r]
+            held0 = widen_f16(x_r[c])  # read before the row is overwritten
+            sum_cw_x = np.float32(0)
+            sum_cw = np.float32(0)
+            s_row = np.float64(-1)  # merged in float64
+            m = np.float32(-np.inf)
+            for span in range(0, n, MAX_SPAN):
+                span_stop = min(span + MAX_SPAN, n)
+                x_span_r = x_r[span:span_stop]
+                cw_span_r = cw_r[span:span_stop]
+                m_c = np.float32(-np.inf)
+                for k in range(span_stop - span):
+                    m_c = fmax(m_c, widen_f16(x_span_r[k]))
+                    sum_cw_x += cw_span_r[k]*widen_f16(x_span_r[k])
+                    sum_cw += cw_span_r[k]
+                if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)
+                    s_sp = np.float64(0)
+                    ties_c = np.float32(0)
+                    for start in range(span, span_stop, CHUNK):
+                        stop = min(start + CHUNK, span_stop)
+                        x_chunk_r = x_r[start:stop]
+                        e_chunk_r = e_r[start:stop]
+                        m_chunks[start // CHUNK] = m_c
+                        s_c = np.float32(0)
+                        for k in range(stop - start):
+                            e_k = exp_nonpos_f32(widen_f16(x_chunk_r[k]) - m_c)
+                            t_k = np.float32((m_c == widen_f16(x_chunk_r[k])))  # D18 tie_term
+                            s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                            ties_c += t_k
+                            e_chunk_r[k] = e_k
+                        s_sp += s_c
+                    ties_c -= np.float32(1)  # the other maxima
+                    s_sp = (s_sp + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    s_row = ((np.float32(1) + s_sp)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_sp)  # D18 merge_s
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
+                    for start in range(span, span_stop, CHUNK):
+                        m_chunks[start // CHUNK] = m_c
+                        for k in range(start, min(start + CHUNK, span_stop)):
+                            e_r[k] = np.float32(0)
+            s = np.float32(s_row)
+            u0 = np.float32(1) / (np.float32(1) + s)
+            u1 = np.float32(1) / np.float32(n)
+            u2 = np.float32(1) - eps
+            u3 = m + math.log1p(s)
+            t0 = u0
+            t1 = u1
+            t2 = u2
+            t3 = u0*u3
+            loss[r] = v*(u2*(-held0 + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
+            lse[r] = u3
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = (np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c))  # the merge's factor for the chunk's sum
+                e_chunk_r = e_r[start:stop]
+                grad_chunk_r = grad_r[start:stop]
+                cw_chunk_r = cw_r[start:stop]
+                at_c = start <= c < stop  # the chunk holds i = c
+                grad_chunk_r_at_c = np.float32(0)
+                if at_c:
+                    k = c - start
+                    e_x = e_chunk_r[k]*f_c  # exp(-m + x[i])
+                    e0 = e_x
+                    e1 = e0*t0
+                    grad_chunk_r_at_c = v*w*(eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + t2*(np.float32(-1) + e1)*cw_r[c] + np.float32(2)*e0*t3*z)
+                for k in range(stop - start):
+                    e_x = e_chunk_r[k]*f_c  # exp(-m + x[i])
+                    e0 = e_x
+                    e1 = e0*t0
+                    grad_chunk_r[k] = narrow_f16_to(v*w*(e1*t2*cw_r[c] + eps*t1*(-cw_chunk_r[k] + e1*sum_cw) + np.float32(2)*e0*t3*z), grad_chunk_r)
+                if at_c:
+                    grad_chunk_r[c - start] = narrow_f16_to(grad_chunk_r_at_c, grad_chunk_r)
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
-#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
+#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
+#: of _f16 also float32) and every other "float" as float32.
 PARAMETERS = (
     ("x", "rows", "float"),
     ("cw", "class_vector", "float"),

@@ -15,8 +15,9 @@
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  47320bca7bae42f5
 #   softce/shift.py       42442489f175ff00
-#   softce/stream.py      80ae0ceed6eb06f3
+#   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         84c94c711bf5c037
+#   softce/half.py        1b79506e6b2df970
 # SymPy 1.14.0.
 
 import math
@@ -24,6 +25,7 @@ import math
 import numba as nb
 import numpy as np
 
+from softce.half import widen_bf16, widen_f16
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 from softce.shift import shift_f32, shift_f64
@@ -101,11 +103,77 @@ def cross_entropy_label_f64(x, labels, loss):
         loss[r] = -shift_f64(x_r[c], m) + math.log1p(s)
 
 
+@nb.njit(["void(uint16[:, ::1], int32[::1], float32[::1])", "void(uint16[:, ::1], int64[::1], float32[::1])"], **CPU_OPTIONS)
+def cross_entropy_label_bf16(x, labels, loss):
+    """loss[r] = LSE(x) - x[c] [D9, D2, D11] (bfloat16 rows, computed in float32)"""
+    rows, n = x.shape
+    for r in nb.prange(rows):
+        x_r = x[r]
+        c = labels[r]
+        s_row = np.float64(-1)  # merged in float64
+        m = np.float32(-np.inf)
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            x_chunk_r = x_r[start:stop]
+            m_c = np.float32(-np.inf)
+            for k in range(stop - start):
+                m_c = fmax(m_c, widen_bf16(x_chunk_r[k]))
+            if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(stop - start):
+                    e_k = exp_nonpos_f32(widen_bf16(x_chunk_r[k]) - m_c)
+                    t_k = np.float32((m_c == widen_bf16(x_chunk_r[k])))  # D18 tie_term
+                    s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                    ties_c += t_k
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s_row = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+        s = np.float32(s_row)
+        loss[r] = -shift_f32(widen_bf16(x_r[c]), m) + math.log1p(s)
+
+
+@nb.njit(["void(uint16[:, ::1], int32[::1], float32[::1])", "void(uint16[:, ::1], int32[::1], float32[::1])", "void(uint16[:, ::1], int64[::1], float32[::1])", "void(uint16[:, ::1], int64[::1], float32[::1])"], **CPU_OPTIONS)
+def cross_entropy_label_f16(x, labels, loss):
+    """loss[r] = LSE(x) - x[c] [D9, D2, D11] (float16 rows, computed in float32)"""
+    rows, n = x.shape
+    for r in nb.prange(rows):
+        x_r = x[r]
+        c = labels[r]
+        s_row = np.float64(-1)  # merged in float64
+        m = np.float32(-np.inf)
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            x_chunk_r = x_r[start:stop]
+            m_c = np.float32(-np.inf)
+            for k in range(stop - start):
+                m_c = fmax(m_c, widen_f16(x_chunk_r[k]))
+            if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(stop - start):
+                    e_k = exp_nonpos_f32(widen_f16(x_chunk_r[k]) - m_c)
+                    t_k = np.float32((m_c == widen_f16(x_chunk_r[k])))  # D18 tie_term
+                    s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                    ties_c += t_k
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s_row = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+        s = np.float32(s_row)
+        loss[r] = -shift_f32(widen_f16(x_r[c]), m) + math.log1p(s)
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
-#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
+#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
+#: of _f16 also float32) and every other "float" as float32.
 PARAMETERS = (
     ("x", "rows", "float"),
     ("labels", "row_labels", "label"),

@@ -18,8 +18,9 @@
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  47320bca7bae42f5
 #   softce/shift.py       42442489f175ff00
-#   softce/stream.py      80ae0ceed6eb06f3
+#   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         84c94c711bf5c037
+#   softce/half.py        1b79506e6b2df970
 # SymPy 1.14.0.
 
 import math
@@ -27,6 +28,7 @@ import math
 import numba as nb
 import numpy as np
 
+from softce.half import widen_bf16, widen_f16
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
@@ -140,11 +142,111 @@ def cross_entropy_prob_weighted_f64(x, y, cw, z, loss, lse):
         lse[r] = u1
 
 
+@nb.njit(["void(uint16[:, ::1], uint16[:, ::1], float32[::1], float32, float32[::1], float32[::1])"], **CPU_OPTIONS)
+def cross_entropy_prob_weighted_bf16(x, y, cw, z, loss, lse):
+    """loss[r] = D13's prob loss (weighted, z-loss); lse[r] = LSE(x) [D19, D13, D18, D11] (bfloat16 rows, computed in float32)"""
+    rows, n = x.shape
+    for r in nb.prange(rows):
+        x_r = x[r]
+        y_r = y[r]
+        cw_r = cw  # shared by every row
+        sum_cw_y = np.float32(0)
+        s_row = np.float64(-1)  # merged in float64
+        t_row = np.float64(0)  # merged in float64
+        m = np.float32(-np.inf)
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            x_chunk_r = x_r[start:stop]
+            y_chunk_r = y_r[start:stop]
+            cw_chunk_r = cw_r[start:stop]
+            m_c = np.float32(-np.inf)
+            sum_cw_y_c = np.float32(0)
+            for k in range(stop - start):
+                m_c = fmax(m_c, widen_bf16(x_chunk_r[k]))
+                sum_cw_y_c += cw_chunk_r[k]*widen_bf16(y_chunk_r[k])
+            if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                t_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(stop - start):
+                    e_k = exp_nonpos_f32(widen_bf16(x_chunk_r[k]) - m_c)
+                    t_k = np.float32((m_c == widen_bf16(x_chunk_r[k])))  # D18 tie_term
+                    s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                    ties_c += t_k
+                    t_c += (np.float32(0) if (cw_chunk_r[k]*widen_bf16(y_chunk_r[k]) == np.float32(0)) else -widen_bf16(x_chunk_r[k]) + m_c)*cw_chunk_r[k]*widen_bf16(y_chunk_r[k])
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s_row = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_c)  # D18 merge_s
+                t_row = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t_c + t_row if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t_c + t_row)  # D19 merge_t
+                m = m_new
+            else:
+                t_row += (np.float32(0) if (sum_cw_y_c == np.float32(0)) else np.float32(np.inf)*sum_cw_y_c)  # D19 masked_chunk
+            sum_cw_y += sum_cw_y_c
+        s = np.float32(s_row)
+        t = np.float32(t_row)
+        u0 = math.log1p(s)
+        u1 = m + u0
+        loss[r] = t + sum_cw_y*u0 + u1 * u1*z
+        lse[r] = u1
+
+
+@nb.njit(["void(uint16[:, ::1], uint16[:, ::1], float32[::1], float32, float32[::1], float32[::1])", "void(uint16[:, ::1], uint16[:, ::1], float32[::1], float32, float32[::1], float32[::1])"], **CPU_OPTIONS)
+def cross_entropy_prob_weighted_f16(x, y, cw, z, loss, lse):
+    """loss[r] = D13's prob loss (weighted, z-loss); lse[r] = LSE(x) [D19, D13, D18, D11] (float16 rows, computed in float32)"""
+    rows, n = x.shape
+    for r in nb.prange(rows):
+        x_r = x[r]
+        y_r = y[r]
+        cw_r = cw  # shared by every row
+        sum_cw_y = np.float32(0)
+        s_row = np.float64(-1)  # merged in float64
+        t_row = np.float64(0)  # merged in float64
+        m = np.float32(-np.inf)
+        for start in range(0, n, CHUNK):
+            stop = min(start + CHUNK, n)
+            x_chunk_r = x_r[start:stop]
+            y_chunk_r = y_r[start:stop]
+            cw_chunk_r = cw_r[start:stop]
+            m_c = np.float32(-np.inf)
+            sum_cw_y_c = np.float32(0)
+            for k in range(stop - start):
+                m_c = fmax(m_c, widen_f16(x_chunk_r[k]))
+                sum_cw_y_c += cw_chunk_r[k]*widen_f16(y_chunk_r[k])
+            if m_c != -np.inf:  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                t_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(stop - start):
+                    e_k = exp_nonpos_f32(widen_f16(x_chunk_r[k]) - m_c)
+                    t_k = np.float32((m_c == widen_f16(x_chunk_r[k])))  # D18 tie_term
+                    s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                    ties_c += t_k
+                    t_c += (np.float32(0) if (cw_chunk_r[k]*widen_f16(y_chunk_r[k]) == np.float32(0)) else -widen_f16(x_chunk_r[k]) + m_c)*cw_chunk_r[k]*widen_f16(y_chunk_r[k])
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s_row = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_c)  # D18 merge_s
+                t_row = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t_c + t_row if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t_c + t_row)  # D19 merge_t
+                m = m_new
+            else:
+                t_row += (np.float32(0) if (sum_cw_y_c == np.float32(0)) else np.float32(np.inf)*sum_cw_y_c)  # D19 masked_chunk
+            sum_cw_y += sum_cw_y_c
+        s = np.float32(s_row)
+        t = np.float32(t_row)
+        u0 = math.log1p(s)
+        u1 = m + u0
+        loss[r] = t + sum_cw_y*u0 + u1 * u1*z
+        lse[r] = u1
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
-#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
+#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
+#: of _f16 also float32) and every other "float" as float32.
 PARAMETERS = (
     ("x", "rows", "float"),
     ("y", "rows", "float"),

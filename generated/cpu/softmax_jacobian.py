@@ -15,8 +15,9 @@
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  47320bca7bae42f5
 #   softce/shift.py       42442489f175ff00
-#   softce/stream.py      80ae0ceed6eb06f3
+#   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         84c94c711bf5c037
+#   softce/half.py        1b79506e6b2df970
 # SymPy 1.14.0.
 
 import numba as nb
@@ -119,7 +120,9 @@ def softmax_jacobian_f64(x, out):
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
-#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
+#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
+#: of _f16 also float32) and every other "float" as float32.
 PARAMETERS = (
     ("x", "rows", "float"),
     ("out", "out_pairs", "float"),

@@ -47,7 +47,9 @@ def bce_with_logits_grad_f64(t_in, yb_in, wt_in, pw_in, dy_in, out):
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
-#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64.
+#: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
+#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
+#: of _f16 also float32) and every other "float" as float32.
 PARAMETERS = (
     ("t_in", "flat", "float"),
     ("yb_in", "flat", "float"),

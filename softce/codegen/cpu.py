@@ -10,6 +10,12 @@ one max, read first. A KroneckerDelta(i, c) in an output is taken out of its loo
 that needs scratch buffers loops ``prange`` over blocks of rows (``BLOCK`` elements each) and
 allocates them once per block. Which of these loops a kernel runs is decided once, in its
 ``RowPlan``; the functions below print the plan.
+
+A 16-bit variant (``<kernel>_bf16``, ``<kernel>_f16``, for ``parameters.HALF_KERNELS``) is the
+float32 kernel with its rows read as uint16 bit patterns: the printer wraps each load of a row
+(and of its chunk and span views) in ``widen_<half>``, each store to an output of rows goes
+through ``narrow_<half>_to`` (``softce.half``), the stored exps go to a float32 row ``e_r`` of
+their own, and the streamed outputs' buffers take the output's element type.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from .numerics import (
     chunk_excess,
     on_kernel,
 )
-from .parameters import names, signatures
-from .printer import DTYPES, NumbaPrinter
+from .parameters import HALF_KERNELS, names, signatures
+from .printer import DTYPES, HALF_DTYPES, NumbaPrinter
 from .source import Code, definitions, load_row
 
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
@@ -68,8 +74,8 @@ class _HeldPrinter(NumbaPrinter):
     """Prints the loads in ``held`` as the locals that hold them (read before the row is
     overwritten); the expression keeps its Indexed, so x[c] - m still prints as a shift."""
 
-    def __init__(self, dtype: str, held: dict[sp.Indexed, str]) -> None:
-        super().__init__(dtype)
+    def __init__(self, pr: NumbaPrinter, held: dict[sp.Indexed, str]) -> None:
+        super().__init__(pr.dtype, pr.widen, pr.widened)
         self.held = held
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
@@ -124,27 +130,41 @@ class RowPlan:
     stored: sp.Expr | None
     streamed: bool
     shift_buffer: bool
+    #: a 16-bit variant ("bf16", "f16"; None: float32/float64): its rows are bit patterns,
+    #: widened at each load, its outputs of rows narrowed at each store; a stored exp goes to
+    #: a float32 row of its own, ``e_r``, not to the output row (so each output is rounded to
+    #: 16 bits once)
+    half: str | None = None
 
     @classmethod
-    def of(cls, kernel: RowKernel) -> RowPlan:
+    def of(cls, kernel: RowKernel, half: str | None = None) -> RowPlan:
         """The plan of a kernel as the emitter prints it (after ``round_shifts``)."""
         stored = _stored_exp(kernel)
         streamed = stored is None and bool(kernel.outputs)
         exprs = [a.expr for a in kernel.element_level] + [v for _, v in kernel.outputs]
         shift = kernel.max_of is not None and any(
             e.has(RoundedShift(kernel.max_of[i], m)) for e in exprs)
-        return cls(stored, streamed, streamed and shift)
+        return cls(stored, streamed, streamed and shift, half)
 
-    def buffers(self, kernel: RowKernel) -> list[tuple[str, str]]:
-        """(name, length) of each scratch buffer of a block of rows."""
+    def store(self, kernel: RowKernel) -> str:
+        """The row that holds the stored exps: the first output's, or ``e`` (16-bit)."""
+        return "e" if self.half else kernel.outputs[0][0]
+
+    def buffers(self, kernel: RowKernel) -> list[tuple[str, str, str]]:
+        """(name, length, element type) of each scratch buffer of a block of rows."""
+        wide = "np.float32" if self.half else None
         buffers = []
         if self.stored is not None:
-            buffers.append(("m_chunks", "(n + CHUNK - 1) // CHUNK"))
+            buffers.append(("m_chunks", "(n + CHUNK - 1) // CHUNK", wide))
+            if self.half:
+                buffers.append(("e_r", "n", wide))
         elif kernel.outputs:
-            buffers += [(f"{name}_buf", "CHUNK") for name, _ in kernel.outputs]
+            # a 16-bit variant's output buffers take the output's element type
+            buffers += [(f"{name}_buf", "CHUNK", f"{name}.dtype" if self.half else None)
+                        for name, _ in kernel.outputs]
             if self.shift_buffer:
-                buffers.append(("shift_r", "CHUNK"))
-        return buffers + [(f"{base}_r", "n") for base, _, _ in kernel.scratch]
+                buffers.append(("shift_r", "CHUNK", wide))
+        return buffers + [(f"{base}_r", "n", wide) for base, _, _ in kernel.scratch]
 
 
 def _viewed(expr: sp.Expr, names: dict[sp.IndexedBase, sp.IndexedBase]) -> sp.Expr:
@@ -210,7 +230,7 @@ def _sum_loop(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
     with out.block(f"for sub in range(0, stop - start, {block}):"):
         out.add(f"sub_stop = min(sub + {block}, stop - start)")
         blocks = {row: sp.IndexedBase(f"{view}_sub") for row, view in views.items()}
-        stores = [f"{kernel.outputs[0][0]}_chunk"] if plan.stored is not None else []
+        stores = [f"{plan.store(kernel)}_chunk"] if plan.stored is not None else []
         for view in dict.fromkeys([*views.values(), *stores]):
             out.add(f"{view}_sub_r = {view}_r[sub:sub_stop]")
         out.add(*(f"{r}_sub = {pr.const('0')}" for r in sums))
@@ -252,7 +272,7 @@ def _sum_body(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
             out.add(f"e_k = {pr.doprint(exp_k)}")
             kept = {exp_k: sp.Symbol("e_k")}
         if plan.stored is not None:
-            out.add(f"{kernel.outputs[0][0]}_{store}_r[k] = e_k")
+            out.add(f"{plan.store(kernel)}_{store}_r[k] = e_k")
         for r in others:
             summand = _viewed(r.summand.xreplace({m: m_c}), views).xreplace(kept)
             out.add(f"{r.symbol}{part} += {pr.doprint(summand)}")
@@ -333,7 +353,7 @@ def _span_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
     merged into the row's state once (its ties counted over the span: the span's max is
     attained in it, not always in each chunk)."""
     zero = pr.const("0")
-    store = kernel.outputs[0][0]
+    store = plan.store(kernel)
     shifted = [r.symbol for r in kernel.reductions if r.shifted]
     with out.block("if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)"):
         _zero_sums(out, pr, kernel, f"np.{MERGED_SUM_DTYPE[pr.dtype]}(0)", "_sp")
@@ -343,13 +363,16 @@ def _span_merge(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan,
             out.add(f"{store}_chunk_r = {store}_r[start:stop]",
                     "m_chunks[start // CHUNK] = m_c")
             out.add(*(f"{d}_c = {zero}" for d in shifted))
-            # in place (out = x) a loop reading x and writing out sees two arrays that may
-            # alias, and LLVM runs it scalar; reading the output row itself, it vectorises
-            with out.block("if in_place:"):
-                held = sp.IndexedBase(f"{store}_chunk")
-                _sum_loop(out, pr, kernel, plan, {**views, kernel.max_of: held})
-            with out.block("else:"):
+            if plan.half:  # the exps go to a float32 row of their own, never x's
                 _sum_loop(out, pr, kernel, plan, views)
+            else:
+                # in place (out = x) a loop reading x and writing out sees two arrays that
+                # may alias, and LLVM runs it scalar; reading the output row, it vectorises
+                with out.block("if in_place:"):
+                    held = sp.IndexedBase(f"{store}_chunk")
+                    _sum_loop(out, pr, kernel, plan, {**views, kernel.max_of: held})
+                with out.block("else:"):
+                    _sum_loop(out, pr, kernel, plan, views)
             out.add(*(f"{d}_sp += {d}_c" for d in shifted))
         _merge_part(out, pr, kernel, "_sp")
     with out.block("else:  # exp(x[k] - m) is 0 there"):
@@ -396,12 +419,14 @@ def _reductions(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -
     out.add(*(f"{d} = {pr.np_type}({row})" for d, row in merged.items() if row != d))
 
 
-def _stored_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, stored: sp.Expr) -> None:
-    """The output pass, chunk by chunk, reading exp(x[i] - m) back from the first output row:
+def _stored_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
+    """The output pass, chunk by chunk, reading exp(x[i] - m) back from the first output row
+    (a 16-bit variant: from its float32 row ``e_r``):
     exp(x[i] - m) = exp(x[i] - m_c) * exp(m_c - m), the factor D11's merge_d gives a chunk's
     sum d_c when the maxima merge to the row's m (D18's merge_s, with an excess: 1 where
     m_c = m, also at +inf)."""
     m_c = sp.Symbol("m_c")
+    stored = plan.stored
     if _excess(kernel) is not None:
         # the row's m is the larger max: merge_s's first branch, d_c = 1 + s_c
         factor = sp.diff(kernel.merge_s.args[0][0], s2).xreplace({m1: m, m2: m_c})
@@ -416,22 +441,34 @@ def _stored_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, stored: sp.E
     with out.block("for start in range(0, n, CHUNK):"):
         out.add("stop = min(start + CHUNK, n)", "m_c = m_chunks[start // CHUNK]",
                 f"f_c = {pr.doprint(factor)}  # the merge's factor for the chunk's sum")
-        out.add(*(f"{name}_chunk_r = {name}_r[start:stop]" for name in names))
+        store = plan.store(kernel)
+        out.add(*(f"{name}_chunk_r = {name}_r[start:stop]"
+                  for name in ([store] if plan.half else []) + names))
         out.add(*(f"{v}_chunk_r = {v}_r[start:stop]" for v in kernel.class_rows))
         assigns = [(a.symbol, in_chunk(a.expr)) for a in kernel.element_level]
         values = [(f"{name}_chunk_r", in_chunk(value)) for name, value in kernel.outputs]
-        first = f"e_x = {names[0]}_chunk_r[k]*f_c  # {stored.rewrite(sp.exp)}"
-        _element_loop(out, pr, assigns, values, first)
+        first = f"e_x = {store}_chunk_r[k]*f_c  # {stored.rewrite(sp.exp)}"
+        _element_loop(out, pr, assigns, values, first, _narrow(plan))
+
+
+def _narrow(plan: RowPlan) -> str | None:
+    """The function a 16-bit variant stores its outputs of rows through (``softce.half``)."""
+    return f"narrow_{plan.half}_to" if plan.half else None
 
 
 def _element_loop(out: Code, pr: NumbaPrinter, assigns: list[tuple[sp.Symbol, sp.Expr]],
-                  values: list[tuple[str, sp.Expr]], first: str | None = None) -> None:
+                  values: list[tuple[str, sp.Expr]], first: str | None = None,
+                  narrow: str | None = None) -> None:
     """``for k`` over the chunk: the line ``first``, the element values, then
-    ``target[k] = value`` for each (target, value). A KroneckerDelta(i, c) is taken out of the
-    loop (``DeltaSplit``): the element i = c is computed before the loop, which may overwrite
-    what it reads, and stored after it."""
+    ``target[k] = value`` for each (target, value) (``narrow(value, target)`` when given: a
+    16-bit variant's rounding to the target's element type). A KroneckerDelta(i, c) is taken
+    out of the loop (``DeltaSplit``): the element i = c is computed before the loop, which may
+    overwrite what it reads, and stored after it."""
     exprs = [e for _, e in assigns + values]
     c = DeltaSplit.of(exprs).index
+
+    def stored(value: str, target: str) -> str:
+        return f"{narrow}({value}, {target})" if narrow else value
 
     def element(delta: int, store: str) -> None:
         out.add(*([first] if first else []))
@@ -440,7 +477,8 @@ def _element_loop(out: Code, pr: NumbaPrinter, assigns: list[tuple[sp.Symbol, sp
         for symbol, expr in assigns:
             out.add(f"{symbol} = {pr.doprint(DeltaSplit.at(expr, delta))}")
         for target, value in values:
-            out.add(store.format(target) + pr.doprint(DeltaSplit.at(value, delta)))
+            printed = pr.doprint(DeltaSplit.at(value, delta))
+            out.add(store.format(target) + (printed if delta else stored(printed, target)))
 
     if c is not None:
         out.add(f"at_c = start <= {pr.doprint(c)} < stop  # the chunk holds i = c")
@@ -452,8 +490,8 @@ def _element_loop(out: Code, pr: NumbaPrinter, assigns: list[tuple[sp.Symbol, sp
         element(0, "{}[k] = ")
     if c is not None:
         with out.block("if at_c:"):
-            out.add(*(f"{target}[{pr.doprint(c)} - start] = {target}_at_c"
-                      for target, _ in values))
+            out.add(*(f"{target}[{pr.doprint(c)} - start] = "
+                      + stored(f"{target}_at_c", target) for target, _ in values))
 
 
 def _streamed_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
@@ -483,8 +521,10 @@ def _streamed_outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowP
         out.add(*(f"{views[base]}_r = {base}_r[start:stop]" for base in used))
         if plan.shift_buffer:
             with out.block("for k in range(stop - start):"):
-                out.add(f"shift_r[k] = {x}_chunk_r[k] - m  # D2's shift, rounded by this store")
-        _element_loop(out, pr, assigns, [(f"{name}_buf", v) for name, v in values])
+                load = pr.doprint(sp.IndexedBase(f"{x}_chunk")[k])
+                out.add(f"shift_r[k] = {load} - m  # D2's shift, rounded by this store")
+        _element_loop(out, pr, assigns, [(f"{name}_buf", v) for name, v in values],
+                      narrow=_narrow(plan))
         out.add(*(f"put({name}_r[start:stop], {name}_buf, stream)" for name, _ in kernel.outputs))
     out.add("stream_fence(stream)")
 
@@ -497,7 +537,7 @@ def _row(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
         held = {load: f"held{q}" for q, load in enumerate(sorted(_row_loads(kernel), key=str))}
         out.add(*(f"{local} = {pr.doprint(load)}  # read before the row is overwritten"
                   for load, local in held.items()))
-        row_pr = _HeldPrinter(pr.dtype, held)
+        row_pr = _HeldPrinter(pr, held)
     _reductions(out, pr, kernel, plan)
     out.assign(row_pr, kernel.row_level)
     for base, assigns, value in kernel.scratch:
@@ -507,7 +547,7 @@ def _row(out: Code, pr: NumbaPrinter, kernel: RowKernel, plan: RowPlan) -> None:
     # before the outputs: out may alias an input
     out.add(*(f"{name}[r] = {row_pr.doprint(value)}" for name, value in kernel.row_outputs))
     if plan.stored is not None:
-        _stored_outputs(out, pr, kernel, plan.stored)
+        _stored_outputs(out, pr, kernel, plan)
     elif plan.streamed:
         _streamed_outputs(out, pr, kernel, plan)
     if kernel.pair_outputs:
@@ -525,19 +565,31 @@ def round_shifts(kernel: RowKernel) -> RowKernel:
     return on_kernel(kernel, RoundShifts(kernel.max_of, m))
 
 
+#: the views of a row the emitter reads it through (``_views``, ``_streamed_outputs``)
+VIEWS = ("", "_chunk", "_span")
+
+
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
-    """Source lines of ``<name>_<dtype>`` for one RowKernel."""
+    """Source lines of ``<name>_<dtype>`` for one RowKernel; a 16-bit ``dtype`` ("bf16",
+    "f16") prints the float32 kernel reading its rows as 16-bit bit patterns (each load
+    widened) and rounding its outputs of rows to 16 bits at each store."""
     kernel = round_shifts(kernel)
-    plan = RowPlan.of(kernel)
-    pr = NumbaPrinter(dtype)
+    half = dtype if dtype in HALF_DTYPES else None
+    if half and (kernel.pair_outputs or kernel.scratch):
+        raise ValueError(f"{kernel.name}: no 16-bit variant for pair outputs or scratch rows")
+    plan = RowPlan.of(kernel, half)
+    compute = "f32" if half else dtype
+    pr = NumbaPrinter(compute) if not half else NumbaPrinter(
+        compute, f"widen_{half}", frozenset(f"{row}{v}" for row in kernel.rows for v in VIEWS))
     out = Code()
     sigs = ", ".join(f'"{sig}"' for sig in signatures(kernel, dtype))
     out.add(f"@nb.njit([{sigs}], **CPU_OPTIONS)")
     with out.block(f"def {kernel.name}_{dtype}({names(kernel)}):"):
-        out.add(f'"""{kernel.doc} ({DTYPES[dtype]})"""', f"rows, n = {kernel.rows[0]}.shape")
+        kind = f"{HALF_DTYPES[half]} rows, computed in float32" if half else DTYPES[dtype]
+        out.add(f'"""{kernel.doc} ({kind})"""', f"rows, n = {kernel.rows[0]}.shape")
         if plan.streamed:
             out.add(f"stream = {kernel.outputs[0][0]}.nbytes >= STREAM_BYTES  # softce.stream")
-        if plan.stored is not None:
+        if plan.stored is not None and not half:
             name, row = kernel.outputs[0][0], kernel.max_of
             out.add(f"in_place = {name}.ctypes.data == {row}.ctypes.data  # out = {row}")
         buffers = plan.buffers(kernel)
@@ -547,8 +599,8 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
             return out.lines
         out.add("block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers")
         with out.block("for b in nb.prange((rows + block - 1) // block):"):
-            out.add(*(f"{name} = np.empty({length}, np.{DTYPES[dtype]})"
-                      for name, length in buffers))
+            out.add(*(f"{name} = np.empty({length}, {etype or f'np.{DTYPES[compute]}'})"
+                      for name, length, etype in buffers))
             with out.block("for r in range(b * block, min(b * block + block, rows)):"):
                 _row(out, pr, kernel, plan)
     return out.lines
@@ -572,15 +624,21 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
 def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
     """Imports and both dtype variants of one kernel (the header is added by the writer)."""
     emit = emit_row_kernel if isinstance(kernel, RowKernel) else emit_elementwise_kernel
-    body = definitions(kernel, emit)
+    halves = tuple(HALF_DTYPES) if kernel.name in HALF_KERNELS else ()
+    body = definitions(kernel, emit, (*DTYPES, *halves))
     text = "\n".join(body)
     used = [name for name in ("exp_f32", "exp_f64", "exp_nonpos_f32", "exp_nonpos_f64", "fmax",
                               "fmin") if f"{name}(" in text]
     shifts = [name for name in ("shift_f32", "shift_f64") if f"{name}(" in text]
+    halves = [f"{verb}_{h}{to}" for verb, to in (("widen", ""), ("narrow", "_to"))
+              for h in HALF_DTYPES if f"{verb}_{h}{to}(" in text]
     streams = [name for name in ("STREAM_BYTES", "put", "stream_fence")
                if name == "STREAM_BYTES" and name in text or f"{name}(" in text]
     lines = ["import math", ""] if "math." in text else []
-    lines += ["import numba as nb", "import numpy as np", "", "from softce.jit import CPU_OPTIONS"]
+    lines += ["import numba as nb", "import numpy as np", ""]
+    if halves:
+        lines.append(f"from softce.half import {', '.join(halves)}")
+    lines.append("from softce.jit import CPU_OPTIONS")
     if used:
         lines.append(f"from softce.primitives import {', '.join(used)}")
     if shifts:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from softce.half import OUTPUTS
+
 from .ir import ElementwiseKernel, RowKernel
-from .printer import DTYPES
+from .printer import DTYPES, HALF_DTYPES
 
 #: The Numba type of each role, with {float} and {label} the element types.
 ROLE_TYPES = {
@@ -29,6 +31,20 @@ ROLE_TYPES = {
 #: The integer types a kernel with a "label" parameter is compiled for.
 LABEL_TYPES = ("int32", "int64")
 
+#: The kernels of a training step and of the softmax family's rows, printed with 16-bit
+#: variants too (``<name>_bf16``, ``<name>_f16``): their "rows" and "out_rows" parameters hold
+#: 16-bit bit patterns (uint16), every other "float" parameter is float32, the dtype they
+#: compute in (``softce.half``).
+HALF_KERNELS = frozenset({
+    "softmax", "log_softmax", "logsumexp",
+    *(f"cross_entropy{grad}_{target}{variant}" for grad in ("", "_grad")
+      for target in ("label", "prob") for variant in ("", "_weighted", "_smoothed")),
+})
+
+#: The element types of a 16-bit variant's "out_rows": 16-bit bit patterns, and for float16
+#: also float32 (the NumPy API returns float32 for float16 input unless out= is float16).
+HALF_OUTPUTS = OUTPUTS
+
 #: The comment printed above ``PARAMETERS`` in every generated module.
 TABLE_COMMENT = (
     '#: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;',
@@ -39,7 +55,10 @@ TABLE_COMMENT = (
     '#: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", '
     '"out_flat" (size,).',
     '#: dtype: "float" is the kernel\'s float dtype (float32 or float64), '
-    '"label" is int32 or int64.',
+    '"label" is int32 or int64;',
+    '#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns '
+    '(out_rows',
+    '#: of _f16 also float32) and every other "float" as float32.',
 )
 
 
@@ -75,11 +94,19 @@ def names(kernel: RowKernel | ElementwiseKernel) -> str:
 
 def signatures(kernel: RowKernel | ElementwiseKernel, dtype: str) -> list[str]:
     """Numba signatures of the kernel at ``dtype``: C-contiguous arrays, one signature per
-    label type when a parameter holds labels."""
+    label type when a parameter holds labels (and, for a 16-bit variant, per element type of
+    its outputs of rows: ``HALF_OUTPUTS``)."""
     params = parameters(kernel)
     labels = LABEL_TYPES if any(p.dtype == "label" for p in params) else (None,)
-    types = [[ROLE_TYPES[p.role].format(float=DTYPES[dtype], label=label) for p in params]
-             for label in labels]
+    if dtype not in HALF_DTYPES:
+        types = [[ROLE_TYPES[p.role].format(float=DTYPES[dtype], label=label) for p in params]
+                 for label in labels]
+        return [f"void({', '.join(args)})" for args in types]
+    storage = {"rows": "uint16"}
+    types = [[ROLE_TYPES[p.role].format(float={**storage, "out_rows": out}.get(p.role,
+                                                                              "float32"),
+                                        label=label) for p in params]
+             for label in labels for out in HALF_OUTPUTS[dtype]]
     return [f"void({', '.join(args)})" for args in types]
 
 

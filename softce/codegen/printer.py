@@ -17,15 +17,23 @@ from softce.derive.symbols import n
 from .lower import m
 
 DTYPES = {"f32": "float32", "f64": "float64"}
+#: 16-bit storage dtypes of the CPU kernels' 16-bit variants, computed in float32
+#: (``softce.half``: rows read as bit patterns and widened at each load).
+HALF_DTYPES = {"bf16": "bfloat16", "f16": "float16"}
 
 
 class NumbaPrinter(PythonCodePrinter):
     """A SymPy Python printer whose numbers and functions fit a float32/float64 kernel."""
 
-    def __init__(self, dtype: str) -> None:
+    def __init__(self, dtype: str, widen: str | None = None,
+                 widened: frozenset[str] = frozenset()) -> None:
         super().__init__({"standard": "python3"})
         self.dtype = dtype
         self.np_type = f"np.{DTYPES[dtype]}"
+        #: the rows (and their views) holding 16-bit bit patterns: each load of them is
+        #: printed as ``<widen>(load)``, a float32
+        self.widen = widen
+        self.widened = widened
 
     def const(self, value: str) -> str:
         return f"{self.np_type}({value})"
@@ -56,7 +64,8 @@ class NumbaPrinter(PythonCodePrinter):
     # structure -------------------------------------------------------------------------
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         index = ", ".join(self._print(q) for q in expr.indices)
-        return f"{expr.base}_r[{index}]"
+        load = f"{expr.base}_r[{index}]"
+        return f"{self.widen}({load})" if str(expr.base) in self.widened else load
 
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
         """Loads first, then the shift m, then the rest (left to right, as Python adds)."""

@@ -48,10 +48,11 @@ def load_row(code: Code, kernel: RowKernel) -> None:
 
 
 def definitions(kernel: RowKernel | ElementwiseKernel,
-                emit: Callable[[RowKernel | ElementwiseKernel, str], list[str]]) -> list[str]:
+                emit: Callable[[RowKernel | ElementwiseKernel, str], list[str]],
+                dtypes: tuple[str, ...] = tuple(DTYPES)) -> list[str]:
     """The kernel's source at each dtype (``emit``), then its ``PARAMETERS`` table, each
     after two blank lines."""
     lines: list[str] = []
-    for dtype in DTYPES:
+    for dtype in dtypes:
         lines += ["", "", *emit(kernel, dtype)]
     return [*lines, "", "", *table(kernel)]

@@ -29,7 +29,7 @@ class CUDA(Backend):
 
     name = "cuda"
 
-    def float_array(self, value: object, name: str) -> Any:
+    def float_array(self, value: object, name: str, half: bool = False) -> Any:
         arr = self.operand(value)
         return self.cast(arr, float_dtype(arr.dtype, name))
 

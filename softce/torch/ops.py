@@ -20,7 +20,16 @@ from torch import Tensor
 
 import softce
 
-from .arrays import array, compute_dtype, empty_like, narrowed, ordered, tensor, widened
+from .arrays import (
+    array,
+    compute_dtype,
+    empty_like,
+    narrowed,
+    ordered,
+    read,
+    tensor,
+    widened,
+)
 
 LIB = "softce"
 
@@ -43,12 +52,15 @@ def loss_shape(shape: torch.Size | tuple[int, ...], reduction: str) -> tuple[int
 def _ce_args(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
              reduction: str, label_smoothing: float, z_loss: float, softcap: float | None
              ) -> tuple[Tensor, dict]:
-    """The computed logits (widened when 16-bit) and softce's arguments of a cross-entropy."""
-    x = widened(input)
-    tgt = narrowed(target, x.dtype) if target.is_floating_point() else target
+    """The logits as the kernels read them (16-bit ones as they are on the CPU, ``read``)
+    and softce's arguments of a cross-entropy (class weights in the dtype it computes in)."""
+    x = read(input)
+    tgt = target
+    if target.is_floating_point() and target.dtype != x.dtype:
+        tgt = narrowed(target, compute_dtype(x.dtype))
     kw = {"axis": class_dim(x.ndim), "reduction": reduction, "ignore_index": ignore_index,
           "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap,
-          "weight": None if weight is None else array(weight.to(x.dtype))}
+          "weight": None if weight is None else array(weight.to(compute_dtype(x.dtype)))}
     return x, {"target": array(tgt), **kw}
 
 
@@ -129,7 +141,7 @@ def cross_entropy_backward(input: Tensor, target: Tensor, weight: Tensor | None,
     x, kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                      softcap)
     grad = empty_like(x)
-    go = widened(grad_output).to(x.dtype)
+    go = grad_output.to(compute_dtype(x.dtype))
     with ordered(input, target, grad_output):
         softce.cross_entropy_grad(array(x), **kw, grad_output=array(go), out=array(grad))
     return narrowed(grad, input.dtype)
@@ -152,7 +164,8 @@ def cross_entropy_with_grad(input: Tensor, target: Tensor, weight: Tensor | None
     grad_output 1); the gradient in a new tensor of the input's shape and dtype."""
     x, kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
                      softcap)
-    # a 16-bit input's widened copy is softce's own: the gradient goes over it
+    # a 16-bit input's widened copy (CUDA) is softce's own: the gradient goes over it; on the
+    # CPU a new gradient in the input's dtype, 16-bit ones written in 16 bits by the kernel
     grad = x if x is not input else empty_like(x)
     with ordered(input, target):
         res = softce.cross_entropy_grad(array(x), **kw, return_lse=return_lse,
@@ -290,8 +303,8 @@ nll_loss.register_autograd(_nll_backward, setup_context=_nll_setup)
 # the softmax family -----------------------------------------------------------------------
 
 def _rowwise(name: str, x: Tensor, dim: int) -> Tensor:
-    out = empty_like(x, compute_dtype(x.dtype))
-    xw = widened(x)
+    xw = read(x)
+    out = empty_like(x, xw.dtype)
     with ordered(x):
         getattr(softce, name)(array(xw), dim, out=array(out))
     return narrowed(out, x.dtype)
@@ -358,7 +371,7 @@ def _reduced_shape(shape: tuple[int, ...], dims: list[int], keepdim: bool) -> tu
 @torch.library.custom_op(f"{LIB}::logsumexp", mutates_args=())
 def logsumexp(input: Tensor, dim: list[int], keepdim: bool) -> Tensor:
     """softce.logsumexp over the axes ``dim`` taken together."""
-    x = widened(input)
+    x = read(input)
     with ordered(input):
         lse = softce.logsumexp(array(x), tuple(dim), keepdims=keepdim)
     return tensor(lse, input.device, input.dtype)
