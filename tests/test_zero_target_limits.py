@@ -207,21 +207,24 @@ def test_select_factor_reuses_the_kernels_products() -> None:
 
 def test_generated_guards_are_selects_on_loads() -> None:
     """In generated/cpu/cross_entropy_prob*.py the guarded term of D19's shifted sum is one
-    select on m_c - x[k], times the target: no function call in the element loop."""
+    select on m_c - x[k], times the target: no function call in the element loop but the
+    16-bit variants' widening of each load (float32, float64, bfloat16, float16 variants)."""
     root = Path(__file__).resolve().parents[1] / "generated" / "cpu"
+    load = r"(?:x_chunk_r\[k\]|widen_(?:bf16|f16)\(x_chunk_r\[k\]\))"
     select = (r"\(np\.float(32|64)\(0\) if \((?P<a>[^=]+) == np\.float(32|64)\(0\)\) else "
-              r"-x_chunk_r\[k\] \+ m_c\)")
+              rf"-{load} \+ m_c\)")
     files = sorted(root.glob("cross_entropy*prob*.py"))
     assert len(files) == 6
     for path in files:
         lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip().startswith(
             "t_c +=")]
-        assert len(lines) == 2, path.name
+        assert len(lines) == 4, path.name
+        assert sum("widen_" in line for line in lines) == 2, path.name
         for line in lines:
             match = re.search(select, line)
             assert match, (path.name, line)
             # the rest of the line: loads, products, sums and the select's condition only
-            rest = line.replace(match.group(0), "")
+            rest = re.sub(r"widen_(bf16|f16)\(", "", line.replace(match.group(0), ""))
             assert not re.search(r"[a-z_]\w*\(", rest.replace("np.float32(", "").replace(
                 "np.float64(", "")), (path.name, line)
 
