@@ -131,6 +131,7 @@ def shifted_probability_loss(d: Derivation) -> None:
     d.results["masked_chunk"] = d.step(
         "a part of -oo logits only, at a finite max: sum_k a_k (m + oo) = A oo", masked_chunk)
     d.check(MERGE, CONCRETE, *_concrete_merge(merge_t, masked_chunk))
+    d.check(ASSOCIATIVE, SYMBOLIC, *_symbolic_associative(merge_t))
     d.check(ASSOCIATIVE, NUMERIC, *_numeric_associative(merge_t))
     d.check(MASKED, CONCRETE, *_masked_rows(plain, masked_chunk))
 
@@ -178,6 +179,33 @@ def _concrete_merge(merge_t: sp.Expr, masked_chunk: sp.Expr) -> tuple[bool, str]
                 if merged[1] != whole[1] or merged[0] != whole[0]:
                     return False, f"differs at {row}, targets {weights}, split {cut}"
     return True, "every split of integer rows of n = 2..8 (ties, -oo entries and parts)"
+
+
+def _symbolic_associative(merge_t: sp.Expr) -> tuple[bool, str]:
+    """For finite states: merge_t of two parts is T_1 + T_2 + sum_i A_i (M - m_i), M the larger
+    max (each branch, the maxima apart by a symbolic delta >= 0); merging that with a third
+    part gives sum_i T_i + sum_i A_i (M - m_i) over the three for any maxima (an identity in M
+    and the pair's max), which is symmetric in the parts, and Max is associative and
+    commutative: so merge_t is too."""
+    delta = sp.Symbol("delta", nonnegative=True)
+    big, pair = sp.symbols("M M12", real=True)
+
+    def closed(*parts: tuple[sp.Expr, sp.Expr, sp.Expr], top: sp.Expr) -> sp.Expr:
+        return sum((t + a * (top - mi) for mi, t, a in parts), sp.S.Zero)
+
+    a, b = (m1, T1, A1), (m2, T2, A2)
+    merged = _merge(a, b, merge_t)[1]
+    two = (symbolic_zero(_unguarded(merged.subs(m1, m2 + delta)) - closed(a, b, top=m1)
+                         .subs(m1, m2 + delta))
+           and symbolic_zero(_unguarded(merged.subs(m2, m1 + delta)) - closed(a, b, top=m2)
+                             .subs(m2, m1 + delta)))
+    m3, t3, a3 = sp.symbols("m3 T3 A3", real=True)
+    third = (m3, t3, a3)
+    nested = closed((pair, closed(a, b, top=pair), A1 + A2), third, top=big)
+    three = symbolic_zero(sp.expand(nested - closed(a, b, third, top=big)))
+    maxima = sp.Max(sp.Max(m1, m2), m3) == sp.Max(m1, sp.Max(m2, m3)) == sp.Max(m2, m1, m3)
+    return two and three and maxima, ("two parts in each branch (m_1 - m_2 = +-delta, delta >= "
+                                      "0), then three parts for any maxima; finite states")
 
 
 def _numeric_associative(merge_t: sp.Expr) -> tuple[bool, str]:

@@ -89,7 +89,7 @@ def test_methods_are_as_strong_as_sympy_reaches() -> None:
     assert methods == {**{f"D{n}": SYMBOLIC for n in range(1, 11)},
                        "D11": CONCRETE, "D12": NUMERIC,
                        **{f"D{n}": SYMBOLIC for n in range(13, 18)}, "D18": CONCRETE,
-                       "D20": SYMBOLIC}
+                       "D19": CONCRETE, "D20": SYMBOLIC}
 
 
 def test_the_concrete_claim_of_d11_is_labelled_concrete() -> None:
@@ -128,11 +128,21 @@ def _declared(module: ModuleType) -> set[sp.Basic]:
     return found | {v.label for v in found if isinstance(v, sp.IndexedBase)}
 
 
+def _imported_derivations(module: ModuleType) -> set[ModuleType]:
+    """The derive modules whose derivations ``module`` builds on (imported by name)."""
+    package = module.__name__.rpartition(".")[0]
+    return {sys.modules[v.__module__] for v in vars(module).values() if callable(v)
+            and (getattr(v, "__module__", None) or "").startswith(f"{package}.d")}
+
+
 def test_results_use_only_the_shared_symbols() -> None:
     """derive.symbols, and the symbols a derivation's own module declares (the options and
-    scalar arguments of D13-D17), from where the generator imports them."""
+    scalar arguments of D13-D17) or the modules of the derivations it builds on declare (D19's
+    results carry D13's options), from where the generator imports them."""
     for f in ALL:
-        shared = _declared(symbols) | _declared(sys.modules[f.__module__])
+        module = sys.modules[f.__module__]
+        shared = _declared(symbols).union(
+            *(_declared(m) for m in {module, *_imported_derivations(module)}))
         d = run(f.id)
         for name, expr in d.results.items():
             used = expr.atoms(sp.Symbol) | {e.base for e in expr.atoms(sp.Indexed)}
