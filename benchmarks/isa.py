@@ -129,8 +129,10 @@ def markdown(data: dict[str, object]) -> str:
     lines = [SECTION, "",
              f"`python -m benchmarks.isa`, {data['shape']} float32, {data['rounds']} "
              f"interleaved rounds, {data['workers'][isas[0]]['threads']} threads, "
-             f"{data['date']}. Each instruction set is a worker process whose Numba compiles "
-             "for it (`NUMBA_CPU_NAME`/`NUMBA_CPU_FEATURES`; haswell = AVX2 + FMA); the "
+             f"{data['date']}, load average {data['load_average'][0]} before and "
+             f"{data['load_average'][1]} after (2 is the 2 cores busy). Each instruction "
+             "set is a worker process whose Numba compiles for it (`NUMBA_CPU_NAME`/"
+             "`NUMBA_CPU_FEATURES`; haswell = AVX2 + FMA); the "
              "register in brackets is the widest the compiled copy uses. Floors of the same "
              "worker: a copy of the logits into a warm buffer, a read of them (a sum per row); "
              f"the bar is {BAR_RATIO}x its floor.", "", head,
@@ -196,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown --isa {unknown}; choose from {sorted(ISAS)}")
     rows, n = (int(v) for v in args.shape.lower().split("x"))
+    load_before = os.getloadavg()[0]
     measured = measure(isas, rows, n, args.rounds)
     data = {"shape": args.shape, "rounds": args.rounds,
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "date": time.strftime("%Y-%m-%d", time.gmtime()),
             "workers": {isa: m["info"] for isa, m in measured.items()},
             "summary": summarise(measured),
