@@ -5,9 +5,9 @@
 #   D15  bce_grad         aee43a22f3195707
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  305a79dc08e8c20d
-#   softce/shift.py       42442489f175ff00
+#   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      80ae0ceed6eb06f3
-#   softce/jit.py         84c94c711bf5c037
+#   softce/jit.py         3fef78f8283306fb
 # SymPy 1.14.0.
 
 import numba as nb
