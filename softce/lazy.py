@@ -74,7 +74,9 @@ class LazyDispatcher(CPUDispatcher):
             self._declaring = False
             entry = None
             for sig in self.pending_signatures if args is None else [args]:
-                entry = super().compile(sig)
+                # another thread may have compiled it (and disabled compilation) meanwhile
+                done = self.overloads.get(sig)
+                entry = done.entry_point if done is not None else super().compile(sig)
             if self.declared_signatures and not self.pending_signatures and self._can_compile:
                 super().disable_compile()
             return entry

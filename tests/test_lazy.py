@@ -121,3 +121,31 @@ def test_a_pickled_kernel_keeps_its_declared_signatures() -> None:
     assert pickle.loads(pickle.dumps(plus_one)) is plus_one
     assert compile_declared(plus_one) == 1 and compile_declared(plus_one) == 0
     assert compile_declared(nb.njit(lambda a: a)) == 0
+
+
+def test_threads_making_the_first_calls_together() -> None:
+    """Threads that all find nothing compiled: one compiles, the others use it (compilation
+    disabled by the first one to finish is not an error for the rest)."""
+    import threading
+
+    @nb.njit(["float64(float64)"], _target="softce_cpu")
+    def half(a):
+        return a / 2
+
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+
+    def call() -> None:
+        barrier.wait()
+        try:
+            results.append(half(3.0))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [1.5] * 4
+    assert not half._can_compile and len(half.overloads) == 1
