@@ -59,3 +59,81 @@ def measure_startup(repeats: int, n_functions: int = 6) -> dict[str, object]:
     }
     return {"cold": cold, "warm": warm, "repeats": repeats,
             "warm_command": f"python -c {WARM_IMPORT!r}"}
+
+
+FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "cross_entropy_probs",
+             "cross_entropy_grad")
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def measure_first_calls(repeats: int, functions: tuple[str, ...] = FUNCTIONS
+                        ) -> dict[str, object]:
+    """Each function's first call in a fresh interpreter of its own with an empty Numba
+    cache (``repeats`` processes each, a new empty cache every time), and the warm whole
+    process (``WARM_IMPORT``) with a cache that holds softmax."""
+    first: dict[str, list[float]] = {name: [] for name in functions}
+    imports: list[float] = []
+    for _ in range(repeats):
+        for name in functions:
+            with tempfile.TemporaryDirectory(prefix="softce-bench-cache-") as cache:
+                _, stdout = _run_python([str(PROBE), name], dict(os.environ,
+                                                                   NUMBA_CACHE_DIR=cache))
+                run = json.loads(stdout)
+                first[name].append(run["first_call_s"][name])
+                imports.append(run["import_softce_s"])
+    with tempfile.TemporaryDirectory(prefix="softce-bench-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        _run_python(["-c", WARM_IMPORT], env)
+        warm = [_run_python(["-c", WARM_IMPORT], env)[0] for _ in range(repeats)]
+        bare = [_run_python(["-c", "import numpy"], env)[0] for _ in range(repeats)]
+    return {"first_call_s": {k: _spread(v) for k, v in first.items()},
+            "import_softce_s": _spread(imports), "warm_process_s": _spread(warm),
+            "numpy_process_s": _spread(bare), "repeats": repeats}
+
+
+def _timed(command: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def measure_first_command(softce_command: str = "softce") -> dict[str, float]:
+    """The README's first command after its install, with an empty derivation cache and an
+    empty Numba cache: ``softce generate --verify``, then ``softce audit``; then, in a new
+    empty Numba cache, ``softce warmup``."""
+    with tempfile.TemporaryDirectory(prefix="softce-bench-first-") as root:
+        env = dict(os.environ, SOFTCE_CACHE_DIR=f"{root}/softce",
+                   NUMBA_CACHE_DIR=f"{root}/numba")
+        env.pop("SOFTCE_DERIVATION_CACHE", None)
+        generate = _timed([softce_command, "generate", "--verify"], env)
+        audit = _timed([softce_command, "audit"], env)
+        env["NUMBA_CACHE_DIR"] = f"{root}/numba-warmup"
+        warmup = _timed([softce_command, "warmup", "--quiet"], env)
+    return {"generate_verify_s": generate, "audit_s": audit, "warmup_s": warmup}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.startup [--repeats N] [--first-command]``: prints JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--first-command", action="store_true",
+                        help="also time the README's first command (minutes)")
+    parser.add_argument("--softce", default=str(Path(sys.executable).with_name("softce")),
+                        help="the softce command (default: beside this Python)")
+    args = parser.parse_args(argv)
+    result: dict[str, object] = {"first_calls": measure_first_calls(args.repeats)}
+    if args.first_command:
+        result["first_command"] = measure_first_command(args.softce)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

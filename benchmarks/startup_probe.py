@@ -1,6 +1,7 @@
 """Run by benchmarks.startup in a fresh interpreter: ``python startup_probe.py N`` imports
 softce, calls its first N functions twice each on a 64x1000 float32 input and prints the
-import and call times (seconds) as one JSON object."""
+import and call times (seconds) as one JSON object; ``python startup_probe.py NAME ...``
+calls the functions named."""
 
 import json
 import sys
@@ -26,7 +27,9 @@ calls = [
     ("cross_entropy_grad", lambda: softce.cross_entropy_grad(x, labels)),
 ]
 first, second = {}, {}
-for name, call in calls[: int(sys.argv[1])]:
+chosen = (calls[: int(sys.argv[1])] if sys.argv[1].isdigit()
+          else [(name, call) for name, call in calls if name in sys.argv[1:]])
+for name, call in chosen:
     t = time.perf_counter()
     call()
     first[name] = time.perf_counter() - t

@@ -100,15 +100,31 @@ def verdict_of(checks: Iterable[Check]) -> str:
     return VERDICTS[0] if checks and all(ch.ok for ch in checks) else VERDICTS[1]
 
 
+#: How a derivation called by another one is found: set by ``derive.registry`` to read it
+#: from the registry's memo or the disk cache, so that a derivation that calls another one
+#: directly (D13 -> D8, D9; D11, D15 -> D2) does not derive it again in a process that can
+#: read it. It returns None for a derivation it does not resolve (one that is not registered,
+#: or the one it is deriving right now), which is then derived here.
+Resolver = Callable[[str], "Derivation | None"]
+_resolver: Resolver | None = None
+
+
+def set_resolver(resolver: Resolver | None) -> None:
+    """Route every call of a ``@derivation`` function through ``resolver`` (None: derive)."""
+    global _resolver
+    _resolver = resolver
+
+
 def derivation(id: str, title: str, seed_formula: str
                ) -> Callable[[Callable[[Derivation], None]], Callable[[], Derivation]]:
-    """Turn ``body(d)``, which fills d with steps, checks and results, into a cached, timed
-    derivation; an exception becomes a failed check instead of escaping."""
+    """Turn ``body(d)``, which fills d with steps, checks and results, into a timed derivation
+    resolved through the resolver (``set_resolver``), else derived once per process; an
+    exception becomes a failed check instead of escaping. ``f.derive()`` runs the body (once
+    per process) without asking the resolver."""
 
     def wrap(body: Callable[[Derivation], None]) -> Callable[[], Derivation]:
         @functools.cache
-        @functools.wraps(body)
-        def run() -> Derivation:
+        def derive() -> Derivation:
             d = Derivation(id, title, seed_formula)
             start = time.perf_counter()
             try:
@@ -119,7 +135,16 @@ def derivation(id: str, title: str, seed_formula: str
             d.seconds = time.perf_counter() - start
             return d
 
+        @functools.wraps(body)
+        def run() -> Derivation:
+            if _resolver is not None:
+                resolved = _resolver(id)
+                if resolved is not None:
+                    return resolved
+            return derive()
+
         run.id = id  # type: ignore[attr-defined]
+        run.derive = derive  # type: ignore[attr-defined]
         return run
 
     return wrap

@@ -4,7 +4,8 @@ Every module ``d<number>_<topic>.py`` of derive/ is imported and each function i
 ``@derivation`` is registered: adding a derivation is adding its module.
 
 A derivation comes from this process's memo, else from the disk cache (``derive.cache``), else
-it is derived and stored there.
+it is derived and stored there. The same holds for a derivation that another one calls
+directly (``core.set_resolver``): a process whose cache is warm derives nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from . import cache
+from . import cache, core
 from .core import Derivation
 
 #: A module of derive/ holding derivations is named d<number>_<topic>.py.
@@ -42,6 +43,9 @@ BY_ID = {f.id: f for f in ALL}
 MODULES = {f.id: f.__module__.rpartition(".")[2] for f in ALL}
 
 _memo: dict[str, Derivation] = {}
+#: The derivations being derived in this process right now (a call of one of them from its
+#: own body, or from the function that derives it, runs its body).
+_underway: set[str] = set()
 
 
 def run(id: str) -> Derivation:
@@ -52,9 +56,23 @@ def run(id: str) -> Derivation:
         derive = BY_ID[id]
     except KeyError:
         raise KeyError(f"no derivation {id!r}; known: {', '.join(BY_ID)}") from None
-    d = cache.cached(id, MODULES[id], MODULES.values(), derive)
+    _underway.add(id)
+    try:
+        d = cache.cached(id, MODULES[id], MODULES.values(), derive)
+    finally:
+        _underway.discard(id)
     _memo[id] = d
     return d
+
+
+def _resolve(id: str) -> Derivation | None:
+    """A registered derivation that another one calls: as ``run`` gives it."""
+    if id not in BY_ID or id in _underway:
+        return None
+    return run(id)
+
+
+core.set_resolver(_resolve)
 
 
 def run_all() -> list[Derivation]:

@@ -70,26 +70,46 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     out = args.out or Path(softce.generated.__file__).parent
     with _derivation_cache(args):
-        if args.check:
-            bad = stale(out)
-            for rel in bad:
-                print(f"stale or edited: {out / rel}", file=sys.stderr)
-            print(f"{out}: {len(bad)} stale file(s)" if bad else f"{out} is up to date")
-            if bad:
-                return 1
-        else:
-            changed = write(out)
-            print(f"{out}: {len(changed)} file(s) rewritten, the rest unchanged")
-        return _verify() if args.verify else 0
+        with _compiling_meanwhile(args) as compiling:
+            if args.check:
+                bad = stale(out)
+                for rel in bad:
+                    print(f"stale or edited: {out / rel}", file=sys.stderr)
+                print(f"{out}: {len(bad)} stale file(s)" if bad else f"{out} is up to date")
+                if bad:
+                    return 1
+            else:
+                changed = write(out)
+                print(f"{out}: {len(changed)} file(s) rewritten, the rest unchanged")
+            if compiling:
+                # the compilation takes longer than the derivations the kernels are printed
+                # from: derive the others meanwhile, into the cache `softce audit` reads
+                from softce.derive import run_all
+
+                run_all()
+        return _verify(args.workers) if args.verify else 0
 
 
-def _verify() -> int:
+def _compiling_meanwhile(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """For --verify into the installed generated/: the kernels compiled into Numba's cache in
+    the background, on the cores but one, while this process derives (what verification then
+    runs is read from the cache). Yields the background's futures; nothing (None) for one
+    worker."""
+    from softce import warmup
+
+    workers = args.workers or warmup.cores()
+    if not args.verify or args.out is not None or workers < 2:
+        return contextlib.nullcontext()
+    return warmup.background(workers - 1, labels=("int64",))
+
+
+def _verify(workers: int | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from softce.verify import verify_all
 
-    verdicts = verify_all()
+    verdicts = verify_all(workers=workers)
     table = Table(title="generated CPU kernels against their derived formulas (SymPy, 30 digits)")
     for column in ("kernel", "dtype", "rows", "max rel. error", "verdict"):
         table.add_column(column)
@@ -111,8 +131,52 @@ def add_generate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="then run every CPU kernel against its derived formulas")
     parser.add_argument("--out", type=Path, help="the generated/ directory to write")
+    _add_workers(parser, "--verify's processes, each compiling and checking a share of the "
+                         "kernels")
     _add_no_cache(parser)
     parser.set_defaults(run=_run_generate)
+
+
+def _add_workers(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help=f"{what} (default: one per core; 1: in this process)")
+
+
+def _run_warmup(args: argparse.Namespace) -> int:
+    import time
+
+    from softce import warmup
+
+    labels = warmup.LABELS if args.labels == "all" else (args.labels,)
+    start = time.perf_counter()
+    total = 0
+
+    def done(result: warmup.Compiled) -> None:
+        nonlocal total
+        total += result.signatures
+        if not args.quiet:
+            print(f"{result.module:<36} {result.signatures} signature(s) "
+                  f"{result.seconds:6.2f} s", flush=True)
+
+    compiled = warmup.warmup(args.workers, labels, done=done)
+    print(f"{len(compiled)} kernel modules, {total} signatures compiled or read from "
+          f"Numba's cache in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def add_warmup(subparsers: argparse._SubParsersAction) -> None:
+    """softce warmup: every generated CPU kernel compiled into Numba's on-disk cache."""
+    parser = subparsers.add_parser(
+        "warmup", help="compile every CPU kernel into Numba's cache, in parallel",
+        description="Compile every generated CPU kernel's signatures (both dtypes, each label "
+                    "type) into Numba's on-disk cache over a pool of processes, so that no "
+                    "later first call compiles. Kernels otherwise compile on first use, one "
+                    "signature at a time.")
+    _add_workers(parser, "processes")
+    parser.add_argument("--labels", choices=("all", "int32", "int64"), default="all",
+                        help="the label types to compile the label kernels for")
+    parser.add_argument("--quiet", action="store_true", help="print the total only")
+    parser.set_defaults(run=_run_warmup)
 
 
 def add_bench(subparsers: argparse._SubParsersAction) -> None:
@@ -139,7 +203,7 @@ def _run_bench(argv: list[str]) -> int:
     return bench_main(argv)
 
 
-SUBCOMMANDS: tuple[Subcommand, ...] = (add_audit, add_generate, add_bench)
+SUBCOMMANDS: tuple[Subcommand, ...] = (add_audit, add_generate, add_warmup, add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

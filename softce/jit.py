@@ -5,11 +5,15 @@ away the NaN and -inf that masks and bad inputs carry. ``reassoc`` lets sums vec
 ``contract`` forms FMAs, ``arcp``/``nsz``/``afn`` are harmless for these kernels.
 ``SOFTCE_BOUNDSCHECK=1`` compiles the kernels with bounds checks (and without the on-disk
 cache, whose key ignores jit options) so an out-of-range index raises IndexError.
+``_target`` makes each kernel's dispatcher compile its declared signatures on first use, one
+at a time (``softce.lazy``), not all of them at import.
 """
 
 from __future__ import annotations
 
 import os
+
+from .lazy import TARGET
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
@@ -21,4 +25,5 @@ CPU_OPTIONS = {
     "error_model": "numpy",
     "fastmath": set(FASTMATH),
     "boundscheck": BOUNDSCHECK,
+    "_target": TARGET,
 }

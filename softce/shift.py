@@ -22,6 +22,8 @@ from llvmlite import ir
 from numba.core import cgutils, config, types
 from numba.extending import intrinsic
 
+from .lazy import TARGET
+
 
 def _identity(value: float) -> float:
     """Python has no re-association to fence off (NUMBA_DISABLE_JIT=1)."""
@@ -46,13 +48,13 @@ def _fence_ir(typingctx, value):
 _fence = _identity if config.DISABLE_JIT else _fence_ir
 
 
-@nb.njit(nb.float32(nb.float32, nb.float32), cache=True)
+@nb.njit(nb.float32(nb.float32, nb.float32), cache=True, _target=TARGET)  # on first use
 def shift_f32(x: np.float32, m: np.float32) -> np.float32:
     """x - m, never re-associated (float32)."""
     return _fence(x - m)
 
 
-@nb.njit(nb.float64(nb.float64, nb.float64), cache=True)
+@nb.njit(nb.float64(nb.float64, nb.float64), cache=True, _target=TARGET)
 def shift_f64(x: float, m: float) -> float:
     """x - m, never re-associated (float64)."""
     return _fence(x - m)

@@ -11,6 +11,7 @@ independent hand-written references.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,16 +205,36 @@ def verify_elementwise_kernel(kernel: ElementwiseKernel, rng: np.random.Generato
     return verdicts
 
 
-def verify_all(seed: int = 0) -> list[Verdict]:
-    """Verdicts for every generated CPU kernel, both dtypes."""
-    rng = np.random.default_rng(seed)
-    verdicts: list[Verdict] = []
-    for kernel in row_kernels(_results):
-        if isinstance(kernel, RowKernel):
-            verdicts += verify_row_kernel(kernel, rng)
-        else:
-            verdicts += verify_elementwise_kernel(kernel, rng)
-    return verdicts
+def verify_kernel(kernel: RowKernel | ElementwiseKernel, seed: int = 0) -> list[Verdict]:
+    """Verdicts for one kernel, both dtypes, on rows drawn from ``seed`` and its name."""
+    rng = np.random.default_rng([seed, *kernel.name.encode()])
+    if isinstance(kernel, RowKernel):
+        return verify_row_kernel(kernel, rng)
+    return verify_elementwise_kernel(kernel, rng)
+
+
+def verify_all(seed: int = 0, workers: int | None = None,
+               names: Collection[str] | None = None) -> list[Verdict]:
+    """Verdicts for every generated CPU kernel (or those named), both dtypes, in catalogue
+    order.
+
+    The kernels are verified over ``workers`` spawned processes (default: one per core; 1:
+    in this process), each compiling its share into Numba's on-disk cache, the longest
+    kernels first; a kernel travels to its process pickled, with its formulas, so a process
+    needs no derivation."""
+    from softce import warmup
+
+    kernels = [kn for kn in row_kernels(_results) if names is None or kn.name in names]
+    workers = warmup.workers_for(len(kernels), workers)
+    if workers == 1:
+        return [v for kernel in kernels for v in verify_kernel(kernel, seed)]
+    order = {name: rank for rank, name in enumerate(warmup.modules())}
+    longest_first = sorted(kernels, key=lambda kn: order.get(kn.name, -1))
+    with warmup.pool(workers) as executor:
+        found = dict(zip([kn.name for kn in longest_first],
+                         executor.map(verify_kernel, longest_first,
+                                      [seed] * len(kernels))))
+    return [v for kernel in kernels for v in found[kernel.name]]
 
 
 def _results(derivation: str):

@@ -3,6 +3,7 @@ on, robust to corrupted entries and unwritable directories, and indistinguishabl
 again for every consumer (results, verdicts, steps, checks, the generated files)."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,8 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def fresh() -> dict[str, Derivation]:
     """Every derivation derived in this process (the one full cold derivation of the suite)."""
-    return {f.id: f() for f in ALL}
+    with cache.disabled():
+        return {f.id: f.derive() for f in ALL}
 
 
 def _keys() -> dict[str, str]:
@@ -231,11 +233,12 @@ def test_cached_derivations_equal_fresh_ones(fresh: dict[str, Derivation],
 
 CACHE_ONLY = """
 import runpy, sys
-from softce.derive import registry
-def derive():
+from softce.derive import core, registry
+def derive(*args, **kwargs):
     raise SystemExit("derived instead of read from the cache")
 for id in registry.BY_ID:
     registry.BY_ID[id] = derive
+core.Derivation.__init__ = derive  # a derivation called by another one, derived directly
 if sys.argv[1] == "-m":
     sys.argv = sys.argv[2:]
     runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
@@ -245,16 +248,60 @@ else:
 """
 
 
-@pytest.mark.parametrize("command", [["scripts/regenerate.py", "--check"],
-                                     ["-m", "softce.cli", "generate", "--check"]])
-def test_a_warm_check_reads_every_derivation_from_the_cache(
-        command: list[str], fresh: dict[str, Derivation], cache_dir: Path) -> None:
+def _warm(fresh: dict[str, Derivation]) -> None:
     keys = _keys()
     for id, d in fresh.items():
-        cache.store(id, keys[id], d)
+        assert cache.store(id, keys[id], d), id
+
+
+@pytest.mark.parametrize("command", [["scripts/regenerate.py", "--check"],
+                                     ["-m", "softce.cli", "generate", "--check"],
+                                     ["-m", "softce.cli", "audit", "--format", "json"]])
+def test_a_warm_process_reads_every_derivation_from_the_cache(
+        command: list[str], fresh: dict[str, Derivation], cache_dir: Path) -> None:
+    _warm(fresh)
     result = _in_subprocess(CACHE_ONLY, *command)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "up to date" in result.stdout
+    if "audit" in command:
+        assert {e["id"] for e in json.loads(result.stdout)} >= set(fresh)
+    else:
+        assert "up to date" in result.stdout
+
+
+COUNT_DERIVED = """
+import sys
+from softce.derive import core, registry
+derived = []
+init = core.Derivation.__init__
+def counted(self, id, *args, **kwargs):
+    derived.append(id)
+    init(self, id, *args, **kwargs)
+core.Derivation.__init__ = counted
+for id in sys.argv[1:]:
+    assert registry.run(id).verdict == "proved", id
+print(" ".join(derived))
+"""
+
+
+@pytest.mark.parametrize(("id", "cached"), [("D13", ["D8", "D9"]), ("D11", ["D2"]),
+                                            ("D15", ["D2", "D3"])])
+def test_a_derivation_reads_the_ones_it_calls_from_the_cache(
+        id: str, cached: list[str], fresh: dict[str, Derivation], cache_dir: Path) -> None:
+    keys = _keys()
+    for used in cached:
+        assert cache.store(used, keys[used], fresh[used])
+    first = _in_subprocess(COUNT_DERIVED, id)
+    second = _in_subprocess(COUNT_DERIVED, id, *cached)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.split() == [id]  # what it calls came from the cache
+    assert second.stdout.split() == []  # and it came from the cache itself
+
+
+def test_the_derivations_another_one_calls_are_cached_too(cache_dir: Path) -> None:
+    result = _in_subprocess(COUNT_DERIVED, "D15", "D3", "D2")
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == ["D15", "D2", "D3"]  # each derived once
+    assert {p.name.split("-")[0] for p in cache_dir.iterdir()} == {"D15", "D2", "D3"}
 
 
 def _regenerate():

@@ -17,9 +17,9 @@
 #   D19  masked_chunk     08adcfe34d0f902a
 # Runtime modules it calls (hash of the file):
 #   softce/primitives.py  47320bca7bae42f5
-#   softce/shift.py       42442489f175ff00
+#   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
-#   softce/jit.py         84c94c711bf5c037
+#   softce/jit.py         3fef78f8283306fb
 #   softce/half.py        1b79506e6b2df970
 # SymPy 1.14.0.
 
