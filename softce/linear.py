@@ -10,7 +10,9 @@ cross-entropy kernel written over those logits (D13, D14), and then, by D20,
 
 "mean" divides by PyTorch's divisor of the whole batch, taken once before the chunks. A row
 whose logits alone exceed the budget is split along the classes too: each class block's LSE,
-merged by D11's rule into the row's, gives the block's softmax exactly.
+merged by D11's rule into the row's, gives the block's softmax exactly, and every option
+(weights, label smoothing, probabilities, z-loss, soft-cap) is D13's loss at the weighted,
+smoothed target y', whose terms the blocks share out.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ from .losses import cross_entropy, cross_entropy_grad, reduced
 CHUNK_BYTES = 64 << 20
 #: Classes per block of the weight gradient's product G^T h (its temporary: BLOCK x F).
 GRAD_BLOCK = 4096
+
+
+@dataclass
+class SplitBuffers:
+    """The class split's buffers: a block's raw logits (block,), its row (1, block + 1) and
+    that row's targets (1, block + 1)."""
+
+    raw: np.ndarray
+    row: np.ndarray
+    y: np.ndarray
 
 
 def linear_cross_entropy(input: object, linear_weight: object, target: object, *,
@@ -173,10 +185,8 @@ class LinearPlan:
                 raise ValueError(f"target holds probabilities and must have the logits' shape "
                                  f"{logits_shape}, got {t.shape}")
             probs = np.moveaxis(t.reshape(rows.shape[0], n_classes, d), 1, 2)
-        plan = cls(rows, w2, b2, labels, probs, counted, n_classes, positions, tuple(h.shape),
+        return cls(rows, w2, b2, labels, probs, counted, n_classes, positions, tuple(h.shape),
                    tuple(w.shape), loss_shape, opts, str(reduction), budget)
-        plan.check_class_split()
-        return plan
 
     # sizes -------------------------------------------------------------------------------
     @property
@@ -199,33 +209,24 @@ class LinearPlan:
                 + (self.probs is not None and (bool(self.positions)
                                                or self.probs.dtype != self.dtype)))
 
+    @property
+    def split_copies(self) -> int:
+        """Class-block-sized arrays alive at once in the class split: the block's row and its
+        targets, plus the raw logits under a soft-cap."""
+        return 2 + (self.opts.softcap is not None)
+
     def chunking(self) -> tuple[int, int, int]:
         """(rows, positions, classes) per chunk: whole rows when one fits in the budget, else
         one row's positions, else one position's classes in blocks."""
         item = self.dtype.itemsize
-        per_class = self.copies * item
-        budget = max(self.chunk_bytes // per_class, 1)  # elements of logits per chunk
+        budget = max(self.chunk_bytes // (self.copies * item), 1)  # logits per chunk
         width = self.n_positions * self.n_classes
         if width <= budget:
             return max(1, min(self.n_rows, budget // max(width, 1))), self.n_positions, \
                 self.n_classes
         if self.n_classes <= budget:
             return 1, budget // self.n_classes, self.n_classes
-        return 1, 1, budget
-
-    def check_class_split(self) -> None:
-        """The class split serves labels with weights, ignore_index and the z-loss; label
-        smoothing, soft-capping and probabilities need a whole row of logits per chunk."""
-        if self.chunking()[2] == self.n_classes:
-            return
-        need = self.n_classes * self.dtype.itemsize * self.copies
-        for refused, name in ((self.opts.label_smoothing, "label_smoothing"),
-                              (self.opts.softcap is not None, "softcap"),
-                              (self.probs is not None, "probability targets")):
-            if refused:
-                raise ValueError(f"chunk_bytes={self.chunk_bytes} is less than one row of "
-                                 f"logits ({need} bytes): the classes would be split, which "
-                                 f"{name} does not support; give chunk_bytes >= {need}")
+        return 1, 1, max(self.chunk_bytes // (self.split_copies * item), 1)
 
     # the divisor and the chain rule --------------------------------------------------------
     @cached_property
@@ -324,61 +325,95 @@ class LinearPlan:
 
     def _run_split(self, block: int, loss: np.ndarray, scale: object, d_input, d_w2,
                    d_b2) -> None:
-        """One position at a time, its classes in blocks of ``block``: the blocks' LSEs first,
-        merged into the row's (D11: exact); then each block's loss and G from the fused
-        kernel on the block plus one more logit, the LSE of the rest of the row, so that the
-        block's softmax is the row's. The label is that logit when it lies outside the block
-        (its class weight too); only the block holding it keeps its loss."""
+        """One position at a time, its classes in blocks of ``block``. Every option is D13's
+        definition (10) at the weighted, smoothed target y' (``_block_target``), so each
+        block runs the probability-target kernels (D19, D13) on its logits plus one more
+        logit: the LSE of the rest of the row, the other blocks' LSEs merged by D11's rule, so
+        that the block's softmax is the row's. That logit's target is 0 for the loss (the
+        block's terms of LSE sum(y') - x.y'; the z-loss counted in the first block) and the
+        rest's mass sum y' for the gradient ((sum(y') + 2 z LSE) p - y', the row's [D13]).
+        A soft-cap is applied to each block first and its chain rule (D14) to the block's G."""
         c = self.n_classes
         grad = d_input is not None
-        buf = np.empty(block + 1, self.dtype)
-        weight = self.opts.weight
+        cap = self.opts.softcap
+        split = self.split_buffers(block)
         starts = range(0, c, block)
         for r in range(self.n_rows):
             h = self.h[r]
             for p in range(self.n_positions):
                 if self.counted is not None and not self.counted[r * self.n_positions + p]:
                     continue  # an ignored position: no loss, no gradient
-                label = int(self.labels[r, p])
                 base = p * c
                 lse = np.empty(len(starts), self.dtype)
+                mass = np.empty(len(starts), np.float64)
                 for q, s in enumerate(starts):
-                    lse[q] = logsumexp(self._block_logits(h, base, s, block, buf))
+                    lse[q] = logsumexp(self._block_logits(h, base, s, block, split))
+                    mass[q] = self._block_target(r, p, s, block, split).sum(dtype=np.float64)
                 go = scale if np.ndim(scale) == 0 else scale[r, p]
+                total = 0.0
                 for q, s in enumerate(starts):
-                    e = min(c, s + block)
-                    inside = s <= label < e
-                    if not (grad or inside):
-                        continue  # the loss is the block's that holds the label
-                    self._block_logits(h, base, s, block, buf)
-                    row = buf[None, :e - s + 1]
+                    y = self._block_target(r, p, s, block, split)
+                    if not (grad or q == 0 or y.any()):
+                        continue  # no target in this block: its terms are 0
+                    z = self._block_logits(h, base, s, block, split)
+                    row, target = split.row[:, :z.size + 1], split.y[:, :z.size + 1]
                     row[0, -1] = logsumexp(np.delete(lse, q)) if len(starts) > 1 else -np.inf
-                    w = None
-                    if weight is not None:
-                        w = np.append(weight[s:e], weight[label]).astype(self.dtype)
-                    t = np.array([label - s if inside else e - s])
-                    opts = {"weight": w, "z_loss": self.opts.z_loss}
+                    target[0, -1] = 0
+                    total += float(cross_entropy(row, target, reduction="none",
+                                                 z_loss=self.opts.z_loss if q == 0 else 0.0)[0])
                     if not grad:
-                        loss[r, p] = cross_entropy(row, t, reduction="none", **opts)[0]
                         continue
-                    part, g = cross_entropy_grad(row, t, reduction="none",
-                                                 grad_output=np.asarray([go]), out=row, **opts)
-                    if inside:
-                        loss[r, p] = part[0]
-                    g = g[0, :e - s]
-                    d_input[r] += g @ self.w2[base + s:base + e]
-                    d_w2[base + s:base + e] += np.multiply.outer(g, h)
+                    target[0, -1] = np.delete(mass, q).sum()
+                    g = cross_entropy_grad(row, target, reduction="none", z_loss=self.opts.z_loss,
+                                           grad_output=np.asarray([go]), out=row)[1][0, :-1]
+                    if cap is not None:
+                        backend_for(g).launch("softcap_grad", self.dtype, t_in=split.raw[:g.size],
+                                              dy_in=g, cap=cap, out=g)
+                    d_input[r] += g @ self.w2[base + s:base + s + g.size]
+                    d_w2[base + s:base + s + g.size] += np.multiply.outer(g, h)
                     if d_b2 is not None:
-                        d_b2[base + s:base + e] += g
+                        d_b2[base + s:base + s + g.size] += g
+                loss[r, p] = total
+
+    def split_buffers(self, block: int) -> SplitBuffers:
+        """A class block's raw logits, its row (the logits, soft-capped, and one more) and
+        its targets."""
+        return SplitBuffers(np.empty(block, self.dtype), np.empty((1, block + 1), self.dtype),
+                            np.empty((1, block + 1), self.dtype))
+
+    def _block_target(self, r: int, p: int, s: int, block: int,
+                      split: SplitBuffers) -> np.ndarray:
+        """y'_k for the classes k of the block at s, written into ``split.y``: D13's weighted,
+        smoothed target, w_k ((1 - eps) [k = c] + eps / n) for label c (``label_target``),
+        w_k ((1 - eps) y_k + eps / n) for probabilities y (``prob_target``)."""
+        e = min(self.n_classes, s + block)
+        y = split.y[0, :e - s]
+        eps, kind = self.opts.label_smoothing, self.dtype.type
+        if self.labels is not None:
+            y[:] = kind(eps / self.n_classes)
+            label = int(self.labels[r, p])
+            if s <= label < e:
+                y[label - s] += kind(1 - eps)
+        else:
+            np.multiply(self.probs[r, p, s:e], kind(1 - eps), out=y)
+            y += kind(eps / self.n_classes)
+        if self.opts.weight is not None:
+            y *= self.opts.weight[s:e]
+        return y
 
     def _block_logits(self, h: np.ndarray, base: int, s: int, block: int,
-                      buf: np.ndarray) -> np.ndarray:
+                      split: SplitBuffers) -> np.ndarray:
+        """The block's logits z = W h + b, soft-capped (cap tanh(z / cap), D14; z kept in
+        ``split.raw``), into the first entries of ``split.row``, which it returns."""
         e = min(self.n_classes, s + block)
-        z = buf[:e - s]
+        row = split.row[0, :e - s]
+        z = row if self.opts.softcap is None else split.raw[:e - s]
         np.matmul(self.w2[base + s:base + e], h, out=z)
         if self.b2 is not None:
             z += self.b2[base + s:base + e]
-        return z
+        if self.opts.softcap is not None:
+            backend_for(z).launch("softcap", self.dtype, t_in=z, cap=self.opts.softcap, out=row)
+        return row
 
     # results -------------------------------------------------------------------------------
     def reduce(self, loss: np.ndarray) -> np.ndarray:

@@ -209,20 +209,96 @@ def test_class_split_matches_torch(block):
     go = RNG.standard_normal(n).astype(np.float32)
     ours = softce.linear_cross_entropy_grad(h, w, t, linear_bias=b, weight=weight,
                                             ignore_index=7, reduction="none", grad_output=go,
-                                            chunk_bytes=block * 4)
+                                            chunk_bytes=block * 2 * 4)
     ref = _torch_reference(h, w, t, b, weight=weight, ignore_index=7, reduction="none",
                            grad_output=go)
     _close(ours, ref, np.float32)
+
+
+SPLIT_OPTIONS = {
+    "smoothing": {"label_smoothing": 0.2},
+    "weighted smoothing": {"weight": True, "label_smoothing": 0.1},
+    "softcap": {"softcap": 2.0},
+    "z-loss": {"z_loss": 0.05},
+    "everything": {"weight": True, "label_smoothing": 0.15, "z_loss": 0.02, "softcap": 3.0},
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["labels", "probs"])
+@pytest.mark.parametrize("option", sorted(SPLIT_OPTIONS))
+@pytest.mark.parametrize("block", [1, 4, 6])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_class_split_serves_every_option(dtype, kind, option, block, reduction):
+    """Label smoothing, weights, soft-cap, z-loss, labels and probabilities with the classes
+    in blocks of 1, 4 and 6 of 13 (D13's target y' shared out over the blocks): loss and
+    the three gradients against PyTorch's autograd, the loss alone too."""
+    n, feat, c = 5, 4, 13
+    h, w, t, b = _case(n, feat, c, dtype, kind=kind, ignore=kind == "labels")
+    h *= 3  # logits beyond the cap
+    opts = dict(SPLIT_OPTIONS[option])
+    if opts.pop("weight", False):
+        opts["weight"] = RNG.uniform(0.2, 2.0, c).astype(dtype)
+    if kind == "labels":
+        opts["ignore_index"] = 7
+    go = RNG.standard_normal(n).astype(dtype) if reduction == "none" else None
+    copies = 2 + ("softcap" in opts)
+    chunk = block * copies * np.dtype(dtype).itemsize
+    plan = LinearPlan.check(h, w, t, b, opts.get("weight"), reduction, opts.get("ignore_index"),
+                            opts.get("label_smoothing", 0.0), opts.get("z_loss", 0.0),
+                            opts.get("softcap"), chunk)
+    assert plan.chunking() == (1, 1, block)
+    ours = softce.linear_cross_entropy_grad(h, w, t, linear_bias=b, reduction=reduction,
+                                            chunk_bytes=chunk, grad_output=go, **opts)
+    ref = _torch_reference(h, w, t, b, reduction=reduction, grad_output=go, **opts)
+    _close(ours, ref, dtype)
+    loss = softce.linear_cross_entropy(h, w, t, linear_bias=b, reduction=reduction,
+                                       chunk_bytes=chunk, **opts)
+    np.testing.assert_allclose(loss, ref[0], **TOL[dtype])
+
+
+def test_class_split_of_k_dimensional_probabilities():
+    """Probabilities of a K-dimensional loss (N, C, d1) with the classes split, smoothed and
+    weighted, float64."""
+    n, feat, c, positions = 3, 4, 9, (2,)
+    h, w, t, b = _case(n, feat, c, np.float64, positions=positions, kind="probs")
+    weight = RNG.uniform(0.5, 1.5, c)
+    kw = dict(weight=weight, label_smoothing=0.1)
+    ours = softce.linear_cross_entropy_grad(h, w, t, linear_bias=b, chunk_bytes=2 * 8 * 4,
+                                            **kw)
+    _close(ours, _torch_reference(h, w, t, b, **kw), np.float64)
+
+
+def test_class_split_keeps_limits():
+    """A masked class (bias -inf) under a zero probability adds nothing; under a positive
+    one the loss is +inf, as with the whole row."""
+    n, feat, c = 2, 3, 6
+    h, w, t, b = _case(n, feat, c, np.float64, kind="probs")
+    b[2] = -np.inf
+    t[:, 2] = 0.0
+    t /= t.sum(axis=1, keepdims=True)
+    whole = softce.linear_cross_entropy(h, w, t, linear_bias=b, reduction="none")
+    split = softce.linear_cross_entropy(h, w, t, linear_bias=b, reduction="none",
+                                        chunk_bytes=2 * 8 * 2)
+    assert np.isfinite(split).all()
+    np.testing.assert_allclose(split, whole, rtol=1e-13)
+    t[0, 2] = 0.5
+    split = softce.linear_cross_entropy(h, w, t, linear_bias=b, reduction="none",
+                                        chunk_bytes=2 * 8 * 2)
+    assert split[0] == np.inf and np.isfinite(split[1])
 
 
 def test_plan_chunking():
     h, w, t, _ = _case(10, 4, 100, np.float32)
     chunks = {cb: LinearPlan.check(h, w, t, None, None, "mean", None, 0.0, 0.0, None,
                                    cb).chunking() for cb in (None, 400, 1199, 399, 4)}
+    # the class split holds a block's row and its targets: 2 x 4 bytes a class
     assert chunks == {None: (10, 1, 100), 400: (1, 1, 100), 1199: (2, 1, 100),
-                      399: (1, 1, 99), 4: (1, 1, 1)}
+                      399: (1, 1, 49), 4: (1, 1, 1)}
     soft = LinearPlan.check(h, w, t, None, None, "mean", None, 0.0, 0.0, 2.0, 1600)
     assert soft.chunking() == (2, 1, 100)  # the soft-capped copy shares the budget
+    soft_split = LinearPlan.check(h, w, t, None, None, "mean", None, 0.0, 0.0, 2.0, 1200)
+    assert soft_split.chunking() == (1, 1, 100)  # raw, row, targets: 3 x 4 bytes a class
 
 
 def test_memory_stays_within_one_chunk():
@@ -303,11 +379,6 @@ BAD = [
      ValueError, "ignore_index"),
     ("class weight shape", dict(weight=np.ones(4)), ValueError, "weight"),
     ("smoothing", dict(label_smoothing=1.5), ValueError, "label_smoothing"),
-    ("split with smoothing", dict(label_smoothing=0.1, chunk_bytes=8), ValueError,
-     "label_smoothing"),
-    ("split with softcap", dict(softcap=3.0, chunk_bytes=8), ValueError, "softcap"),
-    ("split with probabilities", dict(target=np.full((4, 5), 0.2, np.float32), chunk_bytes=8),
-     ValueError, "probability targets"),
     ("grad_output shape", dict(grad_output=np.ones(4)), ValueError, "grad_output"),
     ("grad_output none shape", dict(reduction="none", grad_output=np.ones(3)), ValueError,
      "grad_output"),
