@@ -21,6 +21,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,70 @@ class SplitBuffers:
     y: np.ndarray
 
 
+class Products:
+    """The arrays and matrix products of a linear_cross_entropy call: NumPy's (BLAS through
+    ``np.matmul``). softce.torch gives the plan torch's instead, on the tensors' device, so
+    that one chunk loop serves NumPy arrays and CPU and CUDA tensors. softce's kernels see an
+    array through ``kernel`` and their results come back through ``wrap``."""
+
+    def float_array(self, value: object, name: str) -> Any:
+        be = backend_for(value)
+        if be.name != "cpu":
+            raise TypeError(f"{name} lives on the {be.name} backend, which offers no matrix "
+                            "product to softce; linear_cross_entropy takes NumPy arrays "
+                            "(softce.torch.linear_cross_entropy takes CPU and CUDA tensors)")
+        return be.float_array(value, name)
+
+    def describe(self, value: object) -> tuple[np.dtype, tuple[int, ...]]:
+        """(dtype, shape) of an array or array-like, without copying it anywhere."""
+        return backend_for(value).describe(value)
+
+    def host(self, value: object) -> np.ndarray:
+        """A NumPy array of value (targets and weights, for their checks)."""
+        return backend_for(value).to_host(value)
+
+    def numpy_dtype(self, arr: Any) -> np.dtype:
+        return np.dtype(arr.dtype)
+
+    def asarray(self, host: np.ndarray, like: Any) -> Any:
+        """A host array as an array of like's kind, dtype and device."""
+        return np.asarray(host, like.dtype)
+
+    def zeros(self, shape: tuple[int, ...], like: Any) -> Any:
+        return np.zeros(shape, like.dtype)
+
+    def empty(self, shape: tuple[int, ...], like: Any) -> Any:
+        return np.empty(shape, like.dtype)
+
+    def matmul(self, a: Any, b: Any, out: Any) -> Any:
+        return np.matmul(a, b, out=out)
+
+    def moveaxis(self, a: Any, source: int, destination: int) -> Any:
+        return np.moveaxis(a, source, destination)
+
+    def contiguous(self, a: Any) -> Any:
+        return np.ascontiguousarray(a)
+
+    def sum64(self, a: Any) -> float:
+        """The sum of a's elements, accumulated in float64."""
+        return float(a.sum(dtype=np.float64))
+
+    def item(self, value: object) -> float:
+        """A scalar result (or one-element array) as a Python float."""
+        return float(np.asarray(value).reshape(-1)[0])
+
+    def kernel(self, a: Any) -> Any:
+        """a as softce's kernels take it."""
+        return a
+
+    def wrap(self, result: object, like: Any) -> Any:
+        """A result of softce's kernels as an array of like's kind."""
+        return np.asarray(result)
+
+
+NUMPY = Products()
+
+
 def linear_cross_entropy(input: object, linear_weight: object, target: object, *,
                          linear_bias: object = None, weight: object = None,
                          reduction: str = "mean", ignore_index: int | None = None,
@@ -62,9 +127,9 @@ def linear_cross_entropy(input: object, linear_weight: object, target: object, *
     ``F.linear_cross_entropy``, chunked over rows so that no more than ``chunk_bytes`` of
     logits exist at once [D20]; ``ignore_index=None`` is -100 for labels. ``z_loss`` and
     ``softcap`` are softce's (``cross_entropy``)."""
-    plan = LinearPlan.check(input, linear_weight, target, linear_bias, weight, reduction,
-                            ignore_index, label_smoothing, z_loss, softcap, chunk_bytes)
-    return plan.reduce(plan.run(grad=False)[0])
+    return LinearPlan.check(input, linear_weight, target, linear_bias, weight, reduction,
+                            ignore_index, label_smoothing, z_loss, softcap,
+                            chunk_bytes).loss()
 
 
 def linear_cross_entropy_grad(input: object, linear_weight: object, target: object, *,
@@ -76,12 +141,9 @@ def linear_cross_entropy_grad(input: object, linear_weight: object, target: obje
     """(loss, d_input, d_linear_weight[, d_linear_bias]) of ``linear_cross_entropy``:
     grad_output times G W, G^T h and sum G over the rows, G = d loss / d logits [D20, D13].
     ``grad_output`` is a scalar, or for reduction="none" an array of the loss's shape."""
-    plan = LinearPlan.check(input, linear_weight, target, linear_bias, weight, reduction,
-                            ignore_index, label_smoothing, z_loss, softcap, chunk_bytes)
-    scale = plan.chain_weights(grad_output)
-    loss, d_input, d_weight, d_bias = plan.run(grad=True, scale=scale)
-    result = (plan.reduce(loss), d_input.reshape(plan.input_shape), plan.restore_weight(d_weight))
-    return result if d_bias is None else (*result, plan.restore_bias(d_bias))
+    return LinearPlan.check(input, linear_weight, target, linear_bias, weight, reduction,
+                            ignore_index, label_smoothing, z_loss, softcap,
+                            chunk_bytes).gradients(grad_output)
 
 
 def check_chunk_bytes(chunk_bytes: object) -> int:
@@ -100,14 +162,16 @@ def check_chunk_bytes(chunk_bytes: object) -> int:
 class LinearPlan:
     """One call, checked: the input as rows h (N, F), the weight as W2 (D C, F) with the
     classes innermost (positions d1..dK outside them, D their count), the bias as b2, the
-    targets as (N, D) labels or (N, D, C) probabilities, the options and the chunking."""
+    targets as (N, D) labels or (N, D, C) probabilities, the options and the chunking; the
+    arrays of ``products``' kind (NumPy, or torch tensors), the labels on the host."""
 
-    h: np.ndarray
-    w2: np.ndarray
-    b2: np.ndarray | None
-    labels: np.ndarray | None  # (N, D), as given (ignore_index included)
-    probs: np.ndarray | None  # (N, D, C), a view of the caller's target
+    h: Any
+    w2: Any
+    b2: Any | None
+    labels: np.ndarray | None  # (N, D) on the host, as given (ignore_index included)
+    probs: Any | None  # (N, D, C), a view of the caller's target
     counted: np.ndarray | None  # (N D,) host mask of counted positions (labels)
+    class_weights: Any | None  # (C,) the options' weights as an array of h's kind
     n_classes: int
     positions: tuple[int, ...]  # (d1, ..., dK)
     input_shape: tuple[int, ...]
@@ -116,48 +180,52 @@ class LinearPlan:
     opts: CEOptions
     reduction: str
     chunk_bytes: int
+    dtype: np.dtype
+    products: Products
 
     @classmethod
     def check(cls, input: object, linear_weight: object, target: object, linear_bias: object,
               weight: object, reduction: object, ignore_index: object, label_smoothing: object,
-              z_loss: object, softcap: object, chunk_bytes: object) -> LinearPlan:
+              z_loss: object, softcap: object, chunk_bytes: object,
+              products: Products = NUMPY) -> LinearPlan:
         """Every argument checked (errors name it), before any product is computed."""
-        be = backend_for(input)
-        if be.name != "cpu":
-            raise TypeError(f"input lives on the {be.name} backend, which offers no matrix "
-                            "product to softce; linear_cross_entropy takes NumPy arrays")
-        h = be.float_array(input, "input")
-        w = be.float_array(linear_weight, "linear_weight")
+        h = products.float_array(input, "input")
+        w = products.float_array(linear_weight, "linear_weight")
+        dtype = products.numpy_dtype(h)
         if h.ndim not in (1, 2):
             raise ValueError(f"input must have shape (N, in_features) or (in_features,), got "
-                             f"{h.shape}")
+                             f"{tuple(h.shape)}")
         if w.ndim < 2:
             raise ValueError(f"linear_weight must have shape (C, [d1, ..., dK,] in_features), "
-                             f"got {w.shape}")
-        if w.dtype != h.dtype:
-            raise TypeError(f"linear_weight must have input's dtype {h.dtype}, got {w.dtype}")
+                             f"got {tuple(w.shape)}")
+        if products.numpy_dtype(w) != dtype:
+            raise TypeError(f"linear_weight must have input's dtype {dtype}, got "
+                            f"{products.numpy_dtype(w)}")
         if w.shape[-1] != h.shape[-1]:
             raise ValueError(f"linear_weight's last dimension (in_features) is {w.shape[-1]}, "
                              f"input's is {h.shape[-1]}: they must be equal")
         n_classes, positions = w.shape[0], tuple(w.shape[1:-1])
         if positions and h.ndim == 1:
-            raise ValueError(f"a linear_weight of shape {w.shape} (K-dimensional loss) needs "
-                             f"batched input (N, {h.shape[-1]}), got input of shape {h.shape}")
+            raise ValueError(f"a linear_weight of shape {tuple(w.shape)} (K-dimensional loss) "
+                             f"needs batched input (N, {h.shape[-1]}), got input of shape "
+                             f"{tuple(h.shape)}")
         b = None
         if linear_bias is not None:
-            b = be.float_array(linear_bias, "linear_bias")
-            if b.shape != (n_classes, *positions):
+            b = products.float_array(linear_bias, "linear_bias")
+            if tuple(b.shape) != (n_classes, *positions):
                 raise ValueError(f"linear_bias must have shape {(n_classes, *positions)}, got "
-                                 f"{b.shape}")
-            if b.dtype != h.dtype:
-                raise TypeError(f"linear_bias must have input's dtype {h.dtype}, got {b.dtype}")
+                                 f"{tuple(b.shape)}")
+            if products.numpy_dtype(b) != dtype:
+                raise TypeError(f"linear_bias must have input's dtype {dtype}, got "
+                                f"{products.numpy_dtype(b)}")
         check_reduction(reduction)
         budget = check_chunk_bytes(chunk_bytes)
-        tdt, _ = be.describe(target)
+        tdt, tshape = products.describe(target)
         kind = check_target_kind(tdt)
         if kind == "probs" and ignore_index is not None:
             raise ValueError("ignore_index cannot be given when target holds probabilities")
-        opts = check_options(n_classes, h.dtype, None if weight is None else be.to_host(weight),
+        opts = check_options(n_classes, dtype,
+                             None if weight is None else products.host(weight),
                              -100 if ignore_index is None else ignore_index, label_smoothing,
                              z_loss, softcap, False, None)
 
@@ -167,32 +235,32 @@ class LinearPlan:
         logits_shape = batch + (n_classes,) + positions
         k, d = len(positions), math.prod(positions)
         # the classes innermost: W2[(d, j)] = W[j, d]; a view when there are no positions
-        w2 = np.moveaxis(w, 0, k).reshape(-1, w.shape[-1])
-        b2 = None if b is None else np.ascontiguousarray(np.moveaxis(b, 0, k)).reshape(-1)
-        t = be.to_host(target)
+        w2 = products.moveaxis(w, 0, k).reshape(-1, w.shape[-1])
+        b2 = (None if b is None
+              else products.contiguous(products.moveaxis(b, 0, k)).reshape(-1))
         labels = counted = probs = None
         if kind == "labels":
-            if t.shape != loss_shape:
+            if tuple(tshape) != loss_shape:
                 raise ValueError(f"target holds class labels and must have shape {loss_shape} "
                                  f"(the logits' {logits_shape} without the classes), got "
-                                 f"{t.shape}")
+                                 f"{tuple(tshape)}")
+            t = products.host(target)
             _, counted = labels_and_mask(t, n_classes, opts.ignore_index)  # range-checked
             labels = t.reshape(rows.shape[0], d)  # ignore_index kept: the kernels mask it
             if bool(counted.all()):
                 counted = None
         else:
-            if t.shape != logits_shape:
+            if tuple(tshape) != logits_shape:
                 raise ValueError(f"target holds probabilities and must have the logits' shape "
-                                 f"{logits_shape}, got {t.shape}")
-            probs = np.moveaxis(t.reshape(rows.shape[0], n_classes, d), 1, 2)
-        return cls(rows, w2, b2, labels, probs, counted, n_classes, positions, tuple(h.shape),
-                   tuple(w.shape), loss_shape, opts, str(reduction), budget)
+                                 f"{logits_shape}, got {tuple(tshape)}")
+            t = products.float_array(target, "target")
+            probs = products.moveaxis(t.reshape(rows.shape[0], n_classes, d), 1, 2)
+        class_weights = None if opts.weight is None else products.asarray(opts.weight, h)
+        return cls(rows, w2, b2, labels, probs, counted, class_weights, n_classes, positions,
+                   tuple(h.shape), tuple(w.shape), loss_shape, opts, str(reduction), budget,
+                   dtype, products)
 
     # sizes -------------------------------------------------------------------------------
-    @property
-    def dtype(self) -> np.dtype:
-        return self.h.dtype
-
     @property
     def n_rows(self) -> int:
         return self.h.shape[0]
@@ -206,8 +274,9 @@ class LinearPlan:
         """Chunk-sized arrays alive at once: the logits, plus the soft-capped copy the kernel
         reads, plus the chunk's probabilities when they must be laid out as rows."""
         return (1 + (self.opts.softcap is not None)
-                + (self.probs is not None and (bool(self.positions)
-                                               or self.probs.dtype != self.dtype)))
+                + (self.probs is not None
+                   and (bool(self.positions)
+                        or self.products.numpy_dtype(self.probs) != self.dtype)))
 
     @property
     def split_copies(self) -> int:
@@ -238,43 +307,48 @@ class LinearPlan:
         counted = np.ones(flat.shape, bool) if self.counted is None else self.counted
         return mean_divisor(flat.size, flat, counted, self.opts.weight)
 
-    def chain_weights(self, grad_output: object) -> np.ndarray | np.floating:
+    def chain_weights(self, grad_output: object) -> Any:
         """s per position: grad_output (divided by the divisor for "mean"; 0 for a divisor
-        of 0), a scalar or, for reduction="none", one per position (N, D)."""
-        go = np.asarray(1.0 if grad_output is None else grad_output)
-        if go.dtype.kind not in "fiu" or go.dtype == np.bool_:
-            raise TypeError(f"grad_output must be a real number or array, got dtype {go.dtype}")
+        of 0), a scalar or, for reduction="none", one per position (N, D) of h's kind."""
+        go = 1.0 if grad_output is None else grad_output
+        if not hasattr(go, "ndim"):
+            go = np.asarray(go)
+        kind = self.products.numpy_dtype(go)
+        if kind.kind not in "fiu" or kind == np.bool_:
+            raise TypeError(f"grad_output must be a real number or array, got dtype {kind}")
         if go.ndim == 0:
-            value = self.dtype.type(go[()])
+            value = self.dtype.type(self.products.item(go))
             if self.reduction == "mean":
                 divisor = self.divisor
                 value = value / self.dtype.type(divisor) if divisor else self.dtype.type(0)
             return value
         if self.reduction != "none":
             raise ValueError(f"grad_output must be a scalar for reduction={self.reduction!r}, "
-                             f"got shape {go.shape}")
-        if go.shape != self.loss_shape:
-            raise ValueError(f"grad_output has shape {go.shape}, expected {self.loss_shape} "
-                             "or a scalar")
-        return go.astype(self.dtype).reshape(self.n_rows, -1)
+                             f"got shape {tuple(go.shape)}")
+        if tuple(go.shape) != self.loss_shape:
+            raise ValueError(f"grad_output has shape {tuple(go.shape)}, expected "
+                             f"{self.loss_shape} or a scalar")
+        scale = self.products.zeros(self.loss_shape, self.h)
+        scale[...] = go
+        return scale.reshape(self.n_rows, -1)
 
     # the chunk loop ------------------------------------------------------------------------
-    def run(self, grad: bool, scale: object = None
-            ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    def run(self, grad: bool, scale: object = None) -> tuple[Any, Any, Any, Any]:
         """loss per position (N, D), and with ``grad`` d_input (N, F), d_W2 and d_b2."""
         n, f = self.h.shape
         d, c = self.n_positions, self.n_classes
-        loss = np.zeros((n, d), self.dtype)
+        pr = self.products
+        loss = pr.zeros((n, d), self.h)
         d_input = d_w2 = d_b2 = None
         if grad:
-            d_input = np.zeros((n, f), self.dtype)
-            d_w2 = np.zeros(self.w2.shape, self.dtype)
-            d_b2 = None if self.b2 is None else np.zeros(self.b2.shape, self.dtype)
+            d_input = pr.zeros((n, f), self.h)
+            d_w2 = pr.zeros(tuple(self.w2.shape), self.h)
+            d_b2 = None if self.b2 is None else pr.zeros(tuple(self.b2.shape), self.h)
         rows, positions, classes = self.chunking()
         if classes < c:
             self._run_split(classes, loss, scale, d_input, d_w2, d_b2)
             return loss, d_input, d_w2, d_b2
-        buf = np.empty(rows * positions * c, self.dtype)
+        buf = pr.empty((rows * positions * c,), self.h)
         for r0 in range(0, n, rows):
             r1 = min(n, r0 + rows)
             for p0 in range(0, d, positions):
@@ -282,49 +356,51 @@ class LinearPlan:
                 cols = slice(p0 * c, p1 * c)
                 h, w = self.h[r0:r1], self.w2[cols]
                 z = buf[:(r1 - r0) * (p1 - p0) * c].reshape(r1 - r0, (p1 - p0) * c)
-                np.matmul(h, w.T, out=z)  # z = h W^T + b [D20]
+                pr.matmul(h, w.T, out=z)  # z = h W^T + b [D20]
                 if self.b2 is not None:
                     z += self.b2[cols]
                 logits = z.reshape(-1, c)
                 target = self._target(r0, r1, p0, p1)
                 if not grad:
-                    loss[r0:r1, p0:p1] = self._ce(logits, target).reshape(r1 - r0, p1 - p0)
+                    part = self._ce(logits, target)
+                    loss[r0:r1, p0:p1] = pr.wrap(part, loss).reshape(r1 - r0, p1 - p0)
                     continue
-                go = scale if np.ndim(scale) == 0 else scale[r0:r1, p0:p1].reshape(-1)
-                part, g = self._ce_grad(logits, target, go)
-                loss[r0:r1, p0:p1] = part.reshape(r1 - r0, p1 - p0)
-                g = g.reshape(r1 - r0, (p1 - p0) * c)  # G, over the logits
+                go = (scale if getattr(scale, "ndim", 0) == 0
+                      else pr.kernel(scale[r0:r1, p0:p1].reshape(-1)))
+                part = self._ce_grad(logits, target, go)  # G written over the logits
+                loss[r0:r1, p0:p1] = pr.wrap(part, loss).reshape(r1 - r0, p1 - p0)
+                g = z  # G, (rows, positions x classes)
                 if p1 - p0 == d:
-                    np.matmul(g, w, out=d_input[r0:r1])  # d h = G W [D20]
+                    pr.matmul(g, w, out=d_input[r0:r1])  # d h = G W [D20]
                 else:
                     d_input[r0:r1] += g @ w
-                accumulate_gt_h(g, h, d_w2[cols])  # d W += G^T h [D20]
+                accumulate_gt_h(g, h, d_w2[cols], pr)  # d W += G^T h [D20]
                 if d_b2 is not None:
                     d_b2[cols] += g.sum(axis=0)  # d b += sum G [D20]
         return loss, d_input, d_w2, d_b2
 
-    def _target(self, r0: int, r1: int, p0: int, p1: int) -> np.ndarray:
+    def _target(self, r0: int, r1: int, p0: int, p1: int) -> Any:
         if self.labels is not None:
             return self.labels[r0:r1, p0:p1].reshape(-1)
-        return self.probs[r0:r1, p0:p1].reshape(-1, self.n_classes)
+        return self.products.kernel(self.probs[r0:r1, p0:p1].reshape(-1, self.n_classes))
 
     def _options(self) -> dict:
         o = self.opts
         return {"weight": o.weight, "ignore_index": o.ignore_index,
                 "label_smoothing": o.label_smoothing, "z_loss": o.z_loss, "softcap": o.softcap}
 
-    def _ce(self, logits: np.ndarray, target: np.ndarray) -> np.ndarray:
-        return cross_entropy(logits, target, reduction="none", **self._options())
+    def _ce(self, logits: Any, target: Any) -> object:
+        return cross_entropy(self.products.kernel(logits), target, reduction="none",
+                             **self._options())
 
-    def _ce_grad(self, logits: np.ndarray, target: np.ndarray, go: object
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """The chunk's loss per position and G, written over its logits (D13's fused
-        kernel)."""
-        return cross_entropy_grad(logits, target, reduction="none", grad_output=go, out=logits,
-                                  **self._options())
+    def _ce_grad(self, logits: Any, target: Any, go: object) -> object:
+        """The chunk's loss per position; G written over its logits (D13's fused kernel)."""
+        view = self.products.kernel(logits)
+        return cross_entropy_grad(view, target, reduction="none", grad_output=go, out=view,
+                                  **self._options())[0]
 
-    def _run_split(self, block: int, loss: np.ndarray, scale: object, d_input, d_w2,
-                   d_b2) -> None:
+    def _run_split(self, block: int, loss: Any, scale: object, d_input: Any, d_w2: Any,
+                   d_b2: Any) -> None:
         """One position at a time, its classes in blocks of ``block``. Every option is D13's
         definition (10) at the weighted, smoothed target y' (``_block_target``), so each
         block runs the probability-target kernels (D19, D13) on its logits plus one more
@@ -334,6 +410,7 @@ class LinearPlan:
         rest's mass sum y' for the gradient ((sum(y') + 2 z LSE) p - y', the row's [D13]).
         A soft-cap is applied to each block first and its chain rule (D14) to the block's G."""
         c = self.n_classes
+        pr = self.products
         grad = d_input is not None
         cap = self.opts.softcap
         split = self.split_buffers(block)
@@ -347,101 +424,125 @@ class LinearPlan:
                 lse = np.empty(len(starts), self.dtype)
                 mass = np.empty(len(starts), np.float64)
                 for q, s in enumerate(starts):
-                    lse[q] = logsumexp(self._block_logits(h, base, s, block, split))
-                    mass[q] = self._block_target(r, p, s, block, split).sum(dtype=np.float64)
-                go = scale if np.ndim(scale) == 0 else scale[r, p]
+                    z = pr.kernel(self._block_logits(h, base, s, block, split))
+                    lse[q] = pr.item(logsumexp(z))
+                    mass[q] = pr.sum64(self._block_target(r, p, s, block, split))
+                go = scale if getattr(scale, "ndim", 0) == 0 else pr.item(scale[r, p])
                 total = 0.0
                 for q, s in enumerate(starts):
                     y = self._block_target(r, p, s, block, split)
-                    if not (grad or q == 0 or y.any()):
+                    if not (grad or q == 0 or bool(y.any())):
                         continue  # no target in this block: its terms are 0
                     z = self._block_logits(h, base, s, block, split)
-                    row, target = split.row[:, :z.size + 1], split.y[:, :z.size + 1]
-                    row[0, -1] = logsumexp(np.delete(lse, q)) if len(starts) > 1 else -np.inf
+                    row, target = split.row[:, :z.shape[0] + 1], split.y[:, :z.shape[0] + 1]
+                    row[0, -1] = (float(logsumexp(np.delete(lse, q))) if len(starts) > 1
+                                  else -math.inf)
                     target[0, -1] = 0
-                    total += float(cross_entropy(row, target, reduction="none",
-                                                 z_loss=self.opts.z_loss if q == 0 else 0.0)[0])
+                    view = pr.kernel(row)
+                    z_loss = self.opts.z_loss if q == 0 else 0.0
+                    total += pr.item(cross_entropy(view, pr.kernel(target), reduction="none",
+                                                   z_loss=z_loss))
                     if not grad:
                         continue
-                    target[0, -1] = np.delete(mass, q).sum()
-                    g = cross_entropy_grad(row, target, reduction="none", z_loss=self.opts.z_loss,
-                                           grad_output=np.asarray([go]), out=row)[1][0, :-1]
+                    target[0, -1] = float(np.delete(mass, q).sum())
+                    cross_entropy_grad(view, pr.kernel(target), reduction="none",
+                                       z_loss=self.opts.z_loss,
+                                       grad_output=np.asarray([go], self.dtype), out=view)
+                    g = row[0, :-1]  # G of the block, written over its logits
                     if cap is not None:
-                        backend_for(g).launch("softcap_grad", self.dtype, t_in=split.raw[:g.size],
-                                              dy_in=g, cap=cap, out=g)
-                    d_input[r] += g @ self.w2[base + s:base + s + g.size]
-                    d_w2[base + s:base + s + g.size] += np.multiply.outer(g, h)
+                        gk = pr.kernel(g)
+                        backend_for(gk).launch("softcap_grad", self.dtype,
+                                               t_in=pr.kernel(split.raw[:g.shape[0]]),
+                                               dy_in=gk, cap=cap, out=gk)
+                    e = s + g.shape[0]
+                    d_input[r] += g @ self.w2[base + s:base + e]
+                    d_w2[base + s:base + e] += g[:, None] * h[None, :]
                     if d_b2 is not None:
-                        d_b2[base + s:base + s + g.size] += g
+                        d_b2[base + s:base + e] += g
                 loss[r, p] = total
 
     def split_buffers(self, block: int) -> SplitBuffers:
         """A class block's raw logits, its row (the logits, soft-capped, and one more) and
         its targets."""
-        return SplitBuffers(np.empty(block, self.dtype), np.empty((1, block + 1), self.dtype),
-                            np.empty((1, block + 1), self.dtype))
+        pr = self.products
+        return SplitBuffers(pr.empty((block,), self.h), pr.empty((1, block + 1), self.h),
+                            pr.empty((1, block + 1), self.h))
 
-    def _block_target(self, r: int, p: int, s: int, block: int,
-                      split: SplitBuffers) -> np.ndarray:
+    def _block_target(self, r: int, p: int, s: int, block: int, split: SplitBuffers) -> Any:
         """y'_k for the classes k of the block at s, written into ``split.y``: D13's weighted,
         smoothed target, w_k ((1 - eps) [k = c] + eps / n) for label c (``label_target``),
         w_k ((1 - eps) y_k + eps / n) for probabilities y (``prob_target``)."""
         e = min(self.n_classes, s + block)
         y = split.y[0, :e - s]
-        eps, kind = self.opts.label_smoothing, self.dtype.type
+        eps = self.opts.label_smoothing
         if self.labels is not None:
-            y[:] = kind(eps / self.n_classes)
+            y[:] = eps / self.n_classes
             label = int(self.labels[r, p])
             if s <= label < e:
-                y[label - s] += kind(1 - eps)
+                y[label - s] += 1 - eps
         else:
-            np.multiply(self.probs[r, p, s:e], kind(1 - eps), out=y)
-            y += kind(eps / self.n_classes)
-        if self.opts.weight is not None:
-            y *= self.opts.weight[s:e]
+            y[:] = self.probs[r, p, s:e]
+            if eps:
+                y *= 1 - eps
+                y += eps / self.n_classes
+        if self.class_weights is not None:
+            y *= self.class_weights[s:e]
         return y
 
-    def _block_logits(self, h: np.ndarray, base: int, s: int, block: int,
-                      split: SplitBuffers) -> np.ndarray:
+    def _block_logits(self, h: Any, base: int, s: int, block: int, split: SplitBuffers) -> Any:
         """The block's logits z = W h + b, soft-capped (cap tanh(z / cap), D14; z kept in
         ``split.raw``), into the first entries of ``split.row``, which it returns."""
         e = min(self.n_classes, s + block)
         row = split.row[0, :e - s]
         z = row if self.opts.softcap is None else split.raw[:e - s]
-        np.matmul(self.w2[base + s:base + e], h, out=z)
+        self.products.matmul(self.w2[base + s:base + e], h, out=z)
         if self.b2 is not None:
             z += self.b2[base + s:base + e]
         if self.opts.softcap is not None:
-            backend_for(z).launch("softcap", self.dtype, t_in=z, cap=self.opts.softcap, out=row)
+            zk, rk = self.products.kernel(z), self.products.kernel(row)
+            backend_for(zk).launch("softcap", self.dtype, t_in=zk, cap=self.opts.softcap,
+                                   out=rk)
         return row
 
     # results -------------------------------------------------------------------------------
-    def reduce(self, loss: np.ndarray) -> np.ndarray:
+    def loss(self) -> object:
+        """The reduced loss."""
+        return self.reduce(self.run(grad=False)[0])
+
+    def gradients(self, grad_output: object = None) -> tuple[object, ...]:
+        """(loss, d_input, d_linear_weight[, d_linear_bias]) in the caller's shapes."""
+        loss, d_input, d_w2, d_b2 = self.run(grad=True, scale=self.chain_weights(grad_output))
+        result = (self.reduce(loss), d_input.reshape(self.input_shape),
+                  self.restore_weight(d_w2))
+        return result if d_b2 is None else (*result, self.restore_bias(d_b2))
+
+    def reduce(self, loss: Any) -> object:
         """Per-position losses -> the reduction, as ``cross_entropy`` reduces them."""
         if self.reduction == "none":
             return loss.reshape(self.loss_shape)
         divisor = self.divisor if self.reduction == "mean" else 1.0
-        return reduced(backend_for(loss), loss.reshape(-1), self.reduction, self.dtype, divisor)
+        flat = self.products.kernel(loss.reshape(-1))
+        return reduced(backend_for(flat), flat, self.reduction, self.dtype, divisor)
 
-    def restore_weight(self, d_w2: np.ndarray) -> np.ndarray:
+    def restore_weight(self, d_w2: Any) -> Any:
         """d_W2 (D C, F) back to linear_weight's shape (C, d1, ..., dK, F)."""
         k = len(self.positions)
         moved = d_w2.reshape(*self.positions, self.n_classes, self.h.shape[1])
-        return np.ascontiguousarray(np.moveaxis(moved, k, 0)) if k else moved
+        return self.products.contiguous(self.products.moveaxis(moved, k, 0)) if k else moved
 
-    def restore_bias(self, d_b2: np.ndarray) -> np.ndarray:
+    def restore_bias(self, d_b2: Any) -> Any:
         k = len(self.positions)
         moved = d_b2.reshape(*self.positions, self.n_classes)
-        return np.ascontiguousarray(np.moveaxis(moved, k, 0)) if k else moved
+        return self.products.contiguous(self.products.moveaxis(moved, k, 0)) if k else moved
 
 
-def accumulate_gt_h(g: np.ndarray, h: np.ndarray, dest: np.ndarray,
+def accumulate_gt_h(g: Any, h: Any, dest: Any, products: Products = NUMPY,
                     block: int = GRAD_BLOCK) -> None:
     """dest += G^T h, in blocks of ``block`` classes (a temporary of block x F, not of
     dest's size)."""
-    tmp = np.empty((min(block, dest.shape[0]), h.shape[1]), dest.dtype)
+    tmp = products.empty((min(block, dest.shape[0]), h.shape[1]), dest)
     for s in range(0, dest.shape[0], block):
         e = min(dest.shape[0], s + block)
         part = tmp[:e - s]
-        np.matmul(g[:, s:e].T, h, out=part)
+        products.matmul(g[:, s:e].T, h, out=part)
         dest[s:e] += part

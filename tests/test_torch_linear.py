@@ -120,3 +120,59 @@ def test_unbatched_and_k_dimensional_shapes_as_pytorch() -> None:
         torch.testing.assert_close(torch.autograd.grad(got, (hk, wk, bk), up),
                                    torch.autograd.grad(want, (hk, wk, bk), up),
                                    rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("probs", [False, True])
+@pytest.mark.parametrize("options", [{"label_smoothing": 0.2, "weight": "w"},
+                                     {"softcap": 2.0, "z_loss": 0.01},
+                                     {"label_smoothing": 0.1, "softcap": 3.0, "weight": "w",
+                                      "reduction": "none"}])
+def test_class_split_equals_pytorch(probs, options) -> None:
+    """Rows split into class blocks of 3 of 7 (chunk_bytes below one row): label smoothing,
+    class weights, soft-cap, z-loss and probabilities through the tensors' own chunk loop,
+    forward and gradients against F.linear + (cap tanh) + F.cross_entropy + z LSE^2."""
+    dtype = torch.float64
+    h, w, b, t = _case(dtype, probs=probs)
+    kw = dict(options)
+    if kw.get("weight") == "w":
+        kw["weight"] = torch.rand(w.shape[0], dtype=dtype) + 0.5
+    cap, z_loss = kw.pop("softcap", None), kw.pop("z_loss", 0.0)
+    got = st.linear_cross_entropy(h, w, t, linear_bias=b, softcap=cap, z_loss=z_loss,
+                                  chunk_bytes=3 * 3 * 8, **kw)
+    logits = F.linear(h, w, b)
+    if cap is not None:
+        logits = cap * torch.tanh(logits / cap)
+    want = F.cross_entropy(logits, t, **kw)
+    if z_loss:
+        counted = torch.ones(t.shape[0], dtype=torch.bool) if probs else t != -100
+        per = z_loss * torch.logsumexp(logits, -1) ** 2 * counted
+        want = want + per.sum() / counted.sum()  # "mean" over the counted rows, unweighted
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    up = torch.randn_like(want)
+    params = (h, w, b)
+    for a, e in zip(torch.autograd.grad(got, params, up), torch.autograd.grad(want, params, up)):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
+
+
+def test_the_chunk_loop_runs_on_tensors(monkeypatch) -> None:
+    """The plan keeps the tensors as tensors (so that CUDA tensors stay on their device):
+    each chunk's logits and the gradients' products come from torch.matmul, the chunk's loss
+    from softce's kernel on a view of the chunk."""
+    from softce.torch.products import TORCH
+
+    h, w, b, t = _case(torch.float32, rows=10)
+    calls = []
+    real = TORCH.matmul
+
+    def recording(a, x, out):
+        assert all(isinstance(v, torch.Tensor) for v in (a, x, out))
+        calls.append(tuple(out.shape))
+        return real(a, x, out)
+
+    monkeypatch.setattr(TORCH, "matmul", recording)
+    got = st.linear_cross_entropy(h, w, t, linear_bias=b, chunk_bytes=4 * 7 * 4)
+    got.backward()
+    assert (4, 7) in calls and (2, 7) in calls  # the chunks' logits: 4 + 4 + 2 rows
+    assert (4, 5) in calls  # d input of a chunk, G W
+    want = _reference(h, w, b, t)
+    torch.testing.assert_close(got, want, rtol=2e-5, atol=1e-6)

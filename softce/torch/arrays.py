@@ -83,8 +83,10 @@ def array(t: torch.Tensor) -> object:
 
 
 def tensor(result: object, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """softce's result (a NumPy array or scalar, or a numba device array) as a tensor of
+    """softce's result (a NumPy array or scalar, a numba device array, or a tensor) as a tensor of
     ``dtype`` on ``device``: a view of its memory when the dtype is the same."""
+    if isinstance(result, torch.Tensor):
+        return result.to(device=device, dtype=dtype)
     if device.type == "cuda":
         t = torch.as_tensor(result, device=device)
     else:

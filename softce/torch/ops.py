@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import softce
+from softce.linear import LinearPlan
 
 from .arrays import (
     array,
@@ -30,6 +31,7 @@ from .arrays import (
     tensor,
     widened,
 )
+from .products import TORCH
 
 LIB = "softce"
 
@@ -527,16 +529,19 @@ kl_div.register_autograd(_kl_backward, setup_context=_kl_setup)
 
 # linear_cross_entropy: the logits never materialised; the backward computes them again ----
 
-def _linear_args(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
-                 weight: Tensor | None) -> tuple[list[Tensor], dict]:
-    """The computed operands (widened when 16-bit) and softce's array arguments."""
+def _linear_plan(input: Tensor, linear_weight: Tensor, target: Tensor,
+                 linear_bias: Tensor | None, weight: Tensor | None, reduction: str,
+                 ignore_index: int | None, label_smoothing: float, z_loss: float,
+                 softcap: float | None, chunk_bytes: int | None) -> LinearPlan:
+    """softce.linear's plan over the tensors themselves (16-bit ones widened), on their
+    device: torch's matrix products, softce's cross-entropy kernels on each chunk."""
     h = widened(input)
     w = narrowed(linear_weight, h.dtype)
     b = None if linear_bias is None else narrowed(linear_bias, h.dtype)
     tgt = narrowed(target, h.dtype) if target.is_floating_point() else target
-    kw = {"linear_bias": None if b is None else array(b),
-          "weight": None if weight is None else array(weight.to(h.dtype))}
-    return [h, w, tgt], kw
+    return LinearPlan.check(h, w, tgt, b, None if weight is None else weight.to(h.dtype),
+                            reduction, ignore_index, label_smoothing, z_loss, softcap,
+                            chunk_bytes, products=TORCH)
 
 
 @torch.library.custom_op(f"{LIB}::linear_cross_entropy", mutates_args=())
@@ -545,11 +550,9 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor,
                          ignore_index: int | None, label_smoothing: float, z_loss: float,
                          softcap: float | None, chunk_bytes: int | None) -> Tensor:
     """softce.linear_cross_entropy: cross_entropy(input W^T + b, target), chunked [D20]."""
-    (h, w, tgt), kw = _linear_args(input, linear_weight, target, linear_bias, weight)
-    loss = softce.linear_cross_entropy(
-        array(h), array(w), array(tgt), **kw, reduction=reduction, ignore_index=ignore_index,
-        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-        chunk_bytes=chunk_bytes)
+    with ordered(input, target):
+        loss = _linear_plan(input, linear_weight, target, linear_bias, weight, reduction,
+                            ignore_index, label_smoothing, z_loss, softcap, chunk_bytes).loss()
     return tensor(loss, input.device, input.dtype)
 
 
@@ -569,12 +572,10 @@ def linear_cross_entropy_backward(input: Tensor, linear_weight: Tensor, target: 
                                   grad_output: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """grad_output times (G W, G^T h, sum G) of linear_cross_entropy, G = d loss / d logits
     [D20]; the bias gradient is empty without a bias."""
-    (h, w, tgt), kw = _linear_args(input, linear_weight, target, linear_bias, weight)
-    go = widened(grad_output).to(h.dtype)
-    res = softce.linear_cross_entropy_grad(
-        array(h), array(w), array(tgt), **kw, reduction=reduction, ignore_index=ignore_index,
-        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-        chunk_bytes=chunk_bytes, grad_output=array(go) if go.ndim else float(go))
+    with ordered(input, target, grad_output):
+        plan = _linear_plan(input, linear_weight, target, linear_bias, weight, reduction,
+                            ignore_index, label_smoothing, z_loss, softcap, chunk_bytes)
+        res = plan.gradients(widened(grad_output).to(plan.h.dtype))
     d_bias = (tensor(res[3], input.device, linear_bias.dtype) if linear_bias is not None
               else input.new_empty((0,)))
     return (tensor(res[1], input.device, input.dtype),
