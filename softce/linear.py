@@ -94,6 +94,16 @@ class Products:
     def moveaxis(self, a: Any, source: int, destination: int) -> Any:
         return np.moveaxis(a, source, destination)
 
+    def add_gt_h(self, g: Any, h: Any, dest: Any) -> None:
+        """dest += G^T h, in blocks of ``GRAD_BLOCK`` classes (a temporary of GRAD_BLOCK x F,
+        not of dest's size: NumPy's matmul cannot accumulate into dest)."""
+        tmp = np.empty((min(GRAD_BLOCK, dest.shape[0]), h.shape[1]), dest.dtype)
+        for s in range(0, dest.shape[0], GRAD_BLOCK):
+            e = min(dest.shape[0], s + GRAD_BLOCK)
+            part = tmp[:e - s]
+            np.matmul(g[:, s:e].T, h, out=part)
+            dest[s:e] += part
+
     def contiguous(self, a: Any) -> Any:
         return np.ascontiguousarray(a)
 
@@ -374,7 +384,7 @@ class LinearPlan:
                     pr.matmul(g, w, out=d_input[r0:r1])  # d h = G W [D20]
                 else:
                     d_input[r0:r1] += g @ w
-                accumulate_gt_h(g, h, d_w2[cols], pr)  # d W += G^T h [D20]
+                pr.add_gt_h(g, h, d_w2[cols])  # d W += G^T h [D20]
                 if d_b2 is not None:
                     d_b2[cols] += g.sum(axis=0)  # d b += sum G [D20]
         return loss, d_input, d_w2, d_b2
@@ -534,15 +544,3 @@ class LinearPlan:
         k = len(self.positions)
         moved = d_b2.reshape(*self.positions, self.n_classes)
         return self.products.contiguous(self.products.moveaxis(moved, k, 0)) if k else moved
-
-
-def accumulate_gt_h(g: Any, h: Any, dest: Any, products: Products = NUMPY,
-                    block: int = GRAD_BLOCK) -> None:
-    """dest += G^T h, in blocks of ``block`` classes (a temporary of block x F, not of
-    dest's size)."""
-    tmp = products.empty((min(block, dest.shape[0]), h.shape[1]), dest)
-    for s in range(0, dest.shape[0], block):
-        e = min(dest.shape[0], s + block)
-        part = tmp[:e - s]
-        products.matmul(g[:, s:e].T, h, out=part)
-        dest[s:e] += part

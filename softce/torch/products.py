@@ -64,6 +64,10 @@ class TorchProducts(Products):
     def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         return torch.matmul(a, b, out=out)
 
+    def add_gt_h(self, g: torch.Tensor, h: torch.Tensor, dest: torch.Tensor) -> None:
+        """dest += G^T h by one GEMM accumulating into dest (BLAS beta = 1, no temporary)."""
+        dest.addmm_(g.T, h)
+
     def moveaxis(self, a: torch.Tensor, source: int, destination: int) -> torch.Tensor:
         return torch.movedim(a, source, destination)
 
