@@ -4,6 +4,8 @@ a linear layer, float32, 2 threads.
 Implementations, each returning the loss and the gradients of input, weight and bias:
 
 - ``softce``: ``softce.linear_cross_entropy_grad`` (chunks of 64 MiB of logits);
+- ``softce_torch``: ``softce.torch.linear_cross_entropy`` and ``backward()`` (the same chunk
+  loop on tensors; the backward computes each chunk's logits again);
 - ``torch``: the materialised path, ``F.linear`` + ``F.cross_entropy``, ``backward()``;
 - ``torch_lce``: ``F.linear_cross_entropy`` with its defaults (options=None);
 - ``torch_lce_chunked``: ``F.linear_cross_entropy`` with ``LinearCrossEntropyOptions()``.
@@ -37,7 +39,7 @@ import numpy as np  # noqa: E402 - after the thread counts
 
 ROWS = 4096
 CASES = ((256, 32000), (1024, 32000), (256, 128256), (1024, 128256))
-IMPLEMENTATIONS = ("softce", "torch", "torch_lce", "torch_lce_chunked")
+IMPLEMENTATIONS = ("softce", "softce_torch", "torch", "torch_lce", "torch_lce_chunked")
 MIB = 1 << 20
 
 
@@ -71,6 +73,10 @@ def step(name: str, h: np.ndarray, w: np.ndarray, b: np.ndarray, t: np.ndarray):
             p.grad = None
         if name == "torch":
             loss = F.cross_entropy(F.linear(th, tw, tb), tt)
+        elif name == "softce_torch":
+            import softce.torch as st
+
+            loss = st.linear_cross_entropy(th, tw, tt, linear_bias=tb)
         else:
             loss = F.linear_cross_entropy(th, tw, tt, linear_bias=tb, options=options)
         loss.backward()
@@ -85,7 +91,7 @@ def check_agreement(rows: int, hidden: int, classes: int) -> dict[str, float]:
     h, w, b, t = inputs(min(rows, 256), hidden, classes, seed=1)
     ref = [np.asarray(a) for a in step("torch", h, w, b, t)()]
     out = {}
-    for name in IMPLEMENTATIONS[1:] + IMPLEMENTATIONS[:1]:
+    for name in IMPLEMENTATIONS:
         got = [np.asarray(a) for a in step(name, h, w, b, t)()]
         out[name] = max(float(np.max(np.abs(g - r)) / max(float(np.max(np.abs(r))), 1e-30))
                         for g, r in zip(got, ref))
@@ -99,7 +105,8 @@ def time_case(rows: int, hidden: int, classes: int, repeat: int) -> dict[str, di
         run()  # warm: kernels compiled or loaded, buffers in place
     times: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
     for round_ in range(repeat):
-        order = IMPLEMENTATIONS[round_ % 4:] + IMPLEMENTATIONS[:round_ % 4]
+        turn = round_ % len(IMPLEMENTATIONS)
+        order = IMPLEMENTATIONS[turn:] + IMPLEMENTATIONS[:turn]
         for name in order:
             start = time.perf_counter()
             result = runs[name]()
@@ -159,7 +166,7 @@ def plot(results: dict, path: Path) -> None:
         if not cases:
             continue
         vs = [c["classes"] for c in cases]
-        for name, style in zip(IMPLEMENTATIONS, ("o-", "s-", "x:", "^-")):
+        for name, style in zip(IMPLEMENTATIONS, ("o-", "d--", "s-", "x:", "^-")):
             ax.plot(vs, [c["memory"][name]["growth"] / MIB for c in cases], style, label=name)
         ax.plot(vs, [output_bytes(results["rows"], hidden, v) / MIB for v in vs], "k:",
                 label="the outputs (dh, dW, db)")

@@ -29,14 +29,24 @@ TOL = {F32: {"rtol": 2e-5, "atol": 2e-6}, F64: {"rtol": 1e-12, "atol": 1e-14}}
 
 
 def test_cuda_api_in_the_simulator() -> None:
+    """The simulator tests, shared out over two processes at once (the simulator is
+    single-threaded Python)."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-W", "ignore::RuntimeWarning", __file__],
-                         env=env, capture_output=True, text=True, timeout=1200)
-    tail = (run.stdout[-6000:] + run.stderr[-2000:]).strip()
-    print(tail.splitlines()[-1] if tail else "")
-    assert run.returncode == 0, tail
-    assert " passed" in tail.splitlines()[-1] and " failed" not in tail.splitlines()[-1], tail
+    pytest_args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   "-W", "ignore::RuntimeWarning"]
+    listed = subprocess.run([*pytest_args, "--collect-only", __file__], env=env,
+                            capture_output=True, text=True, timeout=300)
+    ids = [ln for ln in listed.stdout.splitlines() if "::" in ln]
+    assert len(ids) > 20, listed.stdout[-3000:] + listed.stderr[-2000:]
+    runs = [subprocess.Popen([*pytest_args, *ids[shard::2]], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for shard in range(2)]
+    for run in runs:
+        out, _ = run.communicate(timeout=1200)
+        tail = out[-6000:].strip()
+        print(tail.splitlines()[-1] if tail else "")
+        assert run.returncode == 0, tail
+        last = tail.splitlines()[-1]
+        assert " passed" in last and " failed" not in last, tail
 
 
 # helpers (simulator or GPU process) ---------------------------------------------------------
