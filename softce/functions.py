@@ -62,10 +62,10 @@ def online_state(x: object, axis: Axis = -1, *, keepdims: bool = False
 def logsumexp_vjp(x: object, g: object, axis: Axis = -1) -> Array:
     """Vector-Jacobian product of logsumexp: g * softmax(x), g of the reduced shape."""
     be = backend_for(x)
-    arr = be.float_array(x, "x")
+    arr = be.float_array(x, "x", half=True)
     rows = be.to_rows(arr, check_axes(axis, arr.ndim))
-    w = row_values(be, g, "g", rows, arr.dtype)
-    dest = be.empty(rows.data.shape, arr.dtype)
+    w = row_values(be, g, "g", rows, float_dtype(arr.dtype))
+    _, dest = output_rows(be, None, rows, arr.dtype)
     be.launch("logsumexp_grad", arr.dtype, x=rows.data, grad_output=w, out=dest)
     return rows.restore(dest)
 
@@ -238,10 +238,15 @@ def row_values(be: Backend, value: object, name: str, rows: Layout, dtype: np.dt
 
 def _pair(be: Backend, y: object, g: object, axis: object
           ) -> tuple[Array, Array, tuple[int, ...]]:
-    arr = be.float_array(y, "y")
-    grad = be.float_array(g, "g")
+    """y and g as one kernel variant reads them: both as they are when they are 16-bit of
+    the same type (the 16-bit variant), else both in y's computing dtype."""
+    arr = be.float_array(y, "y", half=True)
+    grad = be.float_array(g, "g", half=True)
     if tuple(grad.shape) != tuple(arr.shape):
         raise ValueError(f"g has shape {tuple(grad.shape)}, expected the shape of y "
                          f"{tuple(arr.shape)}")
-    return arr, be.cast(grad, arr.dtype), check_axes(axis, arr.ndim)
+    if storage(arr.dtype) is None or storage(grad.dtype) != storage(arr.dtype):
+        arr = be.float_array(arr, "y")  # a 16-bit y widened, when g is not of its type
+        grad = be.cast(be.float_array(grad, "g"), arr.dtype)
+    return arr, grad, check_axes(axis, arr.ndim)
 

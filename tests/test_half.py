@@ -183,6 +183,45 @@ def test_softmax_family_reads_16_bits_as_the_float32_kernel_computes(kind, n) ->
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n", [1, 2500])
+def test_softmax_family_backward_reads_16_bits(kind, n) -> None:
+    """softmax_vjp, log_softmax_vjp (y and g both 16-bit) and logsumexp_vjp (16-bit x) equal
+    the float32 kernels' on the widened inputs, rounded to 16 bits once where the result is
+    16-bit; y and g of different types are both computed in float32, as before; in place."""
+    x32 = _wide(_as(_logits((3, 4, n)), kind))
+    g16 = _as((RNG.standard_normal((3, 4, n)) * 3).astype(np.float32), kind)
+    g32 = _wide(g16)
+    for vjp, fn in ((softce.softmax_vjp, softce.softmax),
+                    (softce.log_softmax_vjp, softce.log_softmax)):
+        y16 = _as(fn(x32, axis=1), kind)
+        y32 = _wide(y16)
+        ref = vjp(y32, g32, axis=1)
+        got = vjp(y16, g16, axis=1)
+        if kind == "f16":
+            assert got.dtype == np.float32
+            _same(got, ref)
+        else:
+            assert is_bfloat16(got.dtype)
+            _close16(_wide(got), _rounded(ref, kind), kind)
+        mixed = vjp(y16, g32, axis=1)  # g not 16-bit: both computed in float32
+        assert mixed.dtype == np.float32
+        _same(mixed, ref)
+        inplace = y16.copy()
+        assert vjp(inplace, g16, axis=1, out=inplace) is inplace
+        _close16(_wide(inplace), _rounded(ref, kind), kind)
+    x16 = _as(x32, kind)
+    go = RNG.standard_normal((3, n)).astype(np.float32)
+    ref = softce.logsumexp_vjp(x32, go, axis=1)
+    got = softce.logsumexp_vjp(x16, go, axis=1)
+    if kind == "f16":
+        assert got.dtype == np.float32
+        _same(got, ref)
+    else:
+        assert is_bfloat16(got.dtype)
+        _close16(_wide(got), _rounded(ref, kind), kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("options", CE_OPTIONS, ids=lambda o: ",".join(o) or "plain")
 @pytest.mark.parametrize("target", ["labels", "probs"])
 def test_cross_entropy_reads_16_bits_as_the_float32_kernel_computes(kind, options, target):

@@ -23,6 +23,7 @@
 import numba as nb
 import numpy as np
 
+from softce.half import widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to
 from softce.jit import CPU_OPTIONS
 from softce.primitives import exp_nonpos_f32, exp_nonpos_f64, fmax
 
@@ -176,6 +177,124 @@ def logsumexp_grad_f64(x, grad_output, out):
                 for k in range(stop - start):
                     e_x = out_chunk_r[k]*f_c  # exp(-m + x[i])
                     out_chunk_r[k] = e_x*t0*w
+
+
+@nb.njit(["void(uint16[:, ::1], float32[::1], uint16[:, ::1])"], **CPU_OPTIONS)
+def logsumexp_grad_bf16(x, grad_output, out):
+    """out[i] = w * dLSE/dx[i] = w * softmax(x)[i] [D7, D2, D11] (bfloat16 rows, computed in float32)"""
+    rows, n = x.shape
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
+        e_r = np.empty(n, np.float32)
+        for r in range(b * block, min(b * block + block, rows)):
+            x_r = x[r]
+            w = grad_output[r]
+            out_r = out[r]
+            s_row = np.float64(-1)  # merged in float64
+            m = np.float32(-np.inf)
+            for span in range(0, n, MAX_SPAN):
+                span_stop = min(span + MAX_SPAN, n)
+                x_span_r = x_r[span:span_stop]
+                m_c = np.float32(-np.inf)
+                for k in range(span_stop - span):
+                    m_c = fmax(m_c, widen_bf16(x_span_r[k]))
+                if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)
+                    s_sp = np.float64(0)
+                    ties_c = np.float32(0)
+                    for start in range(span, span_stop, CHUNK):
+                        stop = min(start + CHUNK, span_stop)
+                        x_chunk_r = x_r[start:stop]
+                        e_chunk_r = e_r[start:stop]
+                        m_chunks[start // CHUNK] = m_c
+                        s_c = np.float32(0)
+                        for k in range(stop - start):
+                            e_k = exp_nonpos_f32(widen_bf16(x_chunk_r[k]) - m_c)
+                            t_k = np.float32((m_c == widen_bf16(x_chunk_r[k])))  # D18 tie_term
+                            s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                            ties_c += t_k
+                            e_chunk_r[k] = e_k
+                        s_sp += s_c
+                    ties_c -= np.float32(1)  # the other maxima
+                    s_sp = (s_sp + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    s_row = ((np.float32(1) + s_sp)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_sp)  # D18 merge_s
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
+                    for start in range(span, span_stop, CHUNK):
+                        m_chunks[start // CHUNK] = m_c
+                        for k in range(start, min(start + CHUNK, span_stop)):
+                            e_r[k] = np.float32(0)
+            s = np.float32(s_row)
+            t0 = np.float32(1) / (np.float32(1) + s)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = (np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c))  # the merge's factor for the chunk's sum
+                e_chunk_r = e_r[start:stop]
+                out_chunk_r = out_r[start:stop]
+                for k in range(stop - start):
+                    e_x = e_chunk_r[k]*f_c  # exp(-m + x[i])
+                    out_chunk_r[k] = narrow_bf16_to(e_x*t0*w, out_chunk_r)
+
+
+@nb.njit(["void(uint16[:, ::1], float32[::1], uint16[:, ::1])", "void(uint16[:, ::1], float32[::1], float32[:, ::1])"], **CPU_OPTIONS)
+def logsumexp_grad_f16(x, grad_output, out):
+    """out[i] = w * dLSE/dx[i] = w * softmax(x)[i] [D7, D2, D11] (float16 rows, computed in float32)"""
+    rows, n = x.shape
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        m_chunks = np.empty((n + CHUNK - 1) // CHUNK, np.float32)
+        e_r = np.empty(n, np.float32)
+        for r in range(b * block, min(b * block + block, rows)):
+            x_r = x[r]
+            w = grad_output[r]
+            out_r = out[r]
+            s_row = np.float64(-1)  # merged in float64
+            m = np.float32(-np.inf)
+            for span in range(0, n, MAX_SPAN):
+                span_stop = min(span + MAX_SPAN, n)
+                x_span_r = x_r[span:span_stop]
+                m_c = np.float32(-np.inf)
+                for k in range(span_stop - span):
+                    m_c = fmax(m_c, widen_f16(x_span_r[k]))
+                if m_c != -np.inf:  # a span of -inf only is D11's identity (-inf, 0)
+                    s_sp = np.float64(0)
+                    ties_c = np.float32(0)
+                    for start in range(span, span_stop, CHUNK):
+                        stop = min(start + CHUNK, span_stop)
+                        x_chunk_r = x_r[start:stop]
+                        e_chunk_r = e_r[start:stop]
+                        m_chunks[start // CHUNK] = m_c
+                        s_c = np.float32(0)
+                        for k in range(stop - start):
+                            e_k = exp_nonpos_f32(widen_f16(x_chunk_r[k]) - m_c)
+                            t_k = np.float32((m_c == widen_f16(x_chunk_r[k])))  # D18 tie_term
+                            s_c += e_k*(np.float32(1) - t_k)  # D18 excess_term_finite
+                            ties_c += t_k
+                            e_chunk_r[k] = e_k
+                        s_sp += s_c
+                    ties_c -= np.float32(1)  # the other maxima
+                    s_sp = (s_sp + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                    m_new = fmax(m, m_c)  # D11 merge_m
+                    s_row = ((np.float32(1) + s_sp)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c)) + s_row if (m >= m_c) else (np.float32(1) + s_row)*(np.float32(1) if (m == m_c) else exp_nonpos_f32(m - m_c)) + s_sp)  # D18 merge_s
+                    m = m_new
+                else:  # exp(x[k] - m) is 0 there
+                    for start in range(span, span_stop, CHUNK):
+                        m_chunks[start // CHUNK] = m_c
+                        for k in range(start, min(start + CHUNK, span_stop)):
+                            e_r[k] = np.float32(0)
+            s = np.float32(s_row)
+            t0 = np.float32(1) / (np.float32(1) + s)
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                m_c = m_chunks[start // CHUNK]
+                f_c = (np.float32(1) if (m == m_c) else exp_nonpos_f32(-m + m_c))  # the merge's factor for the chunk's sum
+                e_chunk_r = e_r[start:stop]
+                out_chunk_r = out_r[start:stop]
+                for k in range(stop - start):
+                    e_x = e_chunk_r[k]*f_c  # exp(-m + x[i])
+                    out_chunk_r[k] = narrow_f16_to(e_x*t0*w, out_chunk_r)
 
 
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;

@@ -14,6 +14,7 @@
 import numba as nb
 import numpy as np
 
+from softce.half import widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to
 from softce.jit import CPU_OPTIONS
 from softce.stream import STREAM_BYTES, put, stream_fence
 
@@ -67,6 +68,56 @@ def softmax_vjp_f64(p, g, out):
                 g_chunk_r = g_r[start:stop]
                 for k in range(stop - start):
                     out_buf[k] = (g_chunk_r[k] - sum_g_p)*p_chunk_r[k]
+                put(out_r[start:stop], out_buf, stream)
+            stream_fence(stream)
+
+
+@nb.njit(["void(uint16[:, ::1], uint16[:, ::1], uint16[:, ::1])"], **CPU_OPTIONS)
+def softmax_vjp_bf16(p, g, out):
+    """out[i] = p[i] (g[i] - p.g), p = softmax(x) given [D10] (bfloat16 rows, computed in float32)"""
+    rows, n = p.shape
+    stream = out.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        out_buf = np.empty(CHUNK, out.dtype)
+        for r in range(b * block, min(b * block + block, rows)):
+            p_r = p[r]
+            g_r = g[r]
+            out_r = out[r]
+            sum_g_p = np.float32(0)
+            for k in range(n):
+                sum_g_p += widen_bf16(g_r[k])*widen_bf16(p_r[k])
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                p_chunk_r = p_r[start:stop]
+                g_chunk_r = g_r[start:stop]
+                for k in range(stop - start):
+                    out_buf[k] = narrow_bf16_to((widen_bf16(g_chunk_r[k]) - sum_g_p)*widen_bf16(p_chunk_r[k]), out_buf)
+                put(out_r[start:stop], out_buf, stream)
+            stream_fence(stream)
+
+
+@nb.njit(["void(uint16[:, ::1], uint16[:, ::1], uint16[:, ::1])", "void(uint16[:, ::1], uint16[:, ::1], float32[:, ::1])"], **CPU_OPTIONS)
+def softmax_vjp_f16(p, g, out):
+    """out[i] = p[i] (g[i] - p.g), p = softmax(x) given [D10] (float16 rows, computed in float32)"""
+    rows, n = p.shape
+    stream = out.nbytes >= STREAM_BYTES  # softce.stream
+    block = max(1, BLOCK // max(n, 1))  # rows per task; a task allocates buffers
+    for b in nb.prange((rows + block - 1) // block):
+        out_buf = np.empty(CHUNK, out.dtype)
+        for r in range(b * block, min(b * block + block, rows)):
+            p_r = p[r]
+            g_r = g[r]
+            out_r = out[r]
+            sum_g_p = np.float32(0)
+            for k in range(n):
+                sum_g_p += widen_f16(g_r[k])*widen_f16(p_r[k])
+            for start in range(0, n, CHUNK):
+                stop = min(start + CHUNK, n)
+                p_chunk_r = p_r[start:stop]
+                g_chunk_r = g_r[start:stop]
+                for k in range(stop - start):
+                    out_buf[k] = narrow_f16_to((widen_f16(g_chunk_r[k]) - sum_g_p)*widen_f16(p_chunk_r[k]), out_buf)
                 put(out_r[start:stop], out_buf, stream)
             stream_fence(stream)
 

@@ -31,12 +31,12 @@ ROLE_TYPES = {
 #: The integer types a kernel with a "label" parameter is compiled for.
 LABEL_TYPES = ("int32", "int64")
 
-#: The kernels of a training step and of the softmax family's rows, printed with 16-bit
-#: variants too (``<name>_bf16``, ``<name>_f16``): their "rows" and "out_rows" parameters hold
-#: 16-bit bit patterns (uint16), every other "float" parameter is float32, the dtype they
-#: compute in (``softce.half``).
+#: The kernels of a training step and of the softmax family's rows and their backward,
+#: printed with 16-bit variants too (``<name>_bf16``, ``<name>_f16``): their "rows" and
+#: "out_rows" parameters hold 16-bit bit patterns (uint16), every other "float" parameter is
+#: float32, the dtype they compute in (``softce.half``).
 HALF_KERNELS = frozenset({
-    "softmax", "log_softmax", "logsumexp",
+    "softmax", "log_softmax", "logsumexp", "softmax_vjp", "log_softmax_vjp", "logsumexp_grad",
     *(f"cross_entropy{grad}_{target}{variant}" for grad in ("", "_grad")
       for target in ("label", "prob") for variant in ("", "_weighted", "_smoothed")),
 })

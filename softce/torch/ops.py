@@ -325,11 +325,13 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
 
 
 def _vjp(name: str, y: Tensor, g: Tensor, dim: int) -> Tensor:
-    yw = widened(y)
-    out = empty_like(yw)
-    gw = widened(g).to(yw.dtype)
+    """y and g as the kernels read them when of one dtype (16-bit ones as they are on the
+    CPU), else both widened; the result in y's dtype."""
+    yr = read(y) if g.dtype == y.dtype else widened(y)
+    gr = read(g) if g.dtype == y.dtype else widened(g).to(yr.dtype)
+    out = empty_like(y, yr.dtype)
     with ordered(y, g):
-        getattr(softce, name)(array(yw), array(gw), dim, out=array(out))
+        getattr(softce, name)(array(yr), array(gr), dim, out=array(out))
     return narrowed(out, y.dtype)
 
 
@@ -387,8 +389,8 @@ def _(input, dim, keepdim):
 @torch.library.custom_op(f"{LIB}::logsumexp_backward", mutates_args=())
 def logsumexp_backward(input: Tensor, grad: Tensor, dim: list[int]) -> Tensor:
     """softce.logsumexp_vjp: g softmax(x) over ``dim``, g of the reduced shape."""
-    x = widened(input)
-    g = widened(grad).to(x.dtype)
+    x = read(input)
+    g = widened(grad).to(compute_dtype(x.dtype))
     with ordered(input, grad):
         out = softce.logsumexp_vjp(array(x), array(g), tuple(dim))
     return tensor(out, input.device, input.dtype).contiguous()
