@@ -45,12 +45,12 @@ GRAD_BLOCK = 4096
 
 @dataclass
 class SplitBuffers:
-    """The class split's buffers: a block's raw logits (block,), its row (1, block + 1) and
-    that row's targets (1, block + 1)."""
+    """The class split's buffers, arrays of the plan's kind: a block's raw logits (block,), its
+    row (1, block + 1) and that row's targets (1, block + 1)."""
 
-    raw: np.ndarray
-    row: np.ndarray
-    y: np.ndarray
+    raw: Any
+    row: Any
+    y: Any
 
 
 class Products:

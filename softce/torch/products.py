@@ -19,11 +19,6 @@ from softce.linear import Products
 
 from .arrays import array, empty, tensor
 
-#: The dtypes a plan meets: float operands and integer labels.
-NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16,
-                torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16,
-                torch.int8: np.int8, torch.uint8: np.uint8, torch.bool: np.bool_}
-
 
 class TorchProducts(Products):
     """A plan's arrays as tensors on their device, products by torch."""
@@ -48,9 +43,7 @@ class TorchProducts(Products):
     def numpy_dtype(self, arr: Any) -> np.dtype:
         if not isinstance(arr, torch.Tensor):
             return np.dtype(arr.dtype)
-        if arr.dtype not in NUMPY_DTYPES:
-            raise TypeError(f"tensors of dtype {arr.dtype} are not taken here")
-        return np.dtype(NUMPY_DTYPES[arr.dtype])
+        return torch.empty(0, dtype=arr.dtype).numpy().dtype
 
     def asarray(self, host: np.ndarray, like: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(host), dtype=like.dtype, device=like.device)
