@@ -17,7 +17,7 @@
 #   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         3fef78f8283306fb
-#   softce/half.py        1b79506e6b2df970
+#   softce/half.py        f045569dfe4c5e78
 # SymPy 1.14.0.
 
 import math
@@ -135,7 +135,7 @@ def cross_entropy_label_bf16(x, labels, loss):
         loss[r] = -shift_f32(widen_bf16(x_r[c]), m) + math.log1p(s)
 
 
-@nb.njit(["void(uint16[:, ::1], int32[::1], float32[::1])", "void(uint16[:, ::1], int32[::1], float32[::1])", "void(uint16[:, ::1], int64[::1], float32[::1])", "void(uint16[:, ::1], int64[::1], float32[::1])"], **CPU_OPTIONS)
+@nb.njit(["void(uint16[:, ::1], int32[::1], float32[::1])", "void(uint16[:, ::1], int64[::1], float32[::1])"], **CPU_OPTIONS)
 def cross_entropy_label_f16(x, labels, loss):
     """loss[r] = LSE(x) - x[c] [D9, D2, D11] (float16 rows, computed in float32)"""
     rows, n = x.shape

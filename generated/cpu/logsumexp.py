@@ -16,7 +16,7 @@
 #   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         3fef78f8283306fb
-#   softce/half.py        1b79506e6b2df970
+#   softce/half.py        f045569dfe4c5e78
 # SymPy 1.14.0.
 
 import math
@@ -130,7 +130,7 @@ def logsumexp_bf16(x, lse):
         lse[r] = m + math.log1p(s)
 
 
-@nb.njit(["void(uint16[:, ::1], float32[::1])", "void(uint16[:, ::1], float32[::1])"], **CPU_OPTIONS)
+@nb.njit(["void(uint16[:, ::1], float32[::1])"], **CPU_OPTIONS)
 def logsumexp_f16(x, lse):
     """lse[r] = LSE(x) = m + log(sum_k exp(x[k] - m)) [D2, D11] (float16 rows, computed in float32)"""
     rows, n = x.shape

@@ -16,7 +16,7 @@
 #   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         3fef78f8283306fb
-#   softce/half.py        1b79506e6b2df970
+#   softce/half.py        f045569dfe4c5e78
 # SymPy 1.14.0.
 
 import numba as nb

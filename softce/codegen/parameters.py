@@ -103,10 +103,11 @@ def signatures(kernel: RowKernel | ElementwiseKernel, dtype: str) -> list[str]:
                  for label in labels]
         return [f"void({', '.join(args)})" for args in types]
     storage = {"rows": "uint16"}
+    outputs = HALF_OUTPUTS[dtype] if any(p.role == "out_rows" for p in params) else ("uint16",)
     types = [[ROLE_TYPES[p.role].format(float={**storage, "out_rows": out}.get(p.role,
                                                                               "float32"),
                                         label=label) for p in params]
-             for label in labels for out in HALF_OUTPUTS[dtype]]
+             for label in labels for out in outputs]
     return [f"void({', '.join(args)})" for args in types]
 
 
