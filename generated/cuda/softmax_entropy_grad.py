@@ -13,7 +13,7 @@
 #   D18  merge_s          392e7d1d54eb7885
 #   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py f5ebe5651807246e
+#   softce/cuda/runtime.py e1b1ad71fa1d0be7
 # SymPy 1.14.0.
 
 import numpy as np

@@ -1,0 +1,268 @@
+"""The 16-bit CUDA kernels (``<kernel>_bf16``, ``<kernel>_f16``): in the CUDA simulator (or on
+a GPU) each equals its float32 kernel run on the widened logits, its outputs of rows rounded
+once to 16 bits, nearest even (NumPy's float16 rounding, ``softce.half.float32_to_bfloat16``),
+its per-row outputs in float32 unchanged; special values, subnormals and results rounding up
+to inf included, in place too. Without a GPU every signature the modules list compiles to
+PTX and assembles.
+
+As in test_cuda_sim.py, ``test_cuda_half_in_the_simulator`` runs this file again with
+NUMBA_ENABLE_CUDASIM=1, where the ``cuda`` tests run (tiny grids: the simulator runs a Python
+thread per CUDA thread).
+"""
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from softce.codegen.parameters import HALF_KERNELS
+from softce.half import BFLOAT16, bfloat16_to_float32, float32_to_bfloat16, storage
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+on_cuda = pytest.mark.cuda
+F32 = np.float32
+HALVES = ("bf16", "f16")
+#: bfloat16's largest finite value and float16's
+BF16_MAX, F16_MAX = float(bfloat16_to_float32(np.array([0x7F7F], np.uint16))[0]), 65504.0
+
+
+def test_cuda_half_in_the_simulator() -> None:
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-W", "ignore::RuntimeWarning", __file__],
+                         env=env, capture_output=True, text=True, timeout=1200)
+    tail = (run.stdout[-6000:] + run.stderr[-2000:]).strip()
+    print(tail.splitlines()[-1] if tail else "")
+    assert run.returncode == 0, tail
+    assert " passed" in tail.splitlines()[-1] and " failed" not in tail.splitlines()[-1], tail
+
+
+@pytest.fixture(autouse=True)
+def _launch_configuration():
+    """Tiny grids in the simulator (a test's own configure() undone after it)."""
+    from softce import cuda as sc
+
+    old = sc.configure()
+    if SIMULATED:
+        sc.configure(threads_per_row=None, block_threads=64, max_blocks=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+    sc.configure(**old.__dict__)
+
+
+# helpers -----------------------------------------------------------------------------------
+
+def to_bits(values: np.ndarray, half: str) -> np.ndarray:
+    """float32 values rounded to 16 bits, nearest even: their uint16 bit patterns."""
+    if half == "bf16":
+        return float32_to_bfloat16(values).view(np.uint16)
+    return np.asarray(values, F32).astype(np.float16).view(np.uint16)
+
+
+def widen(bits: np.ndarray, half: str) -> np.ndarray:
+    """The float32 values of 16-bit bit patterns."""
+    if half == "bf16":
+        return bfloat16_to_float32(bits)
+    return bits.view(np.float16).astype(F32)
+
+
+def same(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """Bit for bit, any NaN equal to any NaN."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, what
+    if got.dtype.kind == "f":
+        nan = np.isnan(got)
+        assert (nan == np.isnan(want)).all(), what
+        got, want = np.where(nan, 0, got), np.where(nan, 0, want)
+    np.testing.assert_array_equal(got, want, err_msg=what)
+
+
+def table(kernel: str) -> list[tuple[str, str]]:
+    """(name, role) of each parameter of a generated kernel, in call order."""
+    from softce.cuda.backend import KERNELS
+
+    return [(p.name, p.role) for p in KERNELS.table(kernel)]
+
+
+def arguments(kernel: str, x: np.ndarray, half: str) -> dict[str, np.ndarray]:
+    """Host arguments of a kernel besides its outputs: x as the logits, probabilities of the
+    same 16-bit type for a "y", labels, per-row weights with an uncounted row, eps and z."""
+    rows, n = x.shape
+    rng = np.random.default_rng(rows * 97 + n)
+    args: dict[str, np.ndarray] = {}
+    for name, role in table(kernel):
+        if role == "rows":
+            if name == "x":
+                args[name] = x
+            else:
+                p = rng.random((rows, n)).astype(F32)
+                args[name] = to_bits(p / p.sum(1, keepdims=True), half)
+        elif role == "class_vector":
+            args[name] = (rng.random(n) + 0.5).astype(F32)
+        elif role == "row_labels":
+            args[name] = rng.integers(0, n, rows).astype(np.int64)
+        elif role == "row_values":
+            values = np.linspace(-1.5, 2.0, rows).astype(F32)
+            args[name] = (values != values[0]).astype(F32) if name == "counted" else values
+        elif role == "param":
+            args[name] = {"eps": 0.1, "z": 1e-3}[name]
+    return args
+
+
+def run(kernel: str, dtype: object, args: dict, outputs: dict[str, np.dtype],
+        in_place: str | None = None) -> dict[str, np.ndarray]:
+    """The kernel's outputs (``outputs``: name -> element type), launched as the backend
+    launches it (a 16-bit ``dtype`` takes uint16 arguments as bit patterns of that dtype);
+    ``in_place`` names the output written over the input rows x."""
+    from numba import cuda
+
+    from softce.cuda.backend import BACKEND
+
+    def device_array(v: np.ndarray) -> object:
+        if storage(dtype) and v.dtype == np.uint16:
+            v = v.view(dtype)
+        return cuda.to_device(np.ascontiguousarray(v))
+
+    rows, n = args["x"].shape
+    device = {name: device_array(v) if isinstance(v, np.ndarray) else v
+              for name, v in args.items()}
+    for name, role in table(kernel):
+        if role in ("out_rows", "out_row") and name != in_place:
+            shape = (rows, n) if role == "out_rows" else (rows,)
+            device[name] = cuda.device_array(shape, outputs[name])
+    if in_place is not None:
+        device[in_place] = device["x"]
+    BACKEND.launch(kernel, dtype, **device)
+    return {name: device[name].copy_to_host() for name, role in table(kernel)
+            if role in ("out_rows", "out_row")}
+
+
+def check_against_float32(kernel: str, half: str, bits: np.ndarray) -> None:
+    """The 16-bit variant on ``bits`` against the float32 kernel on their widened values: per
+    row outputs equal, outputs of rows the float32 ones rounded to 16 bits (and for float16
+    the float32 outputs equal)."""
+
+    args = arguments(kernel, bits, half)
+    wide = {name: widen(v, half) if isinstance(v, np.ndarray) and v.dtype == np.uint16 else v
+            for name, v in args.items()}
+    rows_out = [name for name, role in table(kernel) if role == "out_rows"]
+    row_out = [name for name, role in table(kernel) if role == "out_row"]
+    f32 = run(kernel, F32, wide, dict.fromkeys(rows_out + row_out, np.dtype(F32)))
+    dtype = BFLOAT16 if half == "bf16" else np.dtype(np.float16)
+    got = run(kernel, dtype, args, {**dict.fromkeys(rows_out, dtype),
+                                    **dict.fromkeys(row_out, np.dtype(F32))})
+    for name in row_out:
+        same(got[name], f32[name], f"{kernel}_{half} {name}")
+    for name in rows_out:
+        same(got[name].view(np.uint16), to_bits(f32[name], half), f"{kernel}_{half} {name}")
+    if half == "f16" and rows_out:  # float16 variants write float32 outputs too
+        wide_out = run(kernel, np.float16, args, dict.fromkeys(rows_out + row_out,
+                                                               np.dtype(F32)))
+        for name in rows_out + row_out:
+            same(wide_out[name], f32[name], f"{kernel}_f16 {name} (float32)")
+
+
+def logits(rows: int, n: int, half: str) -> np.ndarray:
+    rng = np.random.default_rng(rows + n)
+    x = (rng.standard_normal((rows, n)) * 4).astype(F32)
+    x[1, n // 2] = -np.inf  # a masked logit
+    return to_bits(x, half)
+
+
+def edge_rows(half: str, n: int = 9) -> np.ndarray:
+    """Rows of special values: +inf, -inf only, NaN, subnormal logits, exps that are
+    subnormal in 16 bits, and a log-probability past the largest finite 16-bit value (it
+    rounds to -inf)."""
+    big = BF16_MAX if half == "bf16" else F16_MAX
+    tiny = 9.2e-41 if half == "bf16" else 6e-8  # subnormal in the 16-bit type
+    far = 88.0 if half == "bf16" else 16.0  # exp(-far) subnormal there
+    past = 1e36 if half == "bf16" else 100.0  # -big - LSE rounds past -big
+    x = np.zeros((7, n), F32)
+    x[0, [1, 4]] = np.inf
+    x[1] = -np.inf
+    x[2, 3] = np.nan
+    x[3] = tiny * np.arange(n)
+    x[4, 1:] = -far - np.arange(n - 1, dtype=F32) / 2
+    x[5, :2] = -big, past
+    x[5, 2:] = -big
+    x[6, ::2] = -np.inf
+    return to_bits(x, half)
+
+
+# the kernels --------------------------------------------------------------------------------
+
+@on_cuda
+@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("kernel", sorted(HALF_KERNELS))
+def test_each_16_bit_kernel_is_its_float32_kernel_rounded_once(kernel: str, half: str) -> None:
+    check_against_float32(kernel, half, logits(3, 33, half))
+
+
+@on_cuda
+@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp",
+                                    "cross_entropy_grad_label",
+                                    "cross_entropy_grad_prob_smoothed"])
+def test_special_values_subnormals_and_overflow_to_inf(kernel: str, half: str) -> None:
+    bits = edge_rows(half)
+    if kernel == "log_softmax":  # a finite float32 log-probability that rounds to -inf
+        out = run(kernel, F32, {"x": widen(bits, half)}, {"out": np.dtype(F32)})["out"]
+        assert np.isfinite(out[5, 0]) and widen(to_bits(out[5, :1], half), half)[0] == -np.inf
+    check_against_float32(kernel, half, bits)
+
+
+@on_cuda
+@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "cross_entropy_grad_label"])
+def test_in_place_as_out_of_place(kernel: str, half: str) -> None:
+    bits = logits(3, 33, half)
+    args = arguments(kernel, bits, half)
+    name = next(name for name, role in table(kernel) if role == "out_rows")
+    dtype = BFLOAT16 if half == "bf16" else np.dtype(np.float16)
+    outputs = {n: dtype if role == "out_rows" else np.dtype(F32)
+               for n, role in table(kernel) if role in ("out_rows", "out_row")}
+    apart = run(kernel, dtype, args, outputs)
+    together = run(kernel, dtype, args, outputs, in_place=name)
+    for out in outputs:
+        same(together[out].view(np.uint16) if outputs[out] == dtype else together[out],
+             apart[out].view(np.uint16) if outputs[out] == dtype else apart[out],
+             f"{kernel}_{half} {out} in place")
+
+
+# ahead of time, no GPU ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("module", sorted(HALF_KERNELS))
+def test_every_16_bit_signature_compiles_to_ptx_and_assembles(module: str) -> None:
+    """Every signature SIGNATURES lists for the 16-bit variants, compiled once for the newest
+    checked compute capability (Hopper; ``scripts/ptx_report.py`` takes each of them): no
+    spills, no float64 instruction, a full block launches; the loads widened and the stores
+    narrowed by bit operations (bfloat16) or PTX's half conversions (float16)."""
+    from softce.cuda.ptx import CCS, compile_ptx, resources
+    from softce.cuda.runtime import MAX_THREADS
+
+    mod = importlib.import_module(f"softce.generated.cuda.{module}")
+    cc = CCS[-1]
+    rows = sum(role == "rows" for _, role, _ in mod.PARAMETERS)
+    for half in HALVES:
+        name = f"{module}_{half}"
+        sigs = mod.SIGNATURES[name]
+        assert sigs and all(sig.startswith("void(uint16[:, ::1]") for sig in sigs), name
+        for sig in sigs:
+            ptx = compile_ptx(getattr(mod, name), sig, cc)
+            res = resources(name, sig, cc, ptx)
+            assert res.registers > 0 and res.spills == 0 and res.stack_bytes == 0, res
+            assert not res.f64_in_f32, res
+            assert res.registers * MAX_THREADS <= 64 * 1024, res
+            code = re.sub(r"//.*", "", ptx)
+            narrowed = sig.count("uint16") > rows  # 16-bit outputs of rows
+            if half == "f16":
+                assert "cvt.f32.f16" in code and ("cvt.rn.f16.f32" in code) == narrowed, sig
+            else:  # 32704 = 0x7FC0, the NaN of a rounded bfloat16
+                assert "shl.b32" in code and "cvt.f32.f16" not in code, sig
+                assert ("32704" in code) == narrowed, sig
