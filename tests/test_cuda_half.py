@@ -2,8 +2,8 @@
 a GPU) each equals its float32 kernel run on the widened logits, its outputs of rows rounded
 once to 16 bits, nearest even (NumPy's float16 rounding, ``softce.half.float32_to_bfloat16``),
 its per-row outputs in float32 unchanged; special values, subnormals and results rounding up
-to inf included, in place too. Without a GPU every signature the modules list compiles to
-PTX and assembles.
+to inf included, in place too; the front end reads 16-bit device arrays as they are. Without
+a GPU every signature the modules list compiles to PTX and assembles.
 
 As in test_cuda_sim.py, ``test_cuda_half_in_the_simulator`` runs this file again with
 NUMBA_ENABLE_CUDASIM=1, where the ``cuda`` tests run (tiny grids: the simulator runs a Python
@@ -235,6 +235,61 @@ def test_in_place_as_out_of_place(kernel: str, half: str) -> None:
              f"{kernel}_{half} {out} in place")
 
 
+# the front end --------------------------------------------------------------------------------
+
+@on_cuda
+def test_the_front_end_reads_16_bit_device_arrays_as_they_are(monkeypatch) -> None:
+    """bfloat16 (marked uint16) and float16 device arrays reach the 16-bit kernels with no
+    float32 copy; results of the logits' shape in 16 bits (float16: float32 unless out= is
+    float16, as on the CPU), losses and LSE in float32, softcap's widening and narrowing
+    on the device."""
+    from numba import cuda
+
+    import softce
+    from softce.cuda import device
+
+    casts = []
+    cast = device.cast
+    monkeypatch.setattr(device, "cast", lambda arr, dt: casts.append(
+        (arr.dtype.itemsize, np.dtype(dt))) or cast(arr, dt))
+    labels = np.array([3, 0, 32], np.int64)
+    for half, dtype in (("bf16", BFLOAT16), ("f16", np.dtype(np.float16))):
+        bits = logits(3, 33, half)
+        x = cuda.to_device(bits.view(dtype))
+        xw = cuda.to_device(widen(bits, half))
+        casts.clear()
+        p = softce.softmax(x)
+        loss, grad = softce.cross_entropy_grad(x, cuda.to_device(labels), reduction="sum",
+                                               return_lse=True)[:2]
+        assert (2, np.dtype(F32)) not in casts  # no widening copy
+        want_p = softce.softmax(xw).copy_to_host()
+        want_loss, want_grad = (a.copy_to_host() for a in softce.cross_entropy_grad(
+            xw, cuda.to_device(labels), reduction="sum", return_lse=True)[:2])
+        same(loss.copy_to_host(), want_loss, f"{half} loss")
+        if half == "bf16":
+            assert p.dtype == BFLOAT16 and p.dtype.metadata == BFLOAT16.metadata
+            same(p.copy_to_host().view(np.uint16), to_bits(want_p, half), "bf16 softmax")
+            same(grad.copy_to_host().view(np.uint16), to_bits(want_grad, half), "bf16 grad")
+        else:
+            same(p.copy_to_host(), want_p, "f16 softmax")
+            same(grad.copy_to_host(), want_grad, "f16 grad")
+            out = cuda.device_array((3, 33), np.float16)
+            softce.log_softmax(x, out=out)
+            same(out.copy_to_host().view(np.uint16),
+                 to_bits(softce.log_softmax(xw).copy_to_host(), half), "f16 out=")
+        same(softce.logsumexp(x).copy_to_host(), softce.logsumexp(xw).copy_to_host(),
+             f"{half} logsumexp")
+        # a soft-cap widens on the device and rounds the gradient back to 16 bits there
+        _, capped = softce.cross_entropy_grad(x, labels, softcap=5.0)
+        _, want = softce.cross_entropy_grad(xw, labels, softcap=5.0)
+        if half == "bf16":
+            assert capped.dtype == BFLOAT16 and capped.dtype.metadata == BFLOAT16.metadata
+            same(capped.copy_to_host().view(np.uint16), to_bits(want.copy_to_host(), half),
+                 "bf16 soft-capped grad")
+        else:
+            same(capped.copy_to_host(), want.copy_to_host(), "f16 soft-capped grad")
+
+
 # ahead of time, no GPU ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("module", sorted(HALF_KERNELS))
@@ -266,3 +321,29 @@ def test_every_16_bit_signature_compiles_to_ptx_and_assembles(module: str) -> No
             else:  # 32704 = 0x7FC0, the NaN of a rounded bfloat16
                 assert "shl.b32" in code and "cvt.f32.f16" not in code, sig
                 assert ("32704" in code) == narrowed, sig
+
+
+# PyTorch CUDA tensors (a GPU only) ------------------------------------------------------------
+
+@pytest.mark.gpu
+def test_pytorch_16_bit_cuda_tensors_are_read_as_they_are() -> None:
+    import torch
+
+    import softce.torch as st
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    labels = torch.tensor([0, 5, 32], device="cuda")
+    for dtype in (torch.bfloat16, torch.float16):
+        x = (3 * torch.randn(3, 33, device="cuda", generator=gen)).to(dtype)
+        p = st.softmax(x, -1)
+        assert p.dtype == dtype
+        torch.testing.assert_close(p, st.softmax(x.float(), -1).to(dtype), rtol=0, atol=0)
+        leaf = x.clone().requires_grad_(True)
+        loss = st.cross_entropy(leaf, labels)
+        loss.backward()
+        wide = x.float().requires_grad_(True)
+        ref = st.cross_entropy(wide, labels)
+        ref.backward()
+        assert loss.dtype == dtype and leaf.grad.dtype == dtype
+        torch.testing.assert_close(loss.float(), ref.to(dtype).float(), rtol=0, atol=0)
+        torch.testing.assert_close(leaf.grad, wide.grad.to(dtype), rtol=0, atol=0)
