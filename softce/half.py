@@ -21,7 +21,9 @@ vectorise. ``narrow_*_to(value, like)`` stores into an output whose element type
 16-bit pattern into a uint16 array, the float32 value itself into a float32 one (float16
 logits give float32 results in the NumPy API unless ``out=`` is 16-bit).
 
-Under ``NUMBA_DISABLE_JIT=1`` every function runs as plain NumPy with the same results.
+The conversions are built once as LLVM IR (``build_*``), for the CPU intrinsics here and the
+CUDA ones of ``softce.cuda.runtime``; ``py_*`` compute the same on NumPy scalars. Under
+``NUMBA_DISABLE_JIT=1`` every function runs as plain NumPy with the same results.
 """
 
 from __future__ import annotations
@@ -94,84 +96,101 @@ def float32_to_bfloat16(values: np.ndarray) -> np.ndarray:
     return np.where(nan, np.uint16(0x7FC0), rounded).astype(BFLOAT16)
 
 
+# --- the conversions as LLVM IR (the CPU intrinsics below, softce.cuda.runtime's) ---------------
+
+def build_widen_bf16(builder: ir.IRBuilder, bits: ir.Value) -> ir.Value:
+    """IR: the float32 value of a 16-bit bfloat16 bit pattern (``uint32(bits) << 16``)."""
+    wide = builder.shl(builder.zext(bits, _I32), ir.Constant(_I32, 16))
+    return builder.bitcast(wide, ir.FloatType())
+
+
+def build_narrow_bf16(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """IR: a float32 rounded to bfloat16 (nearest, ties to even; NaN -> 0x7FC0), its 16 bits."""
+    u = builder.bitcast(value, _I32)
+    odd = builder.and_(builder.lshr(u, ir.Constant(_I32, 16)), ir.Constant(_I32, 1))
+    up = builder.add(builder.add(u, ir.Constant(_I32, 0x7FFF)), odd)
+    rounded = builder.trunc(builder.lshr(up, ir.Constant(_I32, 16)), _I16)
+    nan = builder.icmp_unsigned(">", builder.and_(u, ir.Constant(_I32, 0x7FFFFFFF)),
+                                ir.Constant(_I32, 0x7F800000))
+    return builder.select(nan, ir.Constant(_I16, 0x7FC0), rounded)
+
+
+def build_widen_f16(builder: ir.IRBuilder, bits: ir.Value) -> ir.Value:
+    """IR: the float32 value of a 16-bit float16 bit pattern (``fpext`` of LLVM's half)."""
+    return builder.fpext(builder.bitcast(bits, ir.HalfType()), ir.FloatType())
+
+
+def build_narrow_f16(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """IR: a float32 rounded to float16 (``fptrunc``: nearest even, overflow to inf,
+    subnormals kept), its 16 bits."""
+    return builder.bitcast(builder.fptrunc(value, ir.HalfType()), _I16)
+
+
 # --- intrinsics --------------------------------------------------------------------------------
 
 def _sixteen(ty: types.Type) -> bool:
     return isinstance(ty, types.Integer) and ty.bitwidth == 16
 
 
+def _codegen(build):  # noqa: ANN001, ANN202
+    """An intrinsic's codegen: ``build`` applied to its one argument."""
+    return lambda context, builder, signature, args: build(builder, args[0])
+
+
 @intrinsic
 def _widen_bf16_ir(typingctx, b):
     if not _sixteen(b):
         return None
-
-    def codegen(context, builder, signature, args):
-        wide = builder.shl(builder.zext(args[0], _I32), ir.Constant(_I32, 16))
-        return builder.bitcast(wide, ir.FloatType())
-
-    return types.float32(b), codegen
+    return types.float32(b), _codegen(build_widen_bf16)
 
 
 @intrinsic
 def _narrow_bf16_ir(typingctx, v):
     if v != types.float32:
         return None
-
-    def codegen(context, builder, signature, args):
-        u = builder.bitcast(args[0], _I32)
-        odd = builder.and_(builder.lshr(u, ir.Constant(_I32, 16)), ir.Constant(_I32, 1))
-        up = builder.add(builder.add(u, ir.Constant(_I32, 0x7FFF)), odd)
-        rounded = builder.trunc(builder.lshr(up, ir.Constant(_I32, 16)), _I16)
-        nan = builder.icmp_unsigned(">", builder.and_(u, ir.Constant(_I32, 0x7FFFFFFF)),
-                                    ir.Constant(_I32, 0x7F800000))
-        return builder.select(nan, ir.Constant(_I16, 0x7FC0), rounded)
-
-    return types.uint16(v), codegen
+    return types.uint16(v), _codegen(build_narrow_bf16)
 
 
 @intrinsic
 def _widen_f16_ir(typingctx, b):
     if not _sixteen(b):
         return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-
-    return types.float32(b), codegen
+    return types.float32(b), _codegen(build_widen_f16)
 
 
 @intrinsic
 def _narrow_f16_ir(typingctx, v):
     if v != types.float32:
         return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), _I16)
-
-    return types.uint16(v), codegen
+    return types.uint16(v), _codegen(build_narrow_f16)
 
 
 # --- what the kernels call ---------------------------------------------------------------------
 
-def _py_widen_bf16(b: int) -> np.float32:
+def py_widen_bf16(b: int) -> np.float32:
+    """The float32 value of a bfloat16 bit pattern, on NumPy scalars."""
     return np.uint32(np.uint16(b) << np.uint32(16)).view(np.float32)
 
 
-def _py_narrow_bf16(v: float) -> np.uint16:
+def py_narrow_bf16(v: float) -> np.uint16:
+    """float32 v rounded to bfloat16 (nearest, ties to even; NaN -> 0x7FC0), its bits, on
+    NumPy scalars."""
     return float32_to_bfloat16(np.array([v], np.float32)).view(np.uint16)[0]
 
 
-def _py_widen_f16(b: int) -> np.float32:
+def py_widen_f16(b: int) -> np.float32:
+    """The float32 value of a float16 bit pattern, on NumPy scalars."""
     return np.float32(np.uint16(b).view(np.float16))
 
 
-def _py_narrow_f16(v: float) -> np.uint16:
+def py_narrow_f16(v: float) -> np.uint16:
+    """float32 v rounded to float16 (nearest, ties to even), its bits, on NumPy scalars."""
     return np.float16(np.float32(v)).view(np.uint16)
 
 
 if config.DISABLE_JIT:
-    widen_bf16, narrow_bf16 = _py_widen_bf16, _py_narrow_bf16
-    widen_f16, narrow_f16 = _py_widen_f16, _py_narrow_f16
+    widen_bf16, narrow_bf16 = py_widen_bf16, py_narrow_bf16
+    widen_f16, narrow_f16 = py_widen_f16, py_narrow_f16
 else:
     @nb.njit(inline="always", cache=True)
     def widen_bf16(b):  # noqa: ANN001, ANN201 - Numba-typed
@@ -196,12 +215,12 @@ else:
 
 def narrow_bf16_to(v: float, like: np.ndarray) -> object:
     """v as an element of ``like``: its bfloat16 bits in a uint16 array, else float32 v."""
-    return _py_narrow_bf16(v) if like.dtype == np.uint16 else np.float32(v)
+    return py_narrow_bf16(v) if like.dtype == np.uint16 else np.float32(v)
 
 
 def narrow_f16_to(v: float, like: np.ndarray) -> object:
     """v as an element of ``like``: its float16 bits in a uint16 array, else float32 v."""
-    return _py_narrow_f16(v) if like.dtype == np.uint16 else np.float32(v)
+    return py_narrow_f16(v) if like.dtype == np.uint16 else np.float32(v)
 
 
 def _narrow_to(narrow):  # noqa: ANN001, ANN202

@@ -84,11 +84,11 @@ def cross_entropy_grad(logits: object, target: object, *, axis: int = -1,
     checked = checked_out(be, out, ce.arr, ("logits", ce.arr), ("target", ce.target))
     w = chain_weights(be, grad_output, reduction, ce.rows, ce.dtype, ce.denominator)
     loss = be.empty((ce.n_rows,), ce.dtype)
-    direct, grad = output_rows(be, checked, ce.rows, ce.kernel_dtype)
+    direct, grad = output_rows(be, checked, ce.rows, ce.grad_dtype)
     lse = ce.run(loss, w, grad)
     wanted = result_dtype(np.dtype(ce.arr.dtype))
-    if checked is None and not writes(ce.kernel_dtype, wanted):
-        grad = be.cast(grad, wanted)  # 16-bit logits widened (a soft-cap): back to 16 bits
+    if checked is None and not writes(ce.grad_dtype, wanted):
+        grad = be.cast(grad, wanted)  # 16-bit logits widened (probabilities): to 16 bits
     result = (ce.reduce(loss), be.finish(ce.rows, grad, direct, out, checked))
     return (*result, ce.rows.restore_batch(lse)) if ce.opts.return_lse else result
 
@@ -141,8 +141,9 @@ class CEPlan:
     probs: Array | None
     opts: CEOptions
     reduction: str
-    #: the dtype of the kernel variant the call runs: the logits' own for 16-bit logits read
-    #: as they are, else the dtype it computes in
+    #: the dtype of the cross-entropy kernel variant the call runs: the logits' own for
+    #: 16-bit logits read as they are, else the dtype it computes in (that of the soft-capped
+    #: copy, under a soft-cap)
     kernel_dtype: np.dtype
 
     @classmethod
@@ -153,8 +154,9 @@ class CEPlan:
         """Check every argument of a cross-entropy call and lay its inputs out as rows;
         ``masked`` takes the labels' mask on the host whatever the options (nll_loss).
         ``half``: the call's kernels have 16-bit variants, which read 16-bit logits as they
-        are (without a soft-cap, and with probabilities of the logits' own dtype); other
-        16-bit logits are widened to float32 by a copy."""
+        are (with probabilities of the logits' own dtype; under a soft-cap its 16-bit
+        variants read them into the float32 capped copy and write the gradient in 16 bits);
+        other 16-bit logits are widened to float32 by a copy."""
         be = backend_for(logits)
         arr = be.float_array(logits, name, half=half)
         ax = check_axis(axis, arr.ndim)
@@ -166,11 +168,12 @@ class CEPlan:
                              empty_mean)
         tdt, tshape = be.describe(target)
         kind = check_target_kind(tdt)
+        capped = opts.softcap is not None
         computed = arr
-        if storage(arr.dtype) and (opts.softcap is not None or kind == "probs"
-                                   and storage(tdt) != storage(arr.dtype)):
+        if storage(arr.dtype) and not capped and kind == "probs" and storage(tdt) != storage(
+                arr.dtype):
             computed = be.float_array(arr, name)
-        kernel_dtype = np.dtype(computed.dtype)
+        kernel_dtype = dtype if capped else np.dtype(computed.dtype)
         rows = be.to_rows(computed, (ax,))
         check_target_shape(kind, tshape, tuple(arr.shape), rows.batch_shape, ax, name)
         labels = counted = labels_host = probs = None
@@ -189,10 +192,10 @@ class CEPlan:
         else:
             probs = be.to_rows(be.cast(be.operand(target), kernel_dtype), (ax,)).data
         x = rows.data
-        if opts.softcap is not None:
+        if capped:  # s = c tanh(x / c) in the dtype the call computes in [D14]
             x = be.empty(rows.data.shape, dtype)
-            be.launch("softcap", dtype, t_in=be.flatten(rows.data), cap=opts.softcap,
-                      out=be.flatten(x))
+            be.launch("softcap", rows.data.dtype, t_in=be.flatten(rows.data),
+                      cap=opts.softcap, out=be.flatten(x))
         return cls(be, arr, target, rows, x, labels, counted, labels_host, probs, opts,
                    reduction, kernel_dtype)
 
@@ -200,6 +203,14 @@ class CEPlan:
     def dtype(self) -> np.dtype:
         """The dtype the call computes in: of its per-row results, weights and scalars."""
         return float_dtype(self.arr.dtype)
+
+    @property
+    def grad_dtype(self) -> np.dtype:
+        """The dtype of the kernel variant that writes the gradient rows: under a soft-cap
+        its chain rule's, which reads the logits as they are (16-bit ones too)."""
+        if self.opts.softcap is None:
+            return self.kernel_dtype
+        return np.dtype(self.rows.data.dtype)
 
     @property
     def n_rows(self) -> int:
@@ -263,7 +274,7 @@ class CEPlan:
             be.launch(f"cross_entropy_grad_{target}_{variant}", dtype, x=self.x, **inputs,
                       grad_output=w, **params, grad=dest, loss=loss, lse=lse)
             if o.softcap is not None:
-                be.launch("softcap_grad", dtype, t_in=be.flatten(self.rows.data),
+                be.launch("softcap_grad", self.grad_dtype, t_in=be.flatten(self.rows.data),
                           dy_in=be.flatten(dest), cap=o.softcap, out=be.flatten(grad))
         if self.counted is not None and not self.counted.all():
             # ignored positions add nothing and get no gradient, whatever their logits

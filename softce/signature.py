@@ -56,18 +56,19 @@ def suffix(dtype: np.dtype) -> str:
 
 
 def _half_dtype_ok(p: Parameter, half: str, got: np.dtype) -> bool:
-    """Whether an array of ``got`` fits a 16-bit variant's rows/out_rows parameter ``p``."""
-    return storage(got) == half or (p.role == "out_rows" and got == np.float32
+    """Whether an array of ``got`` fits a 16-bit variant's 16-bit parameter ``p``."""
+    return storage(got) == half or (p.role.startswith("out") and got == np.float32
                                     and "float32" in OUTPUTS[half])
 
 
 def bind(kernel: str, table: tuple[Parameter, ...], dtype: np.dtype,
-         args: dict[str, object]) -> list[object]:
+         args: dict[str, object], held: tuple[str, ...] = ()) -> list[object]:
     """The arguments of a call to ``kernel`` (a ``dtype`` variant) in call order, checked.
 
-    A 16-bit variant (``dtype`` float16 or ``softce.half.BFLOAT16``) takes its rows, and its
-    outputs of rows, as arrays of that dtype (float16 ones passed as their uint16 bits; for
-    float16 also float32 outputs), every other float as float32."""
+    A 16-bit variant (``dtype`` float16 or ``softce.half.BFLOAT16``) takes the arrays it
+    holds in 16 bits (``held``: the module's ``HALF_ARRAYS``) as arrays of that dtype
+    (passed as their uint16 bits; for float16 outputs also float32), every other float as
+    float32."""
     half = storage(dtype)
     compute = np.dtype(np.float32) if half else np.dtype(dtype)
     if len(args) != len(table) or any(p.name not in args for p in table):
@@ -83,7 +84,7 @@ def bind(kernel: str, table: tuple[Parameter, ...], dtype: np.dtype,
             ordered.append(compute.type(value))
             continue
         got = value.dtype
-        if half and p.dtype == "float" and p.role in ("rows", "out_rows"):
+        if half and p.name in held:
             if not _half_dtype_ok(p, half, got):
                 _wrong_dtype(kernel, p, got, dtype)
             value = value.view(np.uint16) if storage(got) else value
@@ -116,9 +117,14 @@ class Library:
     def __init__(self, backend: str) -> None:
         self.package = f"softce.generated.{backend}"
         self.table = cache(self._table)
+        self.half_arrays = cache(self._half_arrays)
 
     def _table(self, name: str) -> tuple[Parameter, ...]:
         return parameters(importlib.import_module(f"{self.package}.{name}"))
+
+    def _half_arrays(self, name: str) -> tuple[str, ...]:
+        """The arrays the kernel's 16-bit variants hold in 16 bits (none without them)."""
+        return getattr(importlib.import_module(f"{self.package}.{name}"), "HALF_ARRAYS", ())
 
     def kernel(self, name: str, dtype: np.dtype) -> Any:
         """The generated kernel ``name`` for float dtype ``dtype``."""
@@ -128,4 +134,5 @@ class Library:
     def call(self, name: str, dtype: np.dtype, args: dict[str, object]
              ) -> tuple[Any, list[object]]:
         """(kernel, its arguments in call order, checked) for a call by keyword."""
-        return self.kernel(name, dtype), bind(name, self.table(name), dtype, args)
+        return self.kernel(name, dtype), bind(name, self.table(name), dtype, args,
+                                              self.half_arrays(name))

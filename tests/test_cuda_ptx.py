@@ -34,8 +34,9 @@ def test_every_file_names_its_derivations_and_is_lazily_compiled(module: str) ->
 
 @pytest.mark.parametrize("module", MODULES)
 def test_float32_kernels_print_no_float64(module: str) -> None:
+    """The float32 kernels, and the 16-bit ones that compute in float32."""
     blocks = (CUDA_DIR / f"{module}.py").read_text().split("\n\n\n")
-    f32 = [b for b in blocks if re.search(r"def \w+_f32\(", b)]
+    f32 = [b for b in blocks if re.search(r"def \w+_(?:f32|bf16|f16)\(", b)]
     assert f32
     for block in f32:
         body = block.split('"""')[-1]
@@ -79,13 +80,15 @@ def test_importing_softce_does_not_import_numba_cuda() -> None:
 def test_kernels_compile_to_ptx_without_spills(module: str) -> None:
     import importlib
 
+    from softce.codegen.parameters import HALF_KERNELS
     from softce.cuda.ptx import CCS, check
     from softce.cuda.runtime import MAX_THREADS
 
     mod = importlib.import_module(f"softce.generated.cuda.{module}")
-    assert set(mod.SIGNATURES) == {f"{module}_f32", f"{module}_f64"}
-    for name, sigs in mod.SIGNATURES.items():
-        for sig in sigs:
+    halves = ("bf16", "f16") if module in HALF_KERNELS else ()
+    assert set(mod.SIGNATURES) == {f"{module}_{dt}" for dt in ("f32", "f64", *halves)}
+    for name in (f"{module}_f32", f"{module}_f64"):  # the 16-bit ones: test_cuda_half.py
+        for sig in mod.SIGNATURES[name]:
             for cc in CCS:
                 res = check(name, getattr(mod, name), sig, cc)
                 assert res.registers > 0, (name, sig, cc)

@@ -13,15 +13,15 @@ import pytest
 import softce
 from softce.half import (
     BFLOAT16,
-    _py_narrow_bf16,
-    _py_narrow_f16,
-    _py_widen_bf16,
-    _py_widen_f16,
     bfloat16_to_float32,
     float32_to_bfloat16,
     is_bfloat16,
     narrow_bf16_to,
     narrow_f16_to,
+    py_narrow_bf16,
+    py_narrow_f16,
+    py_widen_bf16,
+    py_widen_f16,
     storage,
     widen_bf16,
     widen_f16,
@@ -64,7 +64,7 @@ def test_bfloat16_widening_is_exact_for_every_pattern() -> None:
     np.testing.assert_array_equal(got.view(np.uint32), ALL.astype(np.uint32) << 16)
     np.testing.assert_array_equal(bfloat16_to_float32(ALL).view(np.uint32),
                                   ALL.astype(np.uint32) << 16)
-    assert all(_py_widen_bf16(b).view(np.uint32) == np.uint32(b) << 16 for b in ALL[::97])
+    assert all(py_widen_bf16(b).view(np.uint32) == np.uint32(b) << 16 for b in ALL[::97])
 
 
 def test_float16_widening_is_exact_for_every_pattern() -> None:
@@ -73,7 +73,7 @@ def test_float16_widening_is_exact_for_every_pattern() -> None:
     nan = np.isnan(ref)
     np.testing.assert_array_equal(got[~nan].view(np.uint32), ref[~nan].view(np.uint32))
     assert np.isnan(got[nan]).all() and nan.sum() == 2 * 1023
-    assert all(_py_widen_f16(b) == ref[b] for b in ALL[::97] if not nan[b])
+    assert all(py_widen_f16(b) == ref[b] for b in ALL[::97] if not nan[b])
 
 
 def test_bfloat16_narrowing_rounds_to_nearest_even_as_torch() -> None:
@@ -86,7 +86,7 @@ def test_bfloat16_narrowing_rounds_to_nearest_even_as_torch() -> None:
     np.testing.assert_array_equal(got[~nan], ref[~nan])  # ties to even, overflow to inf
     assert (got[nan] == 0x7FC0).all()  # NaN stays NaN (PyTorch's canonical one)
     np.testing.assert_array_equal(float32_to_bfloat16(values).view(np.uint16), got)
-    assert all(_py_narrow_bf16(v) == g for v, g in zip(values[::501], got[::501]))
+    assert all(py_narrow_bf16(v) == g for v, g in zip(values[::501], got[::501]))
     # the float32 variant of the store keeps the value
     wide = np.empty(values.size, np.float32)
     _narrow_all(values, wide, 0)
@@ -102,7 +102,7 @@ def test_float16_narrowing_rounds_to_nearest_even_as_numpy() -> None:
     nan = np.isnan(values)
     np.testing.assert_array_equal(got[~nan], ref[~nan])  # subnormals, ties, overflow to inf
     assert np.isnan(got[nan].view(np.float16)).all()
-    assert all(_py_narrow_f16(v) == g for v, g in zip(values[::501], got[::501])
+    assert all(py_narrow_f16(v) == g for v, g in zip(values[::501], got[::501])
                if not np.isnan(v))
 
 
@@ -283,12 +283,35 @@ def test_no_float32_copy_of_16_bit_logits(kind) -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert peak < x16.nbytes / 8, peak
-    # a soft-cap is computed on widened logits: the traced peak shows that copy
-    tracemalloc.start()
-    softce.cross_entropy(x16, labels, softcap=3.0)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert peak >= 2 * x16.nbytes
+
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_soft_cap_reads_16_bit_logits_as_they_are(kind, monkeypatch) -> None:
+    """Under a soft-cap the 16-bit logits go to the soft-cap's 16-bit variant, which writes
+    the float32 capped copy (float32 logits need it too; it comes from softce.buffers, not
+    traced), and the chain rule's 16-bit variant writes the gradient: no other copy."""
+    from softce.cpu import BACKEND
+
+    x16 = _as(_logits((1024, 4096)), kind)
+    labels = RNG.integers(0, 4096, 1024)
+    out = np.empty_like(x16)
+    launched = []
+    launch = BACKEND.launch
+    monkeypatch.setattr(BACKEND, "launch", lambda name, dtype, **args: launched.append(
+        (name, storage(dtype))) or launch(name, dtype, **args))
+    for call in (lambda: softce.cross_entropy(x16, labels, softcap=3.0),
+                 lambda: softce.cross_entropy_grad(x16, labels, softcap=3.0, out=out)):
+        call()
+        launched.clear()
+        tracemalloc.start()
+        call()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < x16.nbytes / 8, peak
+        assert ("softcap", kind) in launched, launched
+        assert all(half is None for name, half in launched if name.startswith("cross")), launched
+    assert ("softcap_grad", kind) in launched, launched
 
 
 def test_a_kernel_refuses_the_other_16_bit_dtype() -> None:

@@ -317,6 +317,30 @@ def test_memory_stays_within_one_chunk():
     assert n * c * 4 == 32 << 20
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_accumulates_in_place(dtype):
+    """dest += G^T h into a block of the weight gradient, by BLAS with beta = 1: the sum of
+    the products, and no temporary of the block's size (traced)."""
+    from softce.linear import NUMPY
+
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal((37, 20000)).astype(dtype)
+    h = rng.standard_normal((37, 24)).astype(dtype)
+    full = rng.standard_normal((20010, 24)).astype(dtype)
+    want = full.astype(np.float64)
+    want[5:20005] += g.astype(np.float64).T @ h.astype(np.float64)
+    NUMPY.add_gt_h(g[:, :2], h, np.zeros((2, 24), dtype))  # BLAS loaded first
+    tracemalloc.start()
+    try:
+        NUMPY.add_gt_h(g, h, full[5:20005])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < full.nbytes / 16, peak
+    np.testing.assert_allclose(full, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-11)
+
+
 def test_empty_batch_and_everything_ignored():
     h, w, _, b = _case(0, 4, 5, np.float64)
     loss, dh, dw, db = softce.linear_cross_entropy_grad(h, w, np.zeros(0, int), linear_bias=b)

@@ -18,7 +18,7 @@
 #   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         3fef78f8283306fb
-#   softce/half.py        1b79506e6b2df970
+#   softce/half.py        f045569dfe4c5e78
 # SymPy 1.14.0.
 
 import math
@@ -385,8 +385,8 @@ def cross_entropy_grad_label_weighted_f16(x, cw, labels, counted, grad_output, z
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
 #: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
-#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
-#: of _f16 also float32) and every other "float" as float32.
+#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns (its outputs
+#: among them also as float32 for _f16) and every other "float" as float32.
 PARAMETERS = (
     ("x", "rows", "float"),
     ("cw", "class_vector", "float"),
@@ -398,3 +398,6 @@ PARAMETERS = (
     ("loss", "out_row", "float"),
     ("lse", "out_row", "float"),
 )
+
+#: The arrays a 16-bit variant (_bf16, _f16) holds as 16-bit bit patterns (uint16).
+HALF_ARRAYS = ("x", "grad",)

@@ -8,7 +8,7 @@
 #   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         3fef78f8283306fb
-#   softce/half.py        1b79506e6b2df970
+#   softce/half.py        f045569dfe4c5e78
 # SymPy 1.14.0.
 
 import math
@@ -16,6 +16,7 @@ import math
 import numba as nb
 import numpy as np
 
+from softce.half import widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to
 from softce.jit import CPU_OPTIONS
 
 
@@ -37,16 +38,37 @@ def softcap_grad_f64(t_in, dy_in, cap, out):
         out[q] = dy*(np.float64(1) - math.tanh(t/cap) * math.tanh(t/cap))
 
 
+@nb.njit(["void(uint16[::1], float32[::1], float32, uint16[::1])"], **CPU_OPTIONS)
+def softcap_grad_bf16(t_in, dy_in, cap, out):
+    """out = dy * ds/dt, s = cap tanh(t / cap) [D14] (bfloat16, computed in float32)"""
+    for q in nb.prange(out.shape[0]):
+        t = widen_bf16(t_in[q])
+        dy = dy_in[q]
+        out[q] = narrow_bf16_to(dy*(np.float32(1) - math.tanh(t/cap) * math.tanh(t/cap)), out)
+
+
+@nb.njit(["void(uint16[::1], float32[::1], float32, uint16[::1])", "void(uint16[::1], float32[::1], float32, float32[::1])"], **CPU_OPTIONS)
+def softcap_grad_f16(t_in, dy_in, cap, out):
+    """out = dy * ds/dt, s = cap tanh(t / cap) [D14] (float16, computed in float32)"""
+    for q in nb.prange(out.shape[0]):
+        t = widen_f16(t_in[q])
+        dy = dy_in[q]
+        out[q] = narrow_f16_to(dy*(np.float32(1) - math.tanh(t/cap) * math.tanh(t/cap)), out)
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
 #: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
-#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
-#: of _f16 also float32) and every other "float" as float32.
+#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns (its outputs
+#: among them also as float32 for _f16) and every other "float" as float32.
 PARAMETERS = (
     ("t_in", "flat", "float"),
     ("dy_in", "flat", "float"),
     ("cap", "param", "float"),
     ("out", "out_flat", "float"),
 )
+
+#: The arrays a 16-bit variant (_bf16, _f16) holds as 16-bit bit patterns (uint16).
+HALF_ARRAYS = ("t_in", "out",)

@@ -13,13 +13,13 @@
 #   D18  merge_s          392e7d1d54eb7885
 #   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py f5ebe5651807246e
+#   softce/cuda/runtime.py e1b1ad71fa1d0be7
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF
@@ -265,13 +265,103 @@ def cross_entropy_grad_label_f64(x, labels, grad_output, grad, loss):
             loss[r] = loss_v
 
 
+@cuda.jit
+def cross_entropy_grad_label_bf16(x, labels, grad_output, grad, loss):
+    """loss[r] = LSE(x) - x[c]; grad[i] = w * (softmax(x)[i] - [i = c]) [D9, D2, D11] (bfloat16 rows, computed in float32)"""
+    rows, n = x.shape
+    width = cuda.blockDim.x  # threads per row
+    lane = cuda.threadIdx.x
+    groups = cuda.blockDim.y  # rows per block
+    for first in range(cuda.blockIdx.x * groups, rows, cuda.gridDim.x * groups):
+        r = first + cuda.threadIdx.y
+        active = r < rows  # an idle group still takes part in the block's barriers
+        if not active:
+            r = rows - 1
+        stop = n if active else 0
+        x_r = x[r]
+        c = labels[r]
+        w = grad_output[r]
+        grad_r = grad[r]
+        m = np.float32(-np.inf)
+        s = np.float32(-1)
+        for start in range(lane, stop, width * CHUNK):
+            end = min(start + width * CHUNK, stop)
+            m_c = np.float32(-np.inf)
+            for k in range(start, end, width):
+                m_c = fmax(m_c, widen_bf16(x_r[k]))
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width):
+                    s_c += (-(np.float32(1) if (m_c == widen_bf16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_bf16(x_r[k]) - m_c)
+                    ties_c += np.float32((m_c == widen_bf16(x_r[k])))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+        m, s = _reduce_f32(m, s)
+        t0 = np.float32(1) / (np.float32(1) + s)
+        loss_v = -widen_bf16(x_r[c]) + m + log1p_f32(s)
+        cuda.syncthreads()  # row-level loads done before an in-place output overwrites them
+        for i in range(lane, stop, width):
+            grad_r[i] = narrow_bf16_to(w*(t0*exp_f32(widen_bf16(x_r[i]) - m) - (np.float32(1) if c == i else np.float32(0))), grad_r)
+        if active and lane == 0:
+            loss[r] = loss_v
+
+
+@cuda.jit
+def cross_entropy_grad_label_f16(x, labels, grad_output, grad, loss):
+    """loss[r] = LSE(x) - x[c]; grad[i] = w * (softmax(x)[i] - [i = c]) [D9, D2, D11] (float16 rows, computed in float32)"""
+    rows, n = x.shape
+    width = cuda.blockDim.x  # threads per row
+    lane = cuda.threadIdx.x
+    groups = cuda.blockDim.y  # rows per block
+    for first in range(cuda.blockIdx.x * groups, rows, cuda.gridDim.x * groups):
+        r = first + cuda.threadIdx.y
+        active = r < rows  # an idle group still takes part in the block's barriers
+        if not active:
+            r = rows - 1
+        stop = n if active else 0
+        x_r = x[r]
+        c = labels[r]
+        w = grad_output[r]
+        grad_r = grad[r]
+        m = np.float32(-np.inf)
+        s = np.float32(-1)
+        for start in range(lane, stop, width * CHUNK):
+            end = min(start + width * CHUNK, stop)
+            m_c = np.float32(-np.inf)
+            for k in range(start, end, width):
+                m_c = fmax(m_c, widen_f16(x_r[k]))
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width):
+                    s_c += (-(np.float32(1) if (m_c == widen_f16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_f16(x_r[k]) - m_c)
+                    ties_c += np.float32((m_c == widen_f16(x_r[k])))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+        m, s = _reduce_f32(m, s)
+        t0 = np.float32(1) / (np.float32(1) + s)
+        loss_v = -widen_f16(x_r[c]) + m + log1p_f32(s)
+        cuda.syncthreads()  # row-level loads done before an in-place output overwrites them
+        for i in range(lane, stop, width):
+            grad_r[i] = narrow_f16_to(w*(t0*exp_f32(widen_f16(x_r[i]) - m) - (np.float32(1) if c == i else np.float32(0))), grad_r)
+        if active and lane == 0:
+            loss[r] = loss_v
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
 #: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
-#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
-#: of _f16 also float32) and every other "float" as float32.
+#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns (its outputs
+#: among them also as float32 for _f16) and every other "float" as float32.
 PARAMETERS = (
     ("x", "rows", "float"),
     ("labels", "row_labels", "label"),
@@ -279,6 +369,9 @@ PARAMETERS = (
     ("grad", "out_rows", "float"),
     ("loss", "out_row", "float"),
 )
+
+#: The arrays a 16-bit variant (_bf16, _f16) holds as 16-bit bit patterns (uint16).
+HALF_ARRAYS = ("x", "grad",)
 
 
 #: Signatures of the C-contiguous launches, for ahead-of-time checks (``cuda.compile_ptx``).
@@ -290,5 +383,15 @@ SIGNATURES = {
     "cross_entropy_grad_label_f64": [
         "void(float64[:, ::1], int32[::1], float64[::1], float64[:, ::1], float64[::1])",
         "void(float64[:, ::1], int64[::1], float64[::1], float64[:, ::1], float64[::1])",
+    ],
+    "cross_entropy_grad_label_bf16": [
+        "void(uint16[:, ::1], int32[::1], float32[::1], uint16[:, ::1], float32[::1])",
+        "void(uint16[:, ::1], int64[::1], float32[::1], uint16[:, ::1], float32[::1])",
+    ],
+    "cross_entropy_grad_label_f16": [
+        "void(uint16[:, ::1], int32[::1], float32[::1], uint16[:, ::1], float32[::1])",
+        "void(uint16[:, ::1], int32[::1], float32[::1], float32[:, ::1], float32[::1])",
+        "void(uint16[:, ::1], int64[::1], float32[::1], uint16[:, ::1], float32[::1])",
+        "void(uint16[:, ::1], int64[::1], float32[::1], float32[:, ::1], float32[::1])",
     ],
 }

@@ -14,13 +14,13 @@
 #   D18  merge_s          392e7d1d54eb7885
 #   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py f5ebe5651807246e
+#   softce/cuda/runtime.py e1b1ad71fa1d0be7
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF
@@ -352,13 +352,137 @@ def cross_entropy_grad_label_smoothed_f64(x, cw, labels, counted, grad_output, e
             lse[r] = lse_v
 
 
+@cuda.jit
+def cross_entropy_grad_label_smoothed_bf16(x, cw, labels, counted, grad_output, eps, z, grad, loss, lse):
+    """loss[r], lse[r] as cross_entropy_label_smoothed; grad[i] = w * d loss / d x[i] [D13, D2, D11] (bfloat16 rows, computed in float32)"""
+    rows, n = x.shape
+    width = cuda.blockDim.x  # threads per row
+    lane = cuda.threadIdx.x
+    groups = cuda.blockDim.y  # rows per block
+    for first in range(cuda.blockIdx.x * groups, rows, cuda.gridDim.x * groups):
+        r = first + cuda.threadIdx.y
+        active = r < rows  # an idle group still takes part in the block's barriers
+        if not active:
+            r = rows - 1
+        stop = n if active else 0
+        x_r = x[r]
+        cw_r = cw  # shared by every row
+        c = labels[r]
+        v = counted[r]
+        w = grad_output[r]
+        grad_r = grad[r]
+        m = np.float32(-np.inf)
+        s = np.float32(-1)
+        sum_cw_x = np.float32(0)
+        sum_cw = np.float32(0)
+        for start in range(lane, stop, width * CHUNK):
+            end = min(start + width * CHUNK, stop)
+            m_c = np.float32(-np.inf)
+            for k in range(start, end, width):
+                m_c = fmax(m_c, widen_bf16(x_r[k]))
+                sum_cw_x += cw_r[k]*widen_bf16(x_r[k])
+                sum_cw += cw_r[k]
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width):
+                    s_c += (-(np.float32(1) if (m_c == widen_bf16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_bf16(x_r[k]) - m_c)
+                    ties_c += np.float32((m_c == widen_bf16(x_r[k])))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+        m, s, sum_cw_x, sum_cw = _reduce_f32(m, s, sum_cw_x, sum_cw)
+        u0 = np.float32(1) / (np.float32(1) + s)
+        u1 = np.float32(1) / np.float32(n)
+        u2 = np.float32(1) - eps
+        u3 = m + log1p_f32(s)
+        t0 = u0
+        t1 = u1
+        t2 = u2
+        t3 = u0*u3
+        loss_v = v*(u2*(-widen_bf16(x_r[c]) + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
+        lse_v = u3
+        cuda.syncthreads()  # row-level loads done before an in-place output overwrites them
+        for i in range(lane, stop, width):
+            e0 = exp_f32(widen_bf16(x_r[i]) - m)
+            e1 = e0*t0
+            grad_r[i] = narrow_bf16_to(v*w*(eps*t1*(-cw_r[i] + e1*sum_cw) + t2*(e1 - (np.float32(1) if c == i else np.float32(0)))*cw_r[c] + np.float32(2)*e0*t3*z), grad_r)
+        if active and lane == 0:
+            loss[r] = loss_v
+            lse[r] = lse_v
+
+
+@cuda.jit
+def cross_entropy_grad_label_smoothed_f16(x, cw, labels, counted, grad_output, eps, z, grad, loss, lse):
+    """loss[r], lse[r] as cross_entropy_label_smoothed; grad[i] = w * d loss / d x[i] [D13, D2, D11] (float16 rows, computed in float32)"""
+    rows, n = x.shape
+    width = cuda.blockDim.x  # threads per row
+    lane = cuda.threadIdx.x
+    groups = cuda.blockDim.y  # rows per block
+    for first in range(cuda.blockIdx.x * groups, rows, cuda.gridDim.x * groups):
+        r = first + cuda.threadIdx.y
+        active = r < rows  # an idle group still takes part in the block's barriers
+        if not active:
+            r = rows - 1
+        stop = n if active else 0
+        x_r = x[r]
+        cw_r = cw  # shared by every row
+        c = labels[r]
+        v = counted[r]
+        w = grad_output[r]
+        grad_r = grad[r]
+        m = np.float32(-np.inf)
+        s = np.float32(-1)
+        sum_cw_x = np.float32(0)
+        sum_cw = np.float32(0)
+        for start in range(lane, stop, width * CHUNK):
+            end = min(start + width * CHUNK, stop)
+            m_c = np.float32(-np.inf)
+            for k in range(start, end, width):
+                m_c = fmax(m_c, widen_f16(x_r[k]))
+                sum_cw_x += cw_r[k]*widen_f16(x_r[k])
+                sum_cw += cw_r[k]
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width):
+                    s_c += (-(np.float32(1) if (m_c == widen_f16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_f16(x_r[k]) - m_c)
+                    ties_c += np.float32((m_c == widen_f16(x_r[k])))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+        m, s, sum_cw_x, sum_cw = _reduce_f32(m, s, sum_cw_x, sum_cw)
+        u0 = np.float32(1) / (np.float32(1) + s)
+        u1 = np.float32(1) / np.float32(n)
+        u2 = np.float32(1) - eps
+        u3 = m + log1p_f32(s)
+        t0 = u0
+        t1 = u1
+        t2 = u2
+        t3 = u0*u3
+        loss_v = v*(u2*(-widen_f16(x_r[c]) + u3)*cw_r[c] + u3 * u3*z + eps*u1*(-sum_cw_x + sum_cw*u3))
+        lse_v = u3
+        cuda.syncthreads()  # row-level loads done before an in-place output overwrites them
+        for i in range(lane, stop, width):
+            e0 = exp_f32(widen_f16(x_r[i]) - m)
+            e1 = e0*t0
+            grad_r[i] = narrow_f16_to(v*w*(eps*t1*(-cw_r[i] + e1*sum_cw) + t2*(e1 - (np.float32(1) if c == i else np.float32(0)))*cw_r[c] + np.float32(2)*e0*t3*z), grad_r)
+        if active and lane == 0:
+            loss[r] = loss_v
+            lse[r] = lse_v
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
 #: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
-#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
-#: of _f16 also float32) and every other "float" as float32.
+#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns (its outputs
+#: among them also as float32 for _f16) and every other "float" as float32.
 PARAMETERS = (
     ("x", "rows", "float"),
     ("cw", "class_vector", "float"),
@@ -372,6 +496,9 @@ PARAMETERS = (
     ("lse", "out_row", "float"),
 )
 
+#: The arrays a 16-bit variant (_bf16, _f16) holds as 16-bit bit patterns (uint16).
+HALF_ARRAYS = ("x", "grad",)
+
 
 #: Signatures of the C-contiguous launches, for ahead-of-time checks (``cuda.compile_ptx``).
 SIGNATURES = {
@@ -382,5 +509,15 @@ SIGNATURES = {
     "cross_entropy_grad_label_smoothed_f64": [
         "void(float64[:, ::1], float64[::1], int32[::1], float64[::1], float64[::1], float64, float64, float64[:, ::1], float64[::1], float64[::1])",
         "void(float64[:, ::1], float64[::1], int64[::1], float64[::1], float64[::1], float64, float64, float64[:, ::1], float64[::1], float64[::1])",
+    ],
+    "cross_entropy_grad_label_smoothed_bf16": [
+        "void(uint16[:, ::1], float32[::1], int32[::1], float32[::1], float32[::1], float32, float32, uint16[:, ::1], float32[::1], float32[::1])",
+        "void(uint16[:, ::1], float32[::1], int64[::1], float32[::1], float32[::1], float32, float32, uint16[:, ::1], float32[::1], float32[::1])",
+    ],
+    "cross_entropy_grad_label_smoothed_f16": [
+        "void(uint16[:, ::1], float32[::1], int32[::1], float32[::1], float32[::1], float32, float32, uint16[:, ::1], float32[::1], float32[::1])",
+        "void(uint16[:, ::1], float32[::1], int32[::1], float32[::1], float32[::1], float32, float32, float32[:, ::1], float32[::1], float32[::1])",
+        "void(uint16[:, ::1], float32[::1], int64[::1], float32[::1], float32[::1], float32, float32, uint16[:, ::1], float32[::1], float32[::1])",
+        "void(uint16[:, ::1], float32[::1], int64[::1], float32[::1], float32[::1], float32, float32, float32[:, ::1], float32[::1], float32[::1])",
     ],
 }

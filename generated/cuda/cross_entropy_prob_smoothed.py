@@ -16,13 +16,13 @@
 #   D19  merge_t          7afee773ba09deb6
 #   D19  masked_chunk     08adcfe34d0f902a
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py f5ebe5651807246e
+#   softce/cuda/runtime.py e1b1ad71fa1d0be7
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, widen_bf16, widen_f16, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF
@@ -338,13 +338,121 @@ def cross_entropy_prob_smoothed_f64(x, y, cw, eps, z, loss, lse):
             lse[r] = lse_v
 
 
+@cuda.jit
+def cross_entropy_prob_smoothed_bf16(x, y, cw, eps, z, loss, lse):
+    """loss[r] = D13's prob loss (smoothed, z-loss); lse[r] = LSE(x) [D19, D13, D18, D11] (bfloat16 rows, computed in float32)"""
+    rows, n = x.shape
+    width = cuda.blockDim.x  # threads per row
+    lane = cuda.threadIdx.x
+    groups = cuda.blockDim.y  # rows per block
+    for first in range(cuda.blockIdx.x * groups, rows, cuda.gridDim.x * groups):
+        r = first + cuda.threadIdx.y
+        active = r < rows  # an idle group still takes part in the block's barriers
+        if not active:
+            r = rows - 1
+        stop = n if active else 0
+        x_r = x[r]
+        y_r = y[r]
+        cw_r = cw  # shared by every row
+        m = np.float32(-np.inf)
+        s = np.float32(-1)
+        t = np.float32(0)
+        sum_cw_y = np.float32(0)
+        for start in range(lane, stop, width * CHUNK):
+            end = min(start + width * CHUNK, stop)
+            m_c = np.float32(-np.inf)
+            sum_cw_y_c = np.float32(0)
+            for k in range(start, end, width):
+                m_c = fmax(m_c, widen_bf16(x_r[k]))
+                sum_cw_y_c += ((np.float32(1) - eps)*widen_bf16(y_r[k]) + eps/np.float32(n))*cw_r[k]
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                t_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width):
+                    s_c += (-(np.float32(1) if (m_c == widen_bf16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_bf16(x_r[k]) - m_c)
+                    t_c += ((np.float32(1) - eps)*widen_bf16(y_r[k]) + eps/np.float32(n))*(np.float32(0) if (((np.float32(1) - eps)*widen_bf16(y_r[k]) + eps/np.float32(n))*cw_r[k] == np.float32(0)) else -widen_bf16(x_r[k]) + m_c)*cw_r[k]
+                    ties_c += np.float32((m_c == widen_bf16(x_r[k])))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                t = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t + t_c if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t + t_c)  # D19 merge_t
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+            else:
+                t += (np.float32(0) if (sum_cw_y_c == np.float32(0)) else np.float32(np.inf)*sum_cw_y_c)  # D19 masked_chunk
+            sum_cw_y += sum_cw_y_c
+        m, s, t, sum_cw_y = _reduce_f32(m, s, t, sum_cw_y)
+        u0 = log1p_f32(s)
+        u1 = m + u0
+        loss_v = t + sum_cw_y*u0 + u1 * u1*z
+        lse_v = u1
+        if active and lane == 0:
+            loss[r] = loss_v
+            lse[r] = lse_v
+
+
+@cuda.jit
+def cross_entropy_prob_smoothed_f16(x, y, cw, eps, z, loss, lse):
+    """loss[r] = D13's prob loss (smoothed, z-loss); lse[r] = LSE(x) [D19, D13, D18, D11] (float16 rows, computed in float32)"""
+    rows, n = x.shape
+    width = cuda.blockDim.x  # threads per row
+    lane = cuda.threadIdx.x
+    groups = cuda.blockDim.y  # rows per block
+    for first in range(cuda.blockIdx.x * groups, rows, cuda.gridDim.x * groups):
+        r = first + cuda.threadIdx.y
+        active = r < rows  # an idle group still takes part in the block's barriers
+        if not active:
+            r = rows - 1
+        stop = n if active else 0
+        x_r = x[r]
+        y_r = y[r]
+        cw_r = cw  # shared by every row
+        m = np.float32(-np.inf)
+        s = np.float32(-1)
+        t = np.float32(0)
+        sum_cw_y = np.float32(0)
+        for start in range(lane, stop, width * CHUNK):
+            end = min(start + width * CHUNK, stop)
+            m_c = np.float32(-np.inf)
+            sum_cw_y_c = np.float32(0)
+            for k in range(start, end, width):
+                m_c = fmax(m_c, widen_f16(x_r[k]))
+                sum_cw_y_c += ((np.float32(1) - eps)*widen_f16(y_r[k]) + eps/np.float32(n))*cw_r[k]
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                t_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width):
+                    s_c += (-(np.float32(1) if (m_c == widen_f16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_f16(x_r[k]) - m_c)
+                    t_c += ((np.float32(1) - eps)*widen_f16(y_r[k]) + eps/np.float32(n))*(np.float32(0) if (((np.float32(1) - eps)*widen_f16(y_r[k]) + eps/np.float32(n))*cw_r[k] == np.float32(0)) else -widen_f16(x_r[k]) + m_c)*cw_r[k]
+                    ties_c += np.float32((m_c == widen_f16(x_r[k])))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                t = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t + t_c if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t + t_c)  # D19 merge_t
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+            else:
+                t += (np.float32(0) if (sum_cw_y_c == np.float32(0)) else np.float32(np.inf)*sum_cw_y_c)  # D19 masked_chunk
+            sum_cw_y += sum_cw_y_c
+        m, s, t, sum_cw_y = _reduce_f32(m, s, t, sum_cw_y)
+        u0 = log1p_f32(s)
+        u1 = m + u0
+        loss_v = t + sum_cw_y*u0 + u1 * u1*z
+        lse_v = u1
+        if active and lane == 0:
+            loss[r] = loss_v
+            lse[r] = lse_v
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
 #: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
-#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
-#: of _f16 also float32) and every other "float" as float32.
+#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns (its outputs
+#: among them also as float32 for _f16) and every other "float" as float32.
 PARAMETERS = (
     ("x", "rows", "float"),
     ("y", "rows", "float"),
@@ -355,6 +463,9 @@ PARAMETERS = (
     ("lse", "out_row", "float"),
 )
 
+#: The arrays a 16-bit variant (_bf16, _f16) holds as 16-bit bit patterns (uint16).
+HALF_ARRAYS = ("x", "y",)
+
 
 #: Signatures of the C-contiguous launches, for ahead-of-time checks (``cuda.compile_ptx``).
 SIGNATURES = {
@@ -363,5 +474,11 @@ SIGNATURES = {
     ],
     "cross_entropy_prob_smoothed_f64": [
         "void(float64[:, ::1], float64[:, ::1], float64[::1], float64, float64, float64[::1], float64[::1])",
+    ],
+    "cross_entropy_prob_smoothed_bf16": [
+        "void(uint16[:, ::1], uint16[:, ::1], float32[::1], float32, float32, float32[::1], float32[::1])",
+    ],
+    "cross_entropy_prob_smoothed_f16": [
+        "void(uint16[:, ::1], uint16[:, ::1], float32[::1], float32, float32, float32[::1], float32[::1])",
     ],
 }

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D13  nll_loss         872fec0b420c9061
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py f5ebe5651807246e
+#   softce/cuda/runtime.py e1b1ad71fa1d0be7
 # SymPy 1.14.0.
 
 import numpy as np
@@ -60,8 +60,8 @@ def nll_loss_f64(logp, cw, labels, counted, loss):
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
 #: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
-#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
-#: of _f16 also float32) and every other "float" as float32.
+#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns (its outputs
+#: among them also as float32 for _f16) and every other "float" as float32.
 PARAMETERS = (
     ("logp", "rows", "float"),
     ("cw", "class_vector", "float"),

@@ -4,13 +4,15 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D14  softcap_grad     94b25240f88a792c
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py f5ebe5651807246e
+#   softce/cuda/runtime.py e1b1ad71fa1d0be7
 # SymPy 1.14.0.
 
 import math
 
 import numpy as np
 from numba import cuda
+
+from softce.cuda.runtime import widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to
 
 
 @cuda.jit
@@ -33,19 +35,42 @@ def softcap_grad_f64(t_in, dy_in, cap, out):
         out[q] = dy*(np.float64(1) - math.tanh(t/cap) * math.tanh(t/cap))
 
 
+@cuda.jit
+def softcap_grad_bf16(t_in, dy_in, cap, out):
+    """out = dy * ds/dt, s = cap tanh(t / cap) [D14] (bfloat16, computed in float32)"""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out.shape[0], step):
+        t = widen_bf16(t_in[q])
+        dy = dy_in[q]
+        out[q] = narrow_bf16_to(dy*(np.float32(1) - math.tanh(t/cap) * math.tanh(t/cap)), out)
+
+
+@cuda.jit
+def softcap_grad_f16(t_in, dy_in, cap, out):
+    """out = dy * ds/dt, s = cap tanh(t / cap) [D14] (float16, computed in float32)"""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out.shape[0], step):
+        t = widen_f16(t_in[q])
+        dy = dy_in[q]
+        out[q] = narrow_f16_to(dy*(np.float32(1) - math.tanh(t/cap) * math.tanh(t/cap)), out)
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
 #: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
-#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
-#: of _f16 also float32) and every other "float" as float32.
+#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns (its outputs
+#: among them also as float32 for _f16) and every other "float" as float32.
 PARAMETERS = (
     ("t_in", "flat", "float"),
     ("dy_in", "flat", "float"),
     ("cap", "param", "float"),
     ("out", "out_flat", "float"),
 )
+
+#: The arrays a 16-bit variant (_bf16, _f16) holds as 16-bit bit patterns (uint16).
+HALF_ARRAYS = ("t_in", "out",)
 
 
 #: Signatures of the C-contiguous launches, for ahead-of-time checks (``cuda.compile_ptx``).
@@ -55,5 +80,12 @@ SIGNATURES = {
     ],
     "softcap_grad_f64": [
         "void(float64[::1], float64[::1], float64, float64[::1])",
+    ],
+    "softcap_grad_bf16": [
+        "void(uint16[::1], float32[::1], float32, uint16[::1])",
+    ],
+    "softcap_grad_f16": [
+        "void(uint16[::1], float32[::1], float32, uint16[::1])",
+        "void(uint16[::1], float32[::1], float32, float32[::1])",
     ],
 }

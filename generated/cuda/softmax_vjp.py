@@ -4,13 +4,13 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D10  softmax_vjp      18bfe2ecab63f3f7
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py f5ebe5651807246e
+#   softce/cuda/runtime.py e1b1ad71fa1d0be7
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, SHUFFLE, MAX_THREADS
 
 FULL_MASK = 0xFFFFFFFF
 
@@ -183,18 +183,69 @@ def softmax_vjp_f64(p, g, out):
             out_r[i] = (g_r[i] - sum_g_p)*p_r[i]
 
 
+@cuda.jit
+def softmax_vjp_bf16(p, g, out):
+    """out[i] = p[i] (g[i] - p.g), p = softmax(x) given [D10] (bfloat16 rows, computed in float32)"""
+    rows, n = p.shape
+    width = cuda.blockDim.x  # threads per row
+    lane = cuda.threadIdx.x
+    groups = cuda.blockDim.y  # rows per block
+    for first in range(cuda.blockIdx.x * groups, rows, cuda.gridDim.x * groups):
+        r = first + cuda.threadIdx.y
+        active = r < rows  # an idle group still takes part in the block's barriers
+        if not active:
+            r = rows - 1
+        stop = n if active else 0
+        p_r = p[r]
+        g_r = g[r]
+        out_r = out[r]
+        sum_g_p = np.float32(0)
+        for k in range(lane, stop, width):
+            sum_g_p += widen_bf16(g_r[k])*widen_bf16(p_r[k])
+        sum_g_p = _reduce_f32(sum_g_p)
+        for i in range(lane, stop, width):
+            out_r[i] = narrow_bf16_to((widen_bf16(g_r[i]) - sum_g_p)*widen_bf16(p_r[i]), out_r)
+
+
+@cuda.jit
+def softmax_vjp_f16(p, g, out):
+    """out[i] = p[i] (g[i] - p.g), p = softmax(x) given [D10] (float16 rows, computed in float32)"""
+    rows, n = p.shape
+    width = cuda.blockDim.x  # threads per row
+    lane = cuda.threadIdx.x
+    groups = cuda.blockDim.y  # rows per block
+    for first in range(cuda.blockIdx.x * groups, rows, cuda.gridDim.x * groups):
+        r = first + cuda.threadIdx.y
+        active = r < rows  # an idle group still takes part in the block's barriers
+        if not active:
+            r = rows - 1
+        stop = n if active else 0
+        p_r = p[r]
+        g_r = g[r]
+        out_r = out[r]
+        sum_g_p = np.float32(0)
+        for k in range(lane, stop, width):
+            sum_g_p += widen_f16(g_r[k])*widen_f16(p_r[k])
+        sum_g_p = _reduce_f32(sum_g_p)
+        for i in range(lane, stop, width):
+            out_r[i] = narrow_f16_to((widen_f16(g_r[i]) - sum_g_p)*widen_f16(p_r[i]), out_r)
+
+
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;
 #: "class_vector" (n,) shared by every row; "row_labels" (rows,) class labels; "row_values"
 #: (rows,) one value per row; "param" a scalar; "out_rows" (rows, n); "out_pairs" (rows, n, n);
 #: "out_row" (rows,); elementwise kernels: "flat" (size,) inputs, "param", "out_flat" (size,).
 #: dtype: "float" is the kernel's float dtype (float32 or float64), "label" is int32 or int64;
-#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns (out_rows
-#: of _f16 also float32) and every other "float" as float32.
+#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns (its outputs
+#: among them also as float32 for _f16) and every other "float" as float32.
 PARAMETERS = (
     ("p", "rows", "float"),
     ("g", "rows", "float"),
     ("out", "out_rows", "float"),
 )
+
+#: The arrays a 16-bit variant (_bf16, _f16) holds as 16-bit bit patterns (uint16).
+HALF_ARRAYS = ("p", "g", "out",)
 
 
 #: Signatures of the C-contiguous launches, for ahead-of-time checks (``cuda.compile_ptx``).
@@ -204,5 +255,12 @@ SIGNATURES = {
     ],
     "softmax_vjp_f64": [
         "void(float64[:, ::1], float64[:, ::1], float64[:, ::1])",
+    ],
+    "softmax_vjp_bf16": [
+        "void(uint16[:, ::1], uint16[:, ::1], uint16[:, ::1])",
+    ],
+    "softmax_vjp_f16": [
+        "void(uint16[:, ::1], uint16[:, ::1], uint16[:, ::1])",
+        "void(uint16[:, ::1], uint16[:, ::1], float32[:, ::1])",
     ],
 }

@@ -42,7 +42,7 @@ from .numerics import (
 )
 from .parameters import HALF_KERNELS, names, signatures
 from .printer import DTYPES, HALF_DTYPES, NumbaPrinter
-from .source import Code, definitions, load_row
+from .source import Code, compute_dtype, definitions, element_body, kind, load_row
 
 #: Elements per chunk of the online (m, d) pass: a chunk stays in L1 between its max and sums.
 CHUNK = 1024
@@ -608,16 +608,13 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
 
 def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for a flat elementwise kernel."""
-    pr = NumbaPrinter(dtype)
     out = Code()
-    (sig,) = signatures(kernel, dtype)
-    out.add(f'@nb.njit(["{sig}"], **CPU_OPTIONS)')
+    sigs = ", ".join(f'"{sig}"' for sig in signatures(kernel, dtype))
+    out.add(f"@nb.njit([{sigs}], **CPU_OPTIONS)")
     with out.block(f"def {kernel.name}_{dtype}({names(kernel)}):"):
-        out.add(f'"""{kernel.doc} ({DTYPES[dtype]})"""')
+        out.add(f'"""{kernel.doc} ({kind(dtype)})"""')
         with out.block("for q in nb.prange(out.shape[0]):"):
-            out.add(*(f"{a} = {a}_in[q]" for a in kernel.args))
-            out.assign(pr, kernel.element_level)
-            out.add(f"out[q] = {pr.doprint(kernel.output)}")
+            element_body(out, NumbaPrinter(compute_dtype(dtype)), kernel, dtype)
     return out.lines
 
 

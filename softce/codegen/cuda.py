@@ -9,6 +9,13 @@ pass, with a stride). The threads' states are then merged with the same rule: wa
 one shared slot per warp on a GPU, a shared-memory tree in the CUDA simulator (which has no
 shuffles); ``softce.cuda.runtime.SHUFFLE`` picks one. Elementwise outputs are written in a
 second coalesced pass. Kernels compile lazily (no signature), so importing them needs no GPU.
+
+A 16-bit variant (``<kernel>_bf16``, ``<kernel>_f16``, for ``parameters.HALF_KERNELS``) is the
+float32 kernel reading its rows as uint16 bit patterns, as the CPU's are (``softce.half``):
+the printer wraps each load of a row in ``widen_<half>``, each store to an output of rows goes
+through ``narrow_<half>_to`` (``softce.cuda.runtime``: rounded to 16 bits, nearest even, or
+float32 into a float32 output); per-row outputs stay float32, and the row states merge
+with the float32 kernel's device functions.
 """
 
 from __future__ import annotations
@@ -25,9 +32,9 @@ from softce.derive.symbols import d1, d2, i, k, m1, m2
 from .ir import Assignment, ElementwiseKernel, Reduction, RowKernel
 from .lower import m
 from .numerics import chunk_excess
-from .parameters import names, signatures
-from .printer import DTYPES, NumbaPrinter
-from .source import Code, definitions, load_row
+from .parameters import HALF_KERNELS, names, signatures
+from .printer import DTYPES, HALF_DTYPES, NumbaPrinter
+from .source import Code, compute_dtype, definitions, element_body, kind, load_row
 
 #: Elements per thread in one chunk of the online (m, d) pass: a chunk of a group is
 #: CHUNK * blockDim.x elements, read a second time (from L1) for the shifted sums.
@@ -269,9 +276,11 @@ def _reads_rows(assigns: tuple[Assignment, ...], exprs: list[sp.Expr]) -> bool:
     return any(e.atoms(sp.Indexed) for e in [a.expr for a in assigns] + exprs)
 
 
-def _outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
+def _outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, narrow: str | None = None
+             ) -> None:
     """The elementwise outputs (a strided loop over i, or over (i, j) pairs), scratch elements
-    evaluated in place."""
+    evaluated in place; each stored as ``narrow(value, <output row>)`` when given (a 16-bit
+    variant's rounding to the output's element type)."""
     elementwise = [e for _, e in (*kernel.outputs, *kernel.pair_outputs)]
     scratch, mapping = _scratch_inline(
         kernel, [a.expr for a in kernel.element_level] + elementwise)
@@ -287,17 +296,27 @@ def _outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
                 out.add("i = q // n", "j = q - i * n")
             out.assign(pr, scratch)
             out.assign(pr, element_level)
-            out.add(*(f"{name}_r[{index}] = {pr.doprint(value.xreplace(mapping))}"
-                      for name, value in outputs))
+            for name, value in outputs:
+                printed = pr.doprint(value.xreplace(mapping))
+                stored = f"{narrow}({printed}, {name}_r)" if narrow else printed
+                out.add(f"{name}_r[{index}] = {stored}")
 
 
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
-    """Source lines of ``<name>_<dtype>`` (and its merge/reduce device functions)."""
-    pr = CudaPrinter(dtype)
+    """Source lines of ``<name>_<dtype>`` (and its merge/reduce device functions); a 16-bit
+    ``dtype`` ("bf16", "f16") prints the float32 kernel reading its rows as 16-bit bit
+    patterns (each load widened) and rounding its outputs of rows to 16 bits at each store,
+    with the float32 kernel's device functions."""
+    half = dtype if dtype in HALF_DTYPES else None
+    if half and (kernel.pair_outputs or kernel.scratch):
+        raise ValueError(f"{kernel.name}: no 16-bit variant for pair outputs or scratch rows")
+    compute = "f32" if half else dtype
+    pr = CudaPrinter(compute) if not half else CudaPrinter(
+        compute, f"widen_{half}", frozenset(str(row) for row in kernel.rows))
     out = Code()
     state = _state(kernel)
     st = ", ".join(state)
-    if state:
+    if state and not half:
         for emit in (_emit_merge, _emit_reduce_shuffle, _emit_reduce_shared):
             emit(out, pr, kernel, dtype)
             out.add("", "")
@@ -305,7 +324,8 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
                 f"_reduce_shared_{dtype}", "", "")
     out.add("@cuda.jit")
     with out.block(f"def {kernel.name}_{dtype}({names(kernel)}):"):
-        out.add(f'"""{kernel.doc} ({DTYPES[dtype]})"""', f"rows, n = {kernel.rows[0]}.shape",
+        kind = f"{HALF_DTYPES[half]} rows, computed in float32" if half else DTYPES[dtype]
+        out.add(f'"""{kernel.doc} ({kind})"""', f"rows, n = {kernel.rows[0]}.shape",
                 "width = cuda.blockDim.x  # threads per row", "lane = cuda.threadIdx.x",
                 "groups = cuda.blockDim.y  # rows per block")
         with out.block("for first in range(cuda.blockIdx.x * groups, rows, "
@@ -318,7 +338,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
             load_row(out, kernel)
             _thread_pass(out, pr, kernel)
             if state:
-                out.add(f"{st} = _reduce_{dtype}({st})")
+                out.add(f"{st} = _reduce_{compute}({st})")
             out.assign(pr, kernel.row_level)
             out.add(*(f"{name}_v = {pr.doprint(value)}" for name, value in kernel.row_outputs))
             elementwise = [e for _, e in (*kernel.outputs, *kernel.pair_outputs)]
@@ -326,7 +346,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
                                            [e for _, e in kernel.row_outputs]):
                 out.add("cuda.syncthreads()  # row-level loads done before an in-place output "
                         "overwrites them")
-            _outputs(out, pr, kernel)
+            _outputs(out, pr, kernel, f"narrow_{half}_to" if half else None)
             if kernel.row_outputs:
                 with out.block("if active and lane == 0:"):
                     out.add(*(f"{name}[r] = {name}_v" for name, _ in kernel.row_outputs))
@@ -335,31 +355,29 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
 
 def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
     """Source lines of ``<name>_<dtype>`` for a flat elementwise kernel (grid-stride loop)."""
-    pr = CudaPrinter(dtype)
     out = Code()
     out.add("@cuda.jit")
     with out.block(f"def {kernel.name}_{dtype}({names(kernel)}):"):
-        out.add(f'"""{kernel.doc} ({DTYPES[dtype]})"""',
-                "step = cuda.gridDim.x * cuda.blockDim.x")
+        out.add(f'"""{kernel.doc} ({kind(dtype)})"""', "step = cuda.gridDim.x * cuda.blockDim.x")
         with out.block("for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, "
                        "out.shape[0], step):"):
-            out.add(*(f"{a} = {a}_in[q]" for a in kernel.args))
-            out.assign(pr, kernel.element_level)
-            out.add(f"out[q] = {pr.doprint(kernel.output)}")
+            element_body(out, CudaPrinter(compute_dtype(dtype)), kernel, dtype)
     return out.lines
 
 
 RUNTIME_NAMES = ("exp_f32", "exp_f64", "log_f32", "log_f64", "log1p_f32", "log1p_f64", "fmax",
-                 "fmin")
+                 "fmin", "widen_bf16", "widen_f16", "narrow_bf16_to", "narrow_f16_to")
 
 
 def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:
-    """Imports and both dtype variants of one kernel (the header is added by the writer)."""
+    """Imports and the dtype variants of one kernel (float32, float64, and the 16-bit ones of
+    ``HALF_KERNELS``), with their ``SIGNATURES`` (the header is added by the writer)."""
     emit = emit_row_kernel if isinstance(kernel, RowKernel) else emit_elementwise_kernel
-    body = definitions(kernel, emit)
+    dtypes = (*DTYPES, *(HALF_DTYPES if kernel.name in HALF_KERNELS else ()))
+    body = definitions(kernel, emit, dtypes)
     body += ["", "", "#: Signatures of the C-contiguous launches, for ahead-of-time checks "
              "(``cuda.compile_ptx``).", "SIGNATURES = {"]
-    for dtype in DTYPES:
+    for dtype in dtypes:
         body.append(f'    "{kernel.name}_{dtype}": [')
         body += [f'        "{sig}",' for sig in signatures(kernel, dtype)]
         body.append("    ],")

@@ -31,17 +31,24 @@ ROLE_TYPES = {
 #: The integer types a kernel with a "label" parameter is compiled for.
 LABEL_TYPES = ("int32", "int64")
 
+#: The elementwise kernels with 16-bit variants, and the arrays of theirs that hold 16-bit bit
+#: patterns: a soft-cap reads 16-bit logits t into a float32 capped copy, and its chain rule
+#: writes the gradient of those logits, in 16 bits, from t and the float32 dy.
+HALF_ELEMENTWISE = {"softcap": ("t_in",), "softcap_grad": ("t_in", "out")}
+
 #: The kernels of a training step and of the softmax family's rows and their backward,
 #: printed with 16-bit variants too (``<name>_bf16``, ``<name>_f16``): their "rows" and
-#: "out_rows" parameters hold 16-bit bit patterns (uint16), every other "float" parameter is
-#: float32, the dtype they compute in (``softce.half``).
+#: "out_rows" parameters (an elementwise kernel's ``HALF_ELEMENTWISE`` arrays) hold 16-bit
+#: bit patterns (uint16), every other "float" parameter is float32, the dtype they compute
+#: in (``softce.half``).
 HALF_KERNELS = frozenset({
     "softmax", "log_softmax", "logsumexp", "softmax_vjp", "log_softmax_vjp", "logsumexp_grad",
     *(f"cross_entropy{grad}_{target}{variant}" for grad in ("", "_grad")
       for target in ("label", "prob") for variant in ("", "_weighted", "_smoothed")),
+    *HALF_ELEMENTWISE,
 })
 
-#: The element types of a 16-bit variant's "out_rows": 16-bit bit patterns, and for float16
+#: The element types of a 16-bit variant's 16-bit outputs: 16-bit bit patterns, and for float16
 #: also float32 (the NumPy API returns float32 for float16 input unless out= is float16).
 HALF_OUTPUTS = OUTPUTS
 
@@ -56,9 +63,9 @@ TABLE_COMMENT = (
     '"out_flat" (size,).',
     '#: dtype: "float" is the kernel\'s float dtype (float32 or float64), '
     '"label" is int32 or int64;',
-    '#: a 16-bit variant (_bf16, _f16) takes "rows" and "out_rows" as uint16 bit patterns '
-    '(out_rows',
-    '#: of _f16 also float32) and every other "float" as float32.',
+    '#: a 16-bit variant (_bf16, _f16) takes the HALF_ARRAYS as uint16 bit patterns '
+    '(its outputs',
+    '#: among them also as float32 for _f16) and every other "float" as float32.',
 )
 
 
@@ -102,15 +109,36 @@ def signatures(kernel: RowKernel | ElementwiseKernel, dtype: str) -> list[str]:
         types = [[ROLE_TYPES[p.role].format(float=DTYPES[dtype], label=label) for p in params]
                  for label in labels]
         return [f"void({', '.join(args)})" for args in types]
-    storage = {"rows": "uint16"}
-    types = [[ROLE_TYPES[p.role].format(float={**storage, "out_rows": out}.get(p.role,
-                                                                              "float32"),
-                                        label=label) for p in params]
-             for label in labels for out in HALF_OUTPUTS[dtype]]
+    held = half_arrays(kernel)
+    outputs = (HALF_OUTPUTS[dtype] if any(p.name in held and p.role.startswith("out")
+                                          for p in params) else ("uint16",))
+
+    def element(p: Parameter, out: str) -> str:
+        if p.name not in held:
+            return "float32"
+        return out if p.role.startswith("out") else "uint16"
+
+    types = [[ROLE_TYPES[p.role].format(float=element(p, out), label=label) for p in params]
+             for label in labels for out in outputs]
     return [f"void({', '.join(args)})" for args in types]
 
 
+def half_arrays(kernel: RowKernel | ElementwiseKernel) -> frozenset[str]:
+    """The parameters a 16-bit variant of the kernel holds in 16 bits: a row kernel's rows
+    and outputs of rows, an elementwise kernel's ``HALF_ELEMENTWISE`` arrays."""
+    if isinstance(kernel, ElementwiseKernel):
+        return frozenset(HALF_ELEMENTWISE.get(kernel.name, ()))
+    return frozenset(p.name for p in parameters(kernel) if p.role in ("rows", "out_rows"))
+
+
 def table(kernel: RowKernel | ElementwiseKernel) -> list[str]:
-    """Source lines of the ``PARAMETERS`` table, with its comment."""
+    """Source lines of the ``PARAMETERS`` table, with its comment, and for a kernel with
+    16-bit variants the ``HALF_ARRAYS`` they hold in 16 bits."""
     rows = [f'    ("{p.name}", "{p.role}", "{p.dtype}"),' for p in parameters(kernel)]
-    return [*TABLE_COMMENT, "PARAMETERS = (", *rows, ")"]
+    lines = [*TABLE_COMMENT, "PARAMETERS = (", *rows, ")"]
+    if kernel.name in HALF_KERNELS:
+        held = ", ".join(f'"{p.name}"' for p in parameters(kernel)
+                         if p.name in half_arrays(kernel))
+        lines += ["", "#: The arrays a 16-bit variant (_bf16, _f16) holds as 16-bit bit patterns "
+                  "(uint16).", f"HALF_ARRAYS = ({held},)"]
+    return lines

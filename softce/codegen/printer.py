@@ -17,7 +17,7 @@ from softce.derive.symbols import n
 from .lower import m
 
 DTYPES = {"f32": "float32", "f64": "float64"}
-#: 16-bit storage dtypes of the CPU kernels' 16-bit variants, computed in float32
+#: 16-bit storage dtypes of the kernels' 16-bit variants (CPU and CUDA), computed in float32
 #: (``softce.half``: rows read as bit patterns and widened at each load).
 HALF_DTYPES = {"bf16": "bfloat16", "f16": "float16"}
 

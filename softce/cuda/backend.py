@@ -4,6 +4,11 @@ Inputs: numba device arrays or any object exposing ``__cuda_array_interface__`` 
 PyTorch CUDA tensors), viewed without a copy; host arguments (targets, upstream gradients,
 weights) are copied to the device. Results are numba device arrays (with ``out=``, ``out``
 itself). Labels are range-checked on the device: one index comes back, never the logits.
+
+16-bit logits of the kernels with 16-bit variants are read as they are, as on the CPU
+(``softce.half``): float16 device arrays, and bfloat16 ones as uint16 bit patterns of dtype
+``softce.half.BFLOAT16`` (a PyTorch bfloat16 tensor viewed as int16, then as that dtype);
+elsewhere they are widened to float32 on the device.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from numba import cuda
 
 from softce.backend import Backend, Flat
 from softce.checks import float_dtype
+from softce.half import is_bfloat16
 from softce.signature import Library
 
 from . import device as dev
@@ -28,10 +34,14 @@ class CUDA(Backend):
     """Device arrays in, numba device arrays out."""
 
     name = "cuda"
+    half_kernels = True
 
     def float_array(self, value: object, name: str, half: bool = False) -> Any:
         arr = self.operand(value)
-        return self.cast(arr, float_dtype(arr.dtype, name))
+        dt = float_dtype(arr.dtype, name)
+        if arr.dtype == dt or half and self.half_kernels:
+            return arr
+        return self.cast(arr, dt)
 
     def operand(self, value: object) -> Any:
         if dev.is_device_array(value):
@@ -56,7 +66,7 @@ class CUDA(Backend):
         return dev.empty(shape, dtype)
 
     def cast(self, arr: Any, dtype: np.dtype) -> Any:
-        if arr.dtype == dtype:
+        if arr.dtype == dtype and is_bfloat16(arr.dtype) == is_bfloat16(dtype):
             return arr
         return dev.reshape_c(dev.cast(arr, dtype), tuple(arr.shape))
 
@@ -109,11 +119,13 @@ class CUDA(Backend):
             return out
         if checked_out is None:
             return layout.restore(dest)
+        # the kernel's rows in out's dtype (bfloat16 bit patterns converted by value)
+        src = dev.cast(dest, checked_out.dtype)
         if isinstance(layout, Flat):
-            dev.scatter_into(dest, checked_out)
+            dev.scatter_into(src, checked_out)
         else:
             shape, strides = dev.moved_last(checked_out, layout.axes)
-            dev.scatter_into(dev.contiguous_flat(dest), dev.view(checked_out, shape, strides))
+            dev.scatter_into(src, dev.view(checked_out, shape, strides))
         return out
 
     def launch(self, kernel_name: str, dtype: np.dtype, **args: object) -> None:

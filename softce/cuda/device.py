@@ -14,8 +14,9 @@ import numpy as np
 from numba import cuda
 
 from softce.backend import on_cuda
+from softce.half import is_bfloat16
 
-from .runtime import SIMULATOR
+from .runtime import SIMULATOR, narrow_bf16_to, widen_bf16
 from .streams import current, host_copy
 
 #: Threads per block of the helper kernels (layout copies, label checks, loss sums).
@@ -51,7 +52,8 @@ def _pointer(arr) -> int:
 
 def view(arr, shape: tuple[int, ...], strides: tuple[int, ...], offset: int = 0):
     """A view of arr's memory from its first element (moved by ``offset`` bytes, on a GPU
-    only) with the given shape and byte strides."""
+    only) with the given shape and byte strides, of arr's dtype (``softce.half.BFLOAT16``'s
+    mark included)."""
     shape, strides = tuple(int(s) for s in shape), tuple(int(s) for s in strides)
     if SIMULATOR:
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
@@ -60,7 +62,9 @@ def view(arr, shape: tuple[int, ...], strides: tuple[int, ...], offset: int = 0)
         return FakeCUDAArray(np.lib.stride_tricks.as_strided(arr._ary, shape, strides))
     desc = {"shape": shape, "strides": strides, "typestr": arr.dtype.str,
             "data": (_pointer(arr) + offset if arr.size else 0, False), "version": 3}
-    return cuda.from_cuda_array_interface(desc, owner=arr)
+    viewed = cuda.from_cuda_array_interface(desc, owner=arr)
+    # the interface's typestr carries no dtype metadata: the bfloat16 mark is put back
+    return viewed.view(arr.dtype) if arr.dtype.metadata else viewed
 
 
 def c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -131,6 +135,22 @@ def _scatter(src, dst, origin, shape, strides):
     step = cuda.gridDim.x * cuda.blockDim.x
     for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, src.shape[0], step):
         dst[_strided_offset(q, origin, shape, strides)] = src[q]
+
+
+@cuda.jit
+def _widen_bf16(src, dst):
+    """dst[q] = the value of the bfloat16 bit pattern src[q] (exact)."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, dst.shape[0], step):
+        dst[q] = widen_bf16(src[q])
+
+
+@cuda.jit
+def _narrow_bf16(src, dst):
+    """dst[q] = src[q] as float32 rounded to bfloat16 (nearest even), its bit pattern."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, dst.shape[0], step):
+        dst[q] = narrow_bf16_to(np.float32(src[q]), dst)
 
 
 @cuda.jit
@@ -222,13 +242,22 @@ def scatter_into(flat, arr) -> None:
 
 
 def cast(arr, dtype):
-    """arr as a C-contiguous 1-D array of dtype (a copy when the dtype or layout differs)."""
+    """arr as a C-contiguous 1-D array of dtype (a copy when the dtype or layout differs),
+    converted by value; ``softce.half.BFLOAT16`` bit patterns widened from or rounded to
+    (nearest even, through float32)."""
     flat = contiguous_flat(arr)
-    if flat.dtype == np.dtype(dtype):
+    dtype = np.dtype(dtype)
+    if flat.dtype == dtype and is_bfloat16(flat.dtype) == is_bfloat16(dtype):
         return flat
     out = empty((flat.size,), dtype)
     if flat.size:
-        _gather[_grid(flat.size), HELPER_THREADS, current()](flat, 0, (flat.size,), (1,), out)
+        grid = _grid(flat.size), HELPER_THREADS, current()
+        if is_bfloat16(flat.dtype):
+            _widen_bf16[grid](flat, out)
+        elif is_bfloat16(dtype):
+            _narrow_bf16[grid](flat, out)
+        else:
+            _gather[grid](flat, 0, (flat.size,), (1,), out)
     return out
 
 

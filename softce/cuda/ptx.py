@@ -30,7 +30,7 @@ class Resources:
     spill_stores: int
     spill_loads: int
     barriers: int
-    f64_in_f32: bool  # a float64 instruction in a float32 kernel
+    f64_in_f32: bool  # a float64 instruction in a float32 (or 16-bit) kernel
 
     @property
     def spills(self) -> int:
@@ -86,13 +86,19 @@ def assemble(ptx: str, cc: tuple[int, int]) -> str:
     return run.stderr + run.stdout
 
 
-def check(name: str, kernel: object, sig: str, cc: tuple[int, int]) -> Resources:
-    """Compile one kernel signature to PTX and assemble it."""
+def compile_ptx(kernel: object, sig: str, cc: tuple[int, int]) -> str:
+    """The PTX of one kernel signature for compute capability ``cc``."""
     from numba import cuda
 
     ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+    return ptx
+
+
+def resources(name: str, sig: str, cc: tuple[int, int], ptx: str) -> Resources:
+    """Assemble the PTX of one kernel signature and read its resources."""
     report = assemble(ptx, cc)
-    f64 = name.endswith("_f32") and re.search(r"\.f64\b", ptx) is not None
+    # the 16-bit variants compute in float32 too
+    f64 = name.endswith(("_f32", "_bf16", "_f16")) and re.search(r"\.f64\b", ptx) is not None
     return Resources(
         kernel=name, signature=sig, cc=cc,
         registers=_field(rf"Used {_NUM} registers", report),
@@ -103,6 +109,11 @@ def check(name: str, kernel: object, sig: str, cc: tuple[int, int]) -> Resources
         barriers=_field(rf"used {_NUM} barriers", report),
         f64_in_f32=f64,
     )
+
+
+def check(name: str, kernel: object, sig: str, cc: tuple[int, int]) -> Resources:
+    """Compile one kernel signature to PTX and assemble it."""
+    return resources(name, sig, cc, compile_ptx(kernel, sig, cc))
 
 
 def report_all(ccs: tuple[tuple[int, int], ...] = CCS) -> list[Resources]:

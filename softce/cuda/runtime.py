@@ -12,6 +12,18 @@ In the simulator (``NUMBA_ENABLE_CUDASIM=1``) they are NumPy's IEEE exp/log on N
 ``SHUFFLE`` picks how a row's threads merge their partial (m, d) states: warp shuffles on a
 GPU, a shared-memory tree in the simulator (which has no shuffles) or when
 ``SOFTCE_CUDA_REDUCE=shared`` is set before the kernels are imported.
+
+The 16-bit variants (``<kernel>_bf16``, ``<kernel>_f16``) read their rows as uint16 bit
+patterns, as on the CPU (``softce.half``): ``widen_bf16``/``widen_f16`` give a load's float32
+value (exact), ``narrow_bf16_to``/``narrow_f16_to(v, like)`` the value a store of float32 v
+into the array ``like`` writes: v rounded to 16 bits, nearest even, as its bit pattern for a
+uint16 array, v itself for a float32 one (a float16 variant's float32 outputs). On a GPU they
+are intrinsics emitting the CPU's LLVM IR (``softce.half.build_*``): bfloat16 is a shift,
+and its rounding integer adds with NaN made 0x7FC0; float16 goes through LLVM's half type,
+which NVVM lowers to PTX's ``cvt.f32.f16`` and ``cvt.rn.f16.f32`` (round to nearest even,
+overflow to inf, subnormals kept). Bit patterns rather than numba-cuda's float16 arrays keep
+one kernel signature for both backends. In the simulator they are ``softce.half``'s NumPy
+scalar functions.
 """
 
 from __future__ import annotations
@@ -21,6 +33,17 @@ import os
 
 import numpy as np
 from numba import config, cuda
+
+from softce.half import (
+    build_narrow_bf16,
+    build_narrow_f16,
+    build_widen_bf16,
+    build_widen_f16,
+    py_widen_bf16,
+    py_widen_f16,
+)
+from softce.half import narrow_bf16_to as half_narrow_bf16_to
+from softce.half import narrow_f16_to as half_narrow_f16_to
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 SHUFFLE = not SIMULATOR and os.environ.get("SOFTCE_CUDA_REDUCE", "shuffle") != "shared"
@@ -57,6 +80,9 @@ if SIMULATOR:
     log_f32, log_f64 = _ieee(np.log, np.float32), _ieee(np.log, np.float64)
     log1p_f32, log1p_f64 = _ieee(np.log1p, np.float32), _ieee(np.log1p, np.float64)
 
+    widen_bf16, widen_f16 = py_widen_bf16, py_widen_f16
+    narrow_bf16_to, narrow_f16_to = half_narrow_bf16_to, half_narrow_f16_to
+
 else:
     _device = cuda.jit(device=True, inline="always")
     fmax = _device(fmax)
@@ -79,3 +105,53 @@ else:
     exp_f32 = exp_f64 = _exp
     log_f32 = log_f64 = _log
     log1p_f32 = log1p_f64 = _log1p
+
+    from numba.cuda import types
+    from numba.cuda.extending import intrinsic
+
+    def _sixteen(ty: types.Type) -> bool:
+        return isinstance(ty, types.Integer) and ty.bitwidth == 16
+
+    def _widen_codegen(build):
+        """An intrinsic's codegen: ``build`` applied to its one argument."""
+        return lambda context, builder, signature, args: build(builder, args[0])
+
+    def _narrow_typing(v, like, build):
+        """(signature, codegen) of v stored into ``like``: ``build``'s 16 bits of v as a
+        float32 into a uint16 array, the float32 v into a float32 one (None: neither)."""
+        if not isinstance(v, types.Float) or not isinstance(like, types.Array):
+            return None
+
+        def wide(context, builder, signature, args):
+            return context.cast(builder, args[0], signature.args[0], types.float32)
+
+        def narrow(context, builder, signature, args):
+            return build(builder, wide(context, builder, signature, args))
+
+        if like.dtype == types.uint16:
+            return types.uint16(v, like), narrow
+        if like.dtype == types.float32:
+            return types.float32(v, like), wide
+        return None
+
+    @intrinsic
+    def widen_bf16(typingctx, b):
+        """The float32 value of a bfloat16 bit pattern (exact)."""
+        return (types.float32(b), _widen_codegen(build_widen_bf16)) if _sixteen(b) else None
+
+    @intrinsic
+    def widen_f16(typingctx, b):
+        """The float32 value of a float16 bit pattern (exact)."""
+        return (types.float32(b), _widen_codegen(build_widen_f16)) if _sixteen(b) else None
+
+    @intrinsic
+    def narrow_bf16_to(typingctx, v, like):
+        """v as an element of ``like``: its bfloat16 bits (nearest even, NaN -> 0x7FC0) in a
+        uint16 array, float32 v in a float32 one."""
+        return _narrow_typing(v, like, build_narrow_bf16)
+
+    @intrinsic
+    def narrow_f16_to(typingctx, v, like):
+        """v as an element of ``like``: its float16 bits (nearest even) in a uint16 array,
+        float32 v in a float32 one."""
+        return _narrow_typing(v, like, build_narrow_f16)

@@ -3,12 +3,12 @@
 A CPU tensor is viewed as a NumPy array (``Tensor.numpy()`` shares its memory, strides
 included), a CUDA tensor as a numba device array (``numba.cuda.as_cuda_array(t, sync=False)``);
 results come back as tensors viewing the same memory. softce computes in float32 and float64.
-On the CPU, bfloat16 and float16 logits of the softmax family's rows and of the cross-entropy
-are read by the kernels' 16-bit variants as they are (``softce.half``: a bfloat16 tensor is
-viewed as NumPy uint16 bit patterns of dtype ``softce.half.BFLOAT16``, a float16 one as
-NumPy float16), and their results of the logits' shape are written in 16 bits; elsewhere
-(CUDA tensors, the other functions) 16-bit tensors are widened to float32 by a copy. Results
-are returned in the input's dtype, as PyTorch returns them.
+bfloat16 and float16 logits of the softmax family's rows and of the cross-entropy are read by
+the kernels' 16-bit variants as they are, on the CPU and on CUDA (``softce.half``: a bfloat16
+tensor is viewed as int16, then as uint16 bit patterns of dtype ``softce.half.BFLOAT16``, a
+float16 one as float16), and their results of the logits' shape are written in 16 bits;
+elsewhere (the other functions) 16-bit tensors are widened to float32 by a copy. Results are
+returned in the input's dtype, as PyTorch returns them.
 
 New CPU tensors of 4 MiB or more (gradients, softmax outputs, widened copies) take their
 memory from ``softce.buffers``: PyTorch's CPU allocator maps fresh pages for every large
@@ -59,11 +59,6 @@ def widened(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in NATIVE else empty_like(t, torch.float32).copy_(t)
 
 
-def read(t: torch.Tensor) -> torch.Tensor:
-    """t as softce's 16-bit kernels read it: itself on the CPU, else ``widened``."""
-    return t if t.device.type == "cpu" else widened(t)
-
-
 def narrowed(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """t itself when of ``dtype``, else a copy of it in ``dtype``."""
     return t if t.dtype == dtype else empty_like(t, dtype).copy_(t)
@@ -75,6 +70,8 @@ def array(t: torch.Tensor) -> object:
     if t.device.type == "cuda":
         from numba import cuda
 
+        if t.dtype == torch.bfloat16:  # no bfloat16 in numba either: its bit patterns
+            return cuda.as_cuda_array(t.view(torch.int16), sync=False).view(BFLOAT16)
         return cuda.as_cuda_array(t, sync=False)
     t = t.resolve_conj().resolve_neg()
     if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: its bit patterns, no copy
@@ -88,7 +85,10 @@ def tensor(result: object, device: torch.device, dtype: torch.dtype) -> torch.Te
     if isinstance(result, torch.Tensor):
         return result.to(device=device, dtype=dtype)
     if device.type == "cuda":
-        t = torch.as_tensor(result, device=device)
+        if is_bfloat16(result.dtype):
+            t = torch.as_tensor(result.view(np.int16), device=device).view(torch.bfloat16)
+        else:
+            t = torch.as_tensor(result, device=device)
     else:
         arr = np.asarray(result)
         if is_bfloat16(arr.dtype):

@@ -5,8 +5,9 @@ Same names, argument order, defaults and return types as ``torch.nn.functional``
 (``softce.torch.ops``), and ``torch.compile(fullgraph=True)`` captures every function without
 a graph break. Tensors are used in place on the CPU (NumPy views) and on CUDA devices (numba
 views); bfloat16 and float16 are computed in float32 and returned in their own dtype, as
-PyTorch returns them: on the CPU the cross-entropy and the softmax family's rows read them as
-16 bits (no copy), elsewhere they are widened by a copy (``softce.torch.arrays``). Gradients
+PyTorch returns them: the cross-entropy and the softmax family's rows read them as 16 bits
+(no copy, on the CPU and on CUDA), elsewhere they are widened by a copy
+(``softce.torch.arrays``). Gradients
 flow to ``input`` and to float targets (probabilities, BCE and kl_div targets); class weights
 are constants (a weight that requires grad is refused).
 """

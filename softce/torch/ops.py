@@ -27,7 +27,6 @@ from .arrays import (
     empty_like,
     narrowed,
     ordered,
-    read,
     tensor,
     widened,
 )
@@ -53,17 +52,16 @@ def loss_shape(shape: torch.Size | tuple[int, ...], reduction: str) -> tuple[int
 
 def _ce_args(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
              reduction: str, label_smoothing: float, z_loss: float, softcap: float | None
-             ) -> tuple[Tensor, dict]:
-    """The logits as the kernels read them (16-bit ones as they are on the CPU, ``read``)
-    and softce's arguments of a cross-entropy (class weights in the dtype it computes in)."""
-    x = read(input)
+             ) -> dict:
+    """softce's arguments of a cross-entropy besides the logits, which the kernels read as
+    they are (16-bit ones too): class weights in the dtype it computes in."""
     tgt = target
-    if target.is_floating_point() and target.dtype != x.dtype:
-        tgt = narrowed(target, compute_dtype(x.dtype))
-    kw = {"axis": class_dim(x.ndim), "reduction": reduction, "ignore_index": ignore_index,
+    if target.is_floating_point() and target.dtype != input.dtype:
+        tgt = narrowed(target, compute_dtype(input.dtype))
+    kw = {"axis": class_dim(input.ndim), "reduction": reduction, "ignore_index": ignore_index,
           "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap,
-          "weight": None if weight is None else array(weight.to(compute_dtype(x.dtype)))}
-    return x, {"target": array(tgt), **kw}
+          "weight": None if weight is None else array(weight.to(compute_dtype(input.dtype)))}
+    return {"target": array(tgt), **kw}
 
 
 def _lse(input: Tensor, lse: object | None) -> Tensor:
@@ -80,10 +78,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None, ignore_i
                   softcap: float | None, return_lse: bool) -> tuple[Tensor, Tensor]:
     """(loss, lse) of softce.cross_entropy with the class axis at dim 1 (0 when unbatched);
     lse is empty unless ``return_lse``."""
-    x, kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                     softcap)
+    kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                  softcap)
     with ordered(input, target):
-        res = softce.cross_entropy(array(x), **kw, return_lse=return_lse)
+        res = softce.cross_entropy(array(input), **kw, return_lse=return_lse)
     loss, lse = res if return_lse else (res, None)
     return tensor(loss, input.device, input.dtype), _lse(input, lse)
 
@@ -140,13 +138,13 @@ def cross_entropy_backward(input: Tensor, target: Tensor, weight: Tensor | None,
                            z_loss: float, softcap: float | None, grad_output: Tensor
                            ) -> Tensor:
     """grad_output * d loss / d input of ``cross_entropy`` (softce.cross_entropy_grad)."""
-    x, kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                     softcap)
-    grad = empty_like(x)
-    go = grad_output.to(compute_dtype(x.dtype))
+    kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                  softcap)
+    grad = empty_like(input)
+    go = grad_output.to(compute_dtype(input.dtype))
     with ordered(input, target, grad_output):
-        softce.cross_entropy_grad(array(x), **kw, grad_output=array(go), out=array(grad))
-    return narrowed(grad, input.dtype)
+        softce.cross_entropy_grad(array(input), **kw, grad_output=array(go), out=array(grad))
+    return grad
 
 
 @cross_entropy_backward.register_fake
@@ -164,17 +162,15 @@ def cross_entropy_with_grad(input: Tensor, target: Tensor, weight: Tensor | None
                             ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, lse, d loss / d input) in one fused kernel (softce.cross_entropy_grad with
     grad_output 1); the gradient in a new tensor of the input's shape and dtype."""
-    x, kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                     softcap)
-    # a 16-bit input's widened copy (CUDA) is softce's own: the gradient goes over it; on the
-    # CPU a new gradient in the input's dtype, 16-bit ones written in 16 bits by the kernel
-    grad = x if x is not input else empty_like(x)
+    kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                  softcap)
+    # a new gradient in the input's dtype, 16-bit ones written in 16 bits by the kernel
+    grad = empty_like(input)
     with ordered(input, target):
-        res = softce.cross_entropy_grad(array(x), **kw, return_lse=return_lse,
+        res = softce.cross_entropy_grad(array(input), **kw, return_lse=return_lse,
                                         out=array(grad))
     loss, lse = res[0], (res[2] if return_lse else None)
-    return (tensor(loss, input.device, input.dtype), _lse(input, lse),
-            narrowed(grad, input.dtype))
+    return tensor(loss, input.device, input.dtype), _lse(input, lse), grad
 
 
 @cross_entropy_with_grad.register_fake
@@ -191,13 +187,11 @@ def cross_entropy_with_grad_(input: Tensor, target: Tensor, weight: Tensor | Non
                              z_loss: float, softcap: float | None, return_lse: bool
                              ) -> tuple[Tensor, Tensor]:
     """(loss, lse), writing d loss / d input over ``input`` (its values are destroyed)."""
-    x, kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-                     softcap)
+    kw = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+                  softcap)
     with ordered(input, target):
-        res = softce.cross_entropy_grad(array(x), **kw, return_lse=return_lse,
-                                        out=array(x))
-    if x is not input:
-        input.copy_(x)
+        res = softce.cross_entropy_grad(array(input), **kw, return_lse=return_lse,
+                                        out=array(input))
     loss, lse = res[0], (res[2] if return_lse else None)
     return tensor(loss, input.device, input.dtype), _lse(input, lse)
 
@@ -305,11 +299,11 @@ nll_loss.register_autograd(_nll_backward, setup_context=_nll_setup)
 # the softmax family -----------------------------------------------------------------------
 
 def _rowwise(name: str, x: Tensor, dim: int) -> Tensor:
-    xw = read(x)
-    out = empty_like(x, xw.dtype)
+    """softce's ``name`` of x (16-bit x read as it is) into a new tensor of x's dtype."""
+    out = empty_like(x)
     with ordered(x):
-        getattr(softce, name)(array(xw), dim, out=array(out))
-    return narrowed(out, x.dtype)
+        getattr(softce, name)(array(x), dim, out=array(out))
+    return out
 
 
 @torch.library.custom_op(f"{LIB}::softmax", mutates_args=())
@@ -325,10 +319,10 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
 
 
 def _vjp(name: str, y: Tensor, g: Tensor, dim: int) -> Tensor:
-    """y and g as the kernels read them when of one dtype (16-bit ones as they are on the
-    CPU), else both widened; the result in y's dtype."""
-    yr = read(y) if g.dtype == y.dtype else widened(y)
-    gr = read(g) if g.dtype == y.dtype else widened(g).to(yr.dtype)
+    """y and g as the kernels read them when of one dtype (16-bit ones as they are), else
+    both widened; the result in y's dtype."""
+    yr = y if g.dtype == y.dtype else widened(y)
+    gr = g if g.dtype == y.dtype else widened(g).to(yr.dtype)
     out = empty_like(y, yr.dtype)
     with ordered(y, g):
         getattr(softce, name)(array(yr), array(gr), dim, out=array(out))
@@ -375,9 +369,8 @@ def _reduced_shape(shape: tuple[int, ...], dims: list[int], keepdim: bool) -> tu
 @torch.library.custom_op(f"{LIB}::logsumexp", mutates_args=())
 def logsumexp(input: Tensor, dim: list[int], keepdim: bool) -> Tensor:
     """softce.logsumexp over the axes ``dim`` taken together."""
-    x = read(input)
     with ordered(input):
-        lse = softce.logsumexp(array(x), tuple(dim), keepdims=keepdim)
+        lse = softce.logsumexp(array(input), tuple(dim), keepdims=keepdim)
     return tensor(lse, input.device, input.dtype)
 
 
@@ -389,7 +382,7 @@ def _(input, dim, keepdim):
 @torch.library.custom_op(f"{LIB}::logsumexp_backward", mutates_args=())
 def logsumexp_backward(input: Tensor, grad: Tensor, dim: list[int]) -> Tensor:
     """softce.logsumexp_vjp: g softmax(x) over ``dim``, g of the reduced shape."""
-    x = read(input)
+    x = input
     g = widened(grad).to(compute_dtype(x.dtype))
     with ordered(input, grad):
         out = softce.logsumexp_vjp(array(x), array(g), tuple(dim))
