@@ -158,6 +158,24 @@ class Backend(ABC):
     def scalar(self, value: float, dtype: np.dtype) -> Array:
         """A 0-d result holding value."""
 
+    # labels masked on the device (backends that can defer the check of labels) ------------
+    def device_mask(self) -> bool:
+        """Whether a call masks its labels on the device (``mask_labels``), leaving the check
+        for bad labels to a handler instead of reading it at once."""
+        return False
+
+    def mask_labels(self, labels: Array, n: int, ignore_index: int, class_weights: Array,
+                    dtype: np.dtype) -> tuple[Array, Array, Array]:
+        """(labels with ignored and bad positions set to 0, counted values of ``dtype`` (1
+        counted, 0 not), the sum of class_weights[label] over counted positions (a
+        one-element array: the mean's divisor)), computed where the labels are; a bad label
+        is reported to the context's handler."""
+        raise NotImplementedError(f"the {self.name} backend masks labels on the host")
+
+    def divide(self, values: Array, divisor: Array, empty: float) -> None:
+        """values /= divisor[0] in place, or values = empty where divisor[0] is 0."""
+        raise NotImplementedError(f"the {self.name} backend divides by host numbers")
+
 
 #: (name, detects) in the order they are tried; the CPU backend takes the rest.
 _routes: list[tuple[str, Callable[[object], bool]]] = []

@@ -12,6 +12,7 @@ host.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,15 +114,28 @@ def nll_loss(logp: object, target: object, *, axis: int = -1, weight: object = N
 
 
 def chain_weights(be: Backend, grad_output: object, reduction: str, rows: Layout,
-                  dtype: np.dtype, divisor: float) -> Array:
+                  dtype: np.dtype, divisor: float | Array) -> Array:
     """Per-row chain-rule weights: grad_output (a scalar, or for "none" an array of the batch
     shape), divided for "mean" by ``divisor`` (a mean over nothing has weights 0: there is
-    no row to weigh)."""
+    no row to weigh), a number or a one-element array of the backend's."""
     go = 1.0 if grad_output is None else grad_output
     _, shape = be.describe(go)
     check_grad_output_shape(len(shape), shape, reduction)
+    if reduction == "mean" and not isinstance(divisor, numbers.Real):
+        w = row_values(be, go, "grad_output", rows, dtype)  # a new array: go is a scalar
+        be.divide(w, divisor, 0.0)
+        return w
     return row_values(be, go, "grad_output", rows, dtype,
                       divisor if reduction == "mean" else None)
+
+
+@dataclass(frozen=True)
+class DeviceMask:
+    """Labels masked where they live (``Backend.mask_labels``), with no host round trip: the
+    counted values per row and the mean's divisor, a one-element array."""
+
+    counted: Array
+    divisor: Array
 
 
 @dataclass
@@ -141,6 +155,8 @@ class CEPlan:
     probs: Array | None
     opts: CEOptions
     reduction: str
+    #: the labels' mask on the device, when the backend defers the check of labels
+    device_mask: DeviceMask | None
     #: the dtype of the cross-entropy kernel variant the call runs: the logits' own for
     #: 16-bit logits read as they are, else the dtype it computes in (that of the soft-capped
     #: copy, under a soft-cap)
@@ -176,8 +192,14 @@ class CEPlan:
         kernel_dtype = dtype if capped else np.dtype(computed.dtype)
         rows = be.to_rows(computed, (ax,))
         check_target_shape(kind, tshape, tuple(arr.shape), rows.batch_shape, ax, name)
-        labels = counted = labels_host = probs = None
-        if kind == "labels":
+        labels = counted = labels_host = probs = device_mask = None
+        if kind == "labels" and not masked and be.device_mask():
+            cw = be.from_host(opts.weight if opts.weight is not None else np.ones(n, dtype))
+            labels, counted_values, divisor = be.mask_labels(
+                be.cast(be.to_flat(be.operand(target)).data, label_dtype(tdt)), n,
+                opts.ignore_index, cw, dtype)
+            device_mask = DeviceMask(counted_values, divisor)
+        elif kind == "labels":
             # the mask is taken on the host where it is needed: for the mean's weighted
             # divisor, an ignore_index that is a class, or labels outside [0, C) (ignored
             # positions, or a bad label to name); otherwise the labels stay where they are
@@ -197,7 +219,7 @@ class CEPlan:
             be.launch("softcap", rows.data.dtype, t_in=be.flatten(rows.data),
                       cap=opts.softcap, out=be.flatten(x))
         return cls(be, arr, target, rows, x, labels, counted, labels_host, probs, opts,
-                   reduction, kernel_dtype)
+                   reduction, device_mask, kernel_dtype)
 
     @property
     def dtype(self) -> np.dtype:
@@ -222,12 +244,15 @@ class CEPlan:
         row and every row counts."""
         o = self.opts
         return (o.weight is None and o.label_smoothing == 0 and o.z_loss == 0
-                and o.softcap is None and not o.return_lse
+                and o.softcap is None and not o.return_lse and self.device_mask is None
                 and (self.counted is None or bool(self.counted.all())))
 
     @property
-    def denominator(self) -> float:
-        """PyTorch's divisor for "mean"."""
+    def denominator(self) -> float | Array:
+        """PyTorch's divisor for "mean" (a one-element array when the labels were masked on
+        the device)."""
+        if self.device_mask is not None:
+            return self.device_mask.divisor
         if self.labels is not None and self.counted is None:
             return float(self.n_rows)  # every label counts, unweighted
         return mean_divisor(self.n_rows, self.labels_host, self.counted, self.opts.weight)
@@ -239,6 +264,8 @@ class CEPlan:
 
     def counted_values(self) -> Array:
         """The counted mask as the kernels' per-row values (1 counted, 0 ignored)."""
+        if self.device_mask is not None:
+            return self.device_mask.counted
         mask = self.counted if self.counted is not None else np.ones(self.n_rows, bool)
         return self.be.from_host(mask.astype(self.dtype))
 
@@ -276,7 +303,8 @@ class CEPlan:
             if o.softcap is not None:
                 be.launch("softcap_grad", self.grad_dtype, t_in=be.flatten(self.rows.data),
                           dy_in=be.flatten(dest), cap=o.softcap, out=be.flatten(grad))
-        if self.counted is not None and not self.counted.all():
+        if self.device_mask is not None or (self.counted is not None
+                                            and not self.counted.all()):
             # ignored positions add nothing and get no gradient, whatever their logits
             be.zero_uncounted(counted, loss, grad)
         return lse
@@ -290,12 +318,17 @@ class CEPlan:
                        self.opts.empty_mean)
 
 
-def reduced(be: Backend, loss: Array, reduction: str, dtype: np.dtype, divisor: float,
-            empty_mean: float | None = None) -> Array:
+def reduced(be: Backend, loss: Array, reduction: str, dtype: np.dtype,
+            divisor: float | Array, empty_mean: float | None = None) -> Array:
     """Per-position losses (one axis) summed ("sum"; 0 for none) or divided by PyTorch's
-    ``divisor`` ("mean"): a mean whose divisor is 0 is NaN, or ``empty_mean`` when given."""
+    ``divisor`` ("mean": a number, or a one-element array of the backend's): a mean whose
+    divisor is 0 is NaN, or ``empty_mean`` when given."""
     if reduction == "sum":
         return be.total(loss, 1) if loss.shape[0] else be.scalar(0, dtype)
+    if not isinstance(divisor, numbers.Real):
+        mean = be.total(loss, 1) if loss.shape[0] else be.scalar(0, dtype)
+        be.divide(mean, divisor, np.nan if empty_mean is None else empty_mean)
+        return mean
     if divisor == 0:
         return be.scalar(np.nan if empty_mean is None else empty_mean, dtype)
     return be.total(loss, divisor)

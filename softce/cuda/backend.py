@@ -25,6 +25,7 @@ from softce.signature import Library
 
 from . import device as dev
 from . import launch
+from .label_checks import deferred_handler
 from .streams import current, host_copy
 
 KERNELS = Library("cuda")
@@ -146,6 +147,19 @@ class CUDA(Backend):
 
     def labels_in_range(self, labels: Any, n: int) -> bool:
         return dev.first_bad_label(labels, n) is None
+
+    def device_mask(self) -> bool:
+        return deferred_handler() is not None
+
+    def mask_labels(self, labels: Any, n: int, ignore_index: int, class_weights: Any,
+                    dtype: np.dtype) -> tuple[Any, Any, Any]:
+        safe, counted, divisor, bad = dev.mask_labels(labels, n, ignore_index, class_weights,
+                                                      dtype)
+        deferred_handler()(bad)
+        return safe, counted, divisor
+
+    def divide(self, values: Any, divisor: Any, empty: float) -> None:
+        dev.divide(values, divisor, empty)
 
     def zero_uncounted(self, counted: Any, loss: Any, grad: Any = None) -> None:
         dev.zero_ignored(counted, loss, grad)

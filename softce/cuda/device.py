@@ -175,6 +175,30 @@ def _zero_ignored(counted, loss, grad, n):
             grad[q] = 0
 
 
+@cuda.jit
+def _mask_labels(labels, n, ignore_index, cw, safe, counted, terms, bad):
+    """Position q: counted where its label is not ignore_index and lies in [0, n): safe[q]
+    its label (else 0), counted[q] 1 (else 0), terms[q] = cw[label] (else 0); bad[0] = 1
+    where a label is neither ignore_index nor in [0, n)."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, labels.shape[0], step):
+        label = labels[q]
+        ok = label != ignore_index and label >= 0 and label < n
+        if label != ignore_index and not ok:
+            bad[0] = 1
+        safe[q] = label if ok else 0
+        counted[q] = 1 if ok else 0
+        terms[q] = cw[label] if ok else 0
+
+
+@cuda.jit
+def _divide(values, divisor, empty):
+    """values[q] /= divisor[0]; values[q] = empty where divisor[0] is 0."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, values.shape[0], step):
+        values[q] = values[q] / divisor[0] if divisor[0] != 0 else empty
+
+
 def _sum_kernel(dtype: type):
     zero = dtype(0)
 
@@ -285,6 +309,30 @@ def zero_ignored(counted, loss, grad=None) -> None:
     size = max(loss.size, flat.size)
     if size:
         _zero_ignored[_grid(size), HELPER_THREADS, current()](counted, loss, flat, n)
+
+
+def mask_labels(labels, n: int, ignore_index: int, cw, dtype):
+    """(safe labels, counted values of ``dtype``, the sum of cw[label] over counted positions
+    as a one-element float64 array, the bad-label flag: a one-element int32 array), all
+    queued on the device (``_mask_labels``)."""
+    rows = labels.size
+    safe, counted, terms = empty((rows,), labels.dtype), empty((rows,), dtype), \
+        empty((rows,), np.float64)
+    bad = cuda.to_device(np.zeros(1, np.int32), stream=current())
+    if rows:
+        _mask_labels[_grid(rows), HELPER_THREADS, current()](labels, n, ignore_index, cw, safe,
+                                                             counted, terms, bad)
+    divisor = empty((1,), np.float64)
+    _SUM[np.dtype(np.float64)][1, HELPER_THREADS, current()](terms, np.float64(1), divisor)
+    return safe, counted, divisor, bad
+
+
+def divide(values, divisor, empty_value: float) -> None:
+    """values /= divisor[0] on the device (values = empty_value where it is 0)."""
+    flat = contiguous_flat(values)
+    if flat.size:
+        _divide[_grid(flat.size), HELPER_THREADS, current()](flat, divisor,
+                                                             flat.dtype.type(empty_value))
 
 
 def element(arr, q: int):

@@ -102,12 +102,20 @@ def tensor(result: object, device: torch.device, dtype: torch.dtype) -> torch.Te
 def ordered(*tensors: torch.Tensor) -> Iterator[None]:
     """softce's CUDA work inside the block queued on PyTorch's current stream of the tensors'
     device (``softce.cuda.on_stream``): after PyTorch's earlier work on that stream and before
-    its later work, with no host synchronisation. Nothing to do for CPU tensors."""
+    its later work, with no host synchronisation; labels are masked on the device and a bad
+    one raises PyTorch's device-side assert (``softce.cuda.deferred_label_checks``). Nothing
+    to do for CPU tensors."""
     dev = next((t.device for t in tensors if t.device.type == "cuda"), None)
     if dev is None:
         yield
         return
-    from softce.cuda import on_stream
+    from softce.cuda import deferred_label_checks, on_stream
 
-    with on_stream(torch.cuda.current_stream(dev).cuda_stream):
+    def assert_labels(flag: object) -> None:
+        bad = torch.as_tensor(flag, device=dev)
+        torch._assert_async(bad[0] == 0, "softce: a target label lies outside [0, C) and is "
+                                         "not ignore_index")
+
+    with on_stream(torch.cuda.current_stream(dev).cuda_stream), \
+            deferred_label_checks(assert_labels):
         yield

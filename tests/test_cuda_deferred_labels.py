@@ -1,0 +1,175 @@
+"""Labels masked on the device (``deferred_label_checks``): a cross-entropy call
+on CUDA arrays computes its counted positions, their weights and the mean's divisor on the
+device and hands the bad-label flag to the handler instead of reading it. Its losses and
+gradients equal the default path's (labels checked, and masked where needed, on the host) for
+every option, ignored positions and empty means included; a bad label sets the flag and its
+position is neither read nor counted.
+
+As in test_cuda_sim.py, ``test_deferred_labels_in_the_simulator`` runs this file again with
+NUMBA_ENABLE_CUDASIM=1, where the ``cuda`` tests run.
+"""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import softce
+from softce.cuda import deferred_label_checks
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+on_cuda = pytest.mark.cuda
+
+
+def test_deferred_labels_in_the_simulator() -> None:
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-W", "ignore::RuntimeWarning", __file__],
+                         env=env, capture_output=True, text=True, timeout=1200)
+    tail = (run.stdout[-6000:] + run.stderr[-2000:]).strip()
+    assert run.returncode == 0, tail
+    assert " passed" in tail.splitlines()[-1] and " failed" not in tail.splitlines()[-1], tail
+
+
+@pytest.fixture(autouse=True)
+def _launch_configuration():
+    """Tiny grids in the simulator (a test's own configure() undone after it)."""
+    from softce import cuda as sc
+
+    old = sc.configure()
+    if SIMULATED:
+        sc.configure(threads_per_row=None, block_threads=64, max_blocks=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+    sc.configure(**old.__dict__)
+
+
+class Flags:
+    """A handler that keeps the flags it is given (device arrays) and reads them later."""
+
+    def __init__(self) -> None:
+        self.flags: list[object] = []
+
+    def __call__(self, flag: object) -> None:
+        self.flags.append(flag)
+
+    def raised(self) -> list[int]:
+        return [int(f.copy_to_host()[0]) for f in self.flags]
+
+
+def host(a: object) -> np.ndarray:
+    return np.asarray(a.copy_to_host() if hasattr(a, "copy_to_host") else a)
+
+
+OPTIONS = [{}, {"ignore_index": 2}, {"weight": np.linspace(0.5, 2.0, 7)},
+           {"label_smoothing": 0.1, "z_loss": 1e-3}, {"softcap": 3.0, "return_lse": True}]
+
+
+@on_cuda
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "plain")
+def test_masked_on_the_device_as_on_the_host(options: dict, reduction: str) -> None:
+    from numba import cuda
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((2, 7, 5)) * 3).astype(np.float32)
+    labels = rng.integers(0, 7, (2, 5))
+    labels[0, 1] = options.get("ignore_index", -100)  # ignored
+    labels[1, 3] = 2
+    kw = {"axis": 1, "reduction": reduction, **options}
+    if "weight" in kw:
+        kw["weight"] = cuda.to_device(kw["weight"].astype(np.float32))
+    go = (rng.standard_normal((2, 5)).astype(np.float32) if reduction == "none" else 0.5)
+    dx, dlab = cuda.to_device(x), cuda.to_device(labels)
+    want = softce.cross_entropy_grad(dx, dlab, grad_output=go, **kw)
+    want_loss = softce.cross_entropy(dx, dlab, **kw)
+    flags = Flags()
+    with deferred_label_checks(flags):
+        got = softce.cross_entropy_grad(dx, dlab, grad_output=go, **kw)
+        got_loss = softce.cross_entropy(dx, dlab, **kw)
+    assert flags.raised() == [0, 0]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(host(g), host(w), rtol=2e-6, atol=1e-7)
+    for g, w in zip(got_loss if isinstance(got_loss, tuple) else (got_loss,),
+                    want_loss if isinstance(want_loss, tuple) else (want_loss,)):
+        np.testing.assert_allclose(host(g), host(w), rtol=2e-6, atol=1e-7)
+
+
+@on_cuda
+def test_a_bad_label_sets_the_flag_and_is_not_read() -> None:
+    from numba import cuda
+
+    x = np.zeros((3, 4), np.float32)
+    flags = Flags()
+    with deferred_label_checks(flags):
+        loss, grad = softce.cross_entropy_grad(cuda.to_device(x),
+                                               cuda.to_device(np.array([1, 9, 3])))
+    assert flags.raised() == [1]
+    # the bad position counts for nothing: the mean of the two others, zero gradient there
+    np.testing.assert_allclose(host(loss), np.log(4), rtol=1e-6)
+    assert not host(grad)[1].any()
+    with pytest.raises(ValueError, match="label 9"):  # the default path raises at once
+        softce.cross_entropy(cuda.to_device(x), cuda.to_device(np.array([1, 9, 3])))
+
+
+@on_cuda
+def test_means_over_nothing() -> None:
+    from numba import cuda
+
+    x = cuda.to_device(np.ones((2, 3), np.float32))
+    labels = cuda.to_device(np.array([-100, -100]))
+    flags = Flags()
+    with deferred_label_checks(flags):
+        assert np.isnan(host(softce.cross_entropy(x, labels)))
+        assert host(softce.cross_entropy(x, labels, empty_mean=0.0)) == 0
+        loss, grad = softce.cross_entropy_grad(x, labels)
+        empty = softce.cross_entropy(cuda.to_device(np.ones((0, 3), np.float32)),
+                                     cuda.to_device(np.zeros(0, np.int64)))
+    assert np.isnan(host(loss)) and not host(grad).any()
+    assert np.isnan(host(empty))
+    assert flags.raised() == [0, 0, 0, 0]
+
+
+def test_the_handler_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="handler"):
+        with deferred_label_checks(None):
+            pass
+
+
+@pytest.mark.gpu
+def test_a_pytorch_training_step_never_waits_for_the_gpu() -> None:
+    """softce.torch.cross_entropy forward and backward on CUDA tensors, ignored labels and
+    label smoothing under the mean, in PyTorch's sync debug mode "error": no operation
+    synchronises with the host; the results equal F.cross_entropy's (class weights too,
+    which are read on the host)."""
+    import torch
+    import torch.nn.functional as F
+
+    import softce.torch as st
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(64, 1000, device="cuda", generator=gen, requires_grad=True)
+    labels = torch.randint(0, 1000, (64,), device="cuda", generator=gen)
+    labels[::7] = -100
+    weight = torch.rand(1000, device="cuda", generator=gen) + 0.5
+    st.cross_entropy(x, labels).backward()  # kernels compiled and loaded first
+    torch.cuda.synchronize()
+    x.grad = None
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = st.cross_entropy(x, labels, label_smoothing=0.1)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    ref_x = x.detach().clone().requires_grad_(True)
+    ref = F.cross_entropy(ref_x, labels, label_smoothing=0.1)
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=2e-5, atol=1e-6)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=2e-5, atol=1e-7)
+    w_loss = st.cross_entropy(x, labels, weight=weight)
+    torch.testing.assert_close(w_loss, F.cross_entropy(x, labels, weight=weight), rtol=2e-5,
+                               atol=1e-6)
