@@ -7,7 +7,9 @@ kernels when no option is in effect, else D13's. "mean" divides as PyTorch does:
 of weight[target] over counted positions for labels, by the number of positions for
 probabilities. Labels are range-checked by the backend (on the device for CUDA arrays); the
 labels of a call with class weights, or with labels equal to ignore_index, are masked on the
-host.
+host, unless the backend masks them where they are (CUDA inside
+``softce.cuda.deferred_label_checks``: counted positions, their weights and the mean's divisor
+on the device, no host round trip).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,20 @@ def test_isa_workers_compile_for_their_instruction_set(tmp_path):
     assert "STALE" not in text and text.count(isa.SECTION) == 1
     assert text.index(isa.SECTION) < text.index("## Kept") and "hand-written" in text
     assert (tmp_path / "i.png").stat().st_size > 0
+
+
+def test_dispatch_benchmark_counts_each_calls_launches(tmp_path):
+    """benchmarks.dispatch end to end (a subprocess: it runs in the CUDA simulator with every
+    launch stubbed): each call's launches are counted (one per softmax family call; the
+    label check or mask, the kernel and the mean's reductions for the losses), its host time
+    is positive."""
+    out = tmp_path / "dispatch.json"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.dispatch", "--calls", "100",
+                          "--json", str(out)], capture_output=True, text=True, timeout=600,
+                         cwd=Path(__file__).parents[1])
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert all(r["median_us"] > 0 for r in results.values())
+    assert results["softmax"]["launches"] == results["logsumexp"]["launches"] == 1
+    deferred = results["cross_entropy_grad, out= (deferred labels)"]["launches"]
+    assert deferred > results["cross_entropy_grad, out= (labels read back)"]["launches"] >= 2
