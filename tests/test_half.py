@@ -328,6 +328,17 @@ def test_a_kernel_refuses_the_other_16_bit_dtype() -> None:
     kernel, args = KERNELS.call("softmax", np.dtype(np.float16),
                                 {"x": x, "out": np.empty((2, 3), np.float16)})
     assert kernel.__name__ == "softmax_f16" and all(a.dtype == np.uint16 for a in args)
+    # an elementwise kernel's 16-bit arrays are those its module names (HALF_ARRAYS)
+    t, dy = np.zeros(6, np.float16), np.zeros(6, np.float32)
+    with pytest.raises(TypeError, match="kernel softcap_grad: dy_in"):
+        KERNELS.call("softcap_grad", np.dtype(np.float16),
+                     {"t_in": t, "dy_in": t, "cap": 2.0, "out": t})
+    with pytest.raises(TypeError, match="kernel softcap: out"):
+        KERNELS.call("softcap", np.dtype(np.float16), {"t_in": t, "cap": 2.0, "out": t})
+    kernel, args = KERNELS.call("softcap_grad", np.dtype(np.float16),
+                                {"t_in": t, "dy_in": dy, "cap": 2.0, "out": t})
+    assert kernel.__name__ == "softcap_grad_f16"
+    assert [a.dtype for a in args] == [np.uint16, np.float32, np.float32, np.uint16]
 
 
 @pytest.mark.parametrize("kind", KINDS)
