@@ -164,12 +164,13 @@ class Backend(ABC):
         for bad labels to a handler instead of reading it at once."""
         return False
 
-    def mask_labels(self, labels: Array, n: int, ignore_index: int, class_weights: Array,
+    def mask_labels(self, labels: Array, ignore_index: int, class_weights: Array,
                     dtype: np.dtype) -> tuple[Array, Array, Array]:
         """(labels with ignored and bad positions set to 0, counted values of ``dtype`` (1
         counted, 0 not), the sum of class_weights[label] over counted positions (a
-        one-element array: the mean's divisor)), computed where the labels are; a bad label
-        is reported to the context's handler."""
+        one-element array: the mean's divisor)), computed where the labels are (n classes,
+        those of class_weights); a bad label, or a class weight that is not finite, is
+        reported to the context's handler."""
         raise NotImplementedError(f"the {self.name} backend masks labels on the host")
 
     def divide(self, values: Array, divisor: Array, empty: float) -> None:

@@ -126,16 +126,23 @@ def check_real_array(arr: np.ndarray, name: str, kind: str = "array") -> np.ndar
     return arr
 
 
+def check_weight_layout(dtype: np.dtype, shape: tuple[int, ...], n_classes: int,
+                        name: str = "weight") -> None:
+    """Per-class weights' type and shape: real numbers, (C,)."""
+    if dtype.kind not in "fiu" or dtype == np.bool_:
+        raise TypeError(f"{name} must be a real array, got dtype {dtype}")
+    if tuple(shape) != (n_classes,):
+        raise ValueError(f"{name} must have shape ({n_classes},), one weight per class; got "
+                         f"{tuple(shape)}")
+
+
 def check_weight(weight: np.ndarray | None, n_classes: int, dtype: np.dtype,
                  name: str = "weight") -> np.ndarray | None:
     """Per-class weights: a 1-D real array of length C of finite values, of any sign (as in
     PyTorch)."""
     if weight is None:
         return None
-    check_real_array(weight, name)
-    if weight.shape != (n_classes,):
-        raise ValueError(f"{name} must have shape ({n_classes},), one weight per class; got "
-                         f"{weight.shape}")
+    check_weight_layout(weight.dtype, weight.shape, n_classes, name)
     if not np.all(np.isfinite(weight)):
         raise ValueError(f"{name} must hold finite weights")
     return np.ascontiguousarray(weight, dtype)

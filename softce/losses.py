@@ -28,6 +28,7 @@ from .checks import (
     check_reduction,
     check_target_kind,
     check_target_shape,
+    check_weight_layout,
     float_dtype,
     label_dtype,
     labels_and_mask,
@@ -134,10 +135,12 @@ def chain_weights(be: Backend, grad_output: object, reduction: str, rows: Layout
 @dataclass(frozen=True)
 class DeviceMask:
     """Labels masked where they live (``Backend.mask_labels``), with no host round trip: the
-    counted values per row and the mean's divisor, a one-element array."""
+    counted values per row, the mean's divisor (a one-element array) and the class weights
+    (which stay where they are)."""
 
     counted: Array
     divisor: Array
+    class_weights: Array  # the call's, or ones
 
 
 @dataclass
@@ -181,9 +184,14 @@ class CEPlan:
         check_reduction(reduction)
         n = arr.shape[ax]
         dtype = float_dtype(arr.dtype)
-        opts = check_options(n, dtype, None if weight is None else be.to_host(weight),
-                             ignore_index, label_smoothing, z_loss, softcap, return_lse,
-                             empty_mean)
+        # labels masked where they live (a backend that defers their check) take the class
+        # weights there too: checked for finiteness by the mask, never read on the host
+        on_device = not masked and be.device_mask() and be.describe(target)[0].kind in "iu"
+        if on_device and weight is not None:
+            check_weight_layout(*be.describe(weight), n)
+        opts = check_options(n, dtype, None if weight is None or on_device
+                             else be.to_host(weight), ignore_index, label_smoothing, z_loss,
+                             softcap, return_lse, empty_mean)
         tdt, tshape = be.describe(target)
         kind = check_target_kind(tdt)
         capped = opts.softcap is not None
@@ -195,12 +203,13 @@ class CEPlan:
         rows = be.to_rows(computed, (ax,))
         check_target_shape(kind, tshape, tuple(arr.shape), rows.batch_shape, ax, name)
         labels = counted = labels_host = probs = device_mask = None
-        if kind == "labels" and not masked and be.device_mask():
-            cw = be.from_host(opts.weight if opts.weight is not None else np.ones(n, dtype))
+        if on_device:
+            cw = (be.from_host(np.ones(n, dtype)) if weight is None
+                  else be.cast(be.to_flat(be.operand(weight)).data, dtype))
             labels, counted_values, divisor = be.mask_labels(
-                be.cast(be.to_flat(be.operand(target)).data, label_dtype(tdt)), n,
+                be.cast(be.to_flat(be.operand(target)).data, label_dtype(tdt)),
                 opts.ignore_index, cw, dtype)
-            device_mask = DeviceMask(counted_values, divisor)
+            device_mask = DeviceMask(counted_values, divisor, cw)
         elif kind == "labels":
             # the mask is taken on the host where it is needed: for the mean's weighted
             # divisor, an ignore_index that is a class, or labels outside [0, C) (ignored
@@ -243,7 +252,7 @@ class CEPlan:
     @property
     def plain(self) -> bool:
         """Whether D9/D8's plain kernels compute this call: no option changes the loss of a
-        row and every row counts."""
+        row and every row counts (known on the host)."""
         o = self.opts
         return (o.weight is None and o.label_smoothing == 0 and o.z_loss == 0
                 and o.softcap is None and not o.return_lse and self.device_mask is None
@@ -260,6 +269,8 @@ class CEPlan:
         return mean_divisor(self.n_rows, self.labels_host, self.counted, self.opts.weight)
 
     def class_weights(self) -> Array:
+        if self.device_mask is not None:
+            return self.device_mask.class_weights
         n = self.rows.data.shape[1]
         w = self.opts.weight
         return self.be.from_host(w if w is not None else np.ones(n, self.dtype))

@@ -57,15 +57,16 @@ class Flags:
     def __call__(self, flag: object) -> None:
         self.flags.append(flag)
 
-    def raised(self) -> list[int]:
-        return [int(f.copy_to_host()[0]) for f in self.flags]
+    def raised(self) -> list[tuple[int, int]]:
+        """(bad label, non-finite class weight) of each call."""
+        return [tuple(int(v) for v in f.copy_to_host()) for f in self.flags]
 
 
 def host(a: object) -> np.ndarray:
     return np.asarray(a.copy_to_host() if hasattr(a, "copy_to_host") else a)
 
 
-OPTIONS = [{}, {"ignore_index": 2}, {"weight": np.linspace(0.5, 2.0, 7)},
+OPTIONS = [{}, {"ignore_index": 2}, {"weight": np.linspace(-0.5, 2.0, 7)},
            {"label_smoothing": 0.1, "z_loss": 1e-3}, {"softcap": 3.0, "return_lse": True}]
 
 
@@ -98,7 +99,7 @@ def test_masked_on_the_device_as_on_the_host(options: dict, reduction: str) -> N
         for g, w in zip(got_loss if isinstance(got_loss, tuple) else (got_loss,),
                         want_loss if isinstance(want_loss, tuple) else (want_loss,)):
             np.testing.assert_allclose(host(g), host(w), rtol=2e-6, atol=1e-7)
-    assert flags.raised() == [0] * len(flags.flags) and flags.flags
+    assert flags.raised() == [(0, 0)] * len(flags.flags) and flags.flags
 
 
 @on_cuda
@@ -110,7 +111,7 @@ def test_a_bad_label_sets_the_flag_and_is_not_read() -> None:
     with deferred_label_checks(flags):
         loss, grad = softce.cross_entropy_grad(cuda.to_device(x),
                                                cuda.to_device(np.array([1, 9, 3])))
-    assert flags.raised() == [1]
+    assert flags.raised() == [(1, 0)]
     # the bad position counts for nothing: the mean of the two others, zero gradient there
     np.testing.assert_allclose(host(loss), np.log(4), rtol=1e-6)
     assert not host(grad)[1].any()
@@ -133,7 +134,7 @@ def test_means_over_nothing() -> None:
                                      cuda.to_device(np.zeros(0, np.int64)))
     assert np.isnan(host(loss)) and not host(grad).any()
     assert np.isnan(host(empty))
-    assert flags.raised() == [0, 0, 0, 0]
+    assert flags.raised() == [(0, 0)] * 4
 
 
 def test_the_handler_must_be_callable() -> None:
@@ -175,3 +176,34 @@ def test_a_pytorch_training_step_never_waits_for_the_gpu() -> None:
     w_loss = st.cross_entropy(x, labels, weight=weight)
     torch.testing.assert_close(w_loss, F.cross_entropy(x, labels, weight=weight), rtol=2e-5,
                                atol=1e-6)
+
+
+@on_cuda
+def test_class_weights_stay_on_the_device(monkeypatch) -> None:
+    """Under a deferred check the class weights are never read on the host (given on the
+    device, or as host data copied there); a weight that is not finite sets the second
+    flag; a weight of the wrong shape or type is refused at once, by name."""
+    from numba import cuda
+
+    from softce.cuda.backend import BACKEND
+
+    rng = np.random.default_rng(4)
+    x = cuda.to_device(rng.standard_normal((6, 5)).astype(np.float32))
+    labels = cuda.to_device(np.array([0, 4, -100, 2, 2, 1]))
+    w = np.array([0.5, 1.0, 2.0, -1.0, 3.0], np.float32)
+    want = [host(a) for a in softce.cross_entropy_grad(x, labels, weight=w)]
+    to_host = BACKEND.to_host
+    monkeypatch.setattr(BACKEND, "to_host", lambda v: pytest.fail("read on the host")
+                        if getattr(v, "shape", None) == (5,) else to_host(v))
+    flags = Flags()
+    with deferred_label_checks(flags):
+        for weight in (cuda.to_device(w), w, cuda.to_device(w.astype(np.float64))):
+            got = softce.cross_entropy_grad(x, labels, weight=weight)
+            for g, r in zip(got, want):
+                np.testing.assert_allclose(host(g), r, rtol=2e-6, atol=1e-7)
+        softce.cross_entropy(x, labels, weight=np.array([1, np.inf, 1, 1, 1], np.float32))
+        with pytest.raises(ValueError, match="weight must have shape"):
+            softce.cross_entropy(x, labels, weight=cuda.to_device(np.ones(4, np.float32)))
+        with pytest.raises(TypeError, match="weight must be a real array"):
+            softce.cross_entropy(x, labels, weight=cuda.to_device(np.ones(5, np.bool_)))
+    assert flags.raised() == [(0, 0)] * 3 + [(0, 1)]

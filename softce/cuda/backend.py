@@ -151,9 +151,9 @@ class CUDA(Backend):
     def device_mask(self) -> bool:
         return deferred_handler() is not None
 
-    def mask_labels(self, labels: Any, n: int, ignore_index: int, class_weights: Any,
+    def mask_labels(self, labels: Any, ignore_index: int, class_weights: Any,
                     dtype: np.dtype) -> tuple[Any, Any, Any]:
-        safe, counted, divisor, bad = dev.mask_labels(labels, n, ignore_index, class_weights,
+        safe, counted, divisor, bad = dev.mask_labels(labels, ignore_index, class_weights,
                                                       dtype)
         deferred_handler()(bad)
         return safe, counted, divisor

@@ -8,6 +8,7 @@ device arrays wrap NumPy arrays, so a view there is a NumPy strided view.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,19 +177,25 @@ def _zero_ignored(counted, loss, grad, n):
 
 
 @cuda.jit
-def _mask_labels(labels, n, ignore_index, cw, safe, counted, terms, bad):
-    """Position q: counted where its label is not ignore_index and lies in [0, n): safe[q]
-    its label (else 0), counted[q] 1 (else 0), terms[q] = cw[label] (else 0); bad[0] = 1
-    where a label is neither ignore_index nor in [0, n)."""
+def _mask_labels(labels, ignore_index, cw, safe, counted, terms, bad):
+    """Position q: counted where its label is not ignore_index and lies in [0, n), n the
+    classes of cw: safe[q] its label (else 0), counted[q] 1 (else 0), terms[q] = cw[label]
+    (else 0); bad[0] = 1 where a label is neither ignore_index nor in [0, n), bad[1] = 1
+    where a class weight is not finite."""
+    n = cw.shape[0]
     step = cuda.gridDim.x * cuda.blockDim.x
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, labels.shape[0], step):
-        label = labels[q]
-        ok = label != ignore_index and label >= 0 and label < n
-        if label != ignore_index and not ok:
-            bad[0] = 1
-        safe[q] = label if ok else 0
-        counted[q] = 1 if ok else 0
-        terms[q] = cw[label] if ok else 0
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x,
+                   max(labels.shape[0], n), step):
+        if q < n and (math.isinf(cw[q]) or math.isnan(cw[q])):
+            bad[1] = 1
+        if q < labels.shape[0]:
+            label = labels[q]
+            ok = label != ignore_index and label >= 0 and label < n
+            if label != ignore_index and not ok:
+                bad[0] = 1
+            safe[q] = label if ok else 0
+            counted[q] = 1 if ok else 0
+            terms[q] = cw[label] if ok else 0
 
 
 @cuda.jit
@@ -311,17 +318,17 @@ def zero_ignored(counted, loss, grad=None) -> None:
         _zero_ignored[_grid(size), HELPER_THREADS, current()](counted, loss, flat, n)
 
 
-def mask_labels(labels, n: int, ignore_index: int, cw, dtype):
+def mask_labels(labels, ignore_index: int, cw, dtype):
     """(safe labels, counted values of ``dtype``, the sum of cw[label] over counted positions
-    as a one-element float64 array, the bad-label flag: a one-element int32 array), all
-    queued on the device (``_mask_labels``)."""
+    as a one-element float64 array, the flags: a two-element int32 array, bad labels and
+    non-finite class weights), all queued on the device (``_mask_labels``)."""
     rows = labels.size
     safe, counted, terms = empty((rows,), labels.dtype), empty((rows,), dtype), \
         empty((rows,), np.float64)
-    bad = cuda.to_device(np.zeros(1, np.int32), stream=current())
-    if rows:
-        _mask_labels[_grid(rows), HELPER_THREADS, current()](labels, n, ignore_index, cw, safe,
-                                                             counted, terms, bad)
+    bad = cuda.to_device(np.zeros(2, np.int32), stream=current())
+    if max(rows, cw.size):
+        _mask_labels[_grid(max(rows, cw.size)), HELPER_THREADS, current()](
+            labels, ignore_index, cw, safe, counted, terms, bad)
     divisor = empty((1,), np.float64)
     _SUM[np.dtype(np.float64)][1, HELPER_THREADS, current()](terms, np.float64(1), divisor)
     return safe, counted, divisor, bad

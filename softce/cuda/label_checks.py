@@ -3,7 +3,8 @@
 By default a call waits for the device once to read the labels' check and raises a
 ``ValueError`` naming the label, as the CPU does. Inside ``deferred_label_checks(handler)``
 the call instead masks the labels on the device (positions to count, their weights, the
-mean's divisor: no host round trip) and hands the device flag of a bad label to ``handler``,
+mean's divisor: no host round trip; class weights stay there, checked finite there too) and
+hands the device flags of a bad label or weight to ``handler``,
 which queues a check of its own: softce.torch's is PyTorch's device-side assert
 (``torch._assert_async``), so that a plain call on CUDA tensors never waits for the GPU and a
 bad label surfaces as PyTorch's own do. A bad label's position is then neither counted nor
@@ -29,8 +30,9 @@ def deferred_handler() -> Callable[[object], None] | None:
 @contextlib.contextmanager
 def deferred_label_checks(handler: Callable[[object], None]) -> Iterator[None]:
     """Inside the block, cross-entropy calls mask their labels on the device and call
-    ``handler(flag)`` with a one-element int32 device array, 1 where a label was outside
-    [0, C) and not ignore_index, instead of waiting to read it."""
+    ``handler(flags)`` with a two-element int32 device array instead of waiting to read it:
+    flags[0] is 1 where a label was outside [0, C) and not ignore_index, flags[1] where a
+    class weight was not finite (class weights stay on the device too)."""
     if not callable(handler):
         raise TypeError(f"handler must be callable, got {type(handler).__name__}")
     token = _HANDLER.set(handler)

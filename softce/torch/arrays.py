@@ -111,10 +111,11 @@ def ordered(*tensors: torch.Tensor) -> Iterator[None]:
         return
     from softce.cuda import deferred_label_checks, on_stream
 
-    def assert_labels(flag: object) -> None:
-        bad = torch.as_tensor(flag, device=dev)
-        torch._assert_async(bad[0] == 0, "softce: a target label lies outside [0, C) and is "
-                                         "not ignore_index")
+    def assert_labels(flags: object) -> None:
+        bad = torch.as_tensor(flags, device=dev)
+        torch._assert_async((bad == 0).all(), "softce: a target label lies outside [0, C) "
+                                              "and is not ignore_index, or a class weight is "
+                                              "not finite")
 
     with on_stream(torch.cuda.current_stream(dev).cuda_stream), \
             deferred_label_checks(assert_labels):
