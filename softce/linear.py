@@ -39,6 +39,8 @@ from .losses import cross_entropy, cross_entropy_grad, reduced
 
 #: The default budget for one chunk's logits.
 CHUNK_BYTES = 64 << 20
+#: Classes per block of the weight gradient's product G^T h (its temporary: BLOCK x F).
+GRAD_BLOCK = 4096
 
 
 @dataclass
@@ -93,15 +95,16 @@ class Products:
         return np.moveaxis(a, source, destination)
 
     def add_gt_h(self, g: Any, h: Any, dest: Any) -> None:
-        """dest += G^T h in place, by one BLAS gemm with beta = 1 (SciPy's: NumPy's matmul
-        cannot accumulate): on the Fortran-order transposes, dest^T += h^T G."""
-        from scipy.linalg.blas import get_blas_funcs  # on first use: import softce stays light
-
-        if not dest.flags.c_contiguous:
-            raise ValueError("the weight gradient accumulates into a C-contiguous block")
-        gemm = get_blas_funcs("gemm", (dest,))
-        gemm(1.0, np.ascontiguousarray(h).T, np.ascontiguousarray(g).T, beta=1.0, c=dest.T,
-             trans_b=True, overwrite_c=True)
+        """dest += G^T h, in blocks of ``GRAD_BLOCK`` classes (a temporary of GRAD_BLOCK x F,
+        not of dest's size: NumPy's matmul cannot accumulate into dest; SciPy's BLAS could,
+        but a SciPy install makes Numba import scipy.linalg at every process's first kernel
+        load, about 0.25 s, for the same speed: measured in BENCHMARKS.md)."""
+        tmp = np.empty((min(GRAD_BLOCK, dest.shape[0]), h.shape[1]), dest.dtype)
+        for s in range(0, dest.shape[0], GRAD_BLOCK):
+            e = min(dest.shape[0], s + GRAD_BLOCK)
+            part = tmp[:e - s]
+            np.matmul(g[:, s:e].T, h, out=part)
+            dest[s:e] += part
 
     def contiguous(self, a: Any) -> Any:
         return np.ascontiguousarray(a)
