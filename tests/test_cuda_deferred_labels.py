@@ -137,6 +137,47 @@ def test_means_over_nothing() -> None:
     assert flags.raised() == [(0, 0)] * 4
 
 
+@on_cuda
+def test_every_array_of_a_call_comes_from_the_callers_allocator(monkeypatch) -> None:
+    """Inside allocating_with (as softce.torch calls it for CUDA tensors: PyTorch's caching
+    allocator) a call makes no device array of numba's: outputs, per-row results, the labels'
+    mask and flags, casts and host data copied over all come from the given allocator, and
+    the results are the same."""
+    from numba import cuda
+
+    from softce.cuda import allocating_with
+
+    rng = np.random.default_rng(6)
+    x = cuda.to_device(rng.standard_normal((4, 9)).astype(np.float32))
+    labels = cuda.to_device(np.array([0, 8, -100, 3], np.int32))
+    w = np.linspace(0.5, 1.5, 9)  # host float64 data: copied over and cast on the device
+    kw = {"weight": w, "label_smoothing": 0.1, "return_lse": True}
+    want = [host(a) for a in softce.cross_entropy_grad(x, labels, **kw)]
+    want_p = host(softce.softmax(x))
+    device_array = cuda.device_array
+    made = []
+
+    def allocate(shape: tuple[int, ...], dtype: np.dtype) -> object:
+        made.append((shape, dtype))
+        return device_array(shape, dtype)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an array of numba's own")
+
+    monkeypatch.setattr(cuda, "device_array", refuse)
+    monkeypatch.setattr(cuda, "to_device", refuse)
+    with allocating_with(allocate), deferred_label_checks(Flags()):
+        got = softce.cross_entropy_grad(x, labels, **kw)
+        p = softce.softmax(x)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(host(g), r, rtol=2e-6, atol=1e-7)
+    np.testing.assert_array_equal(host(p), want_p)
+    assert ((4, 9), np.dtype(np.float32)) in made and len(made) >= 8, made
+    with pytest.raises(TypeError, match="allocate"):
+        with allocating_with(None):
+            pass
+
+
 def test_the_handler_must_be_callable() -> None:
     with pytest.raises(TypeError, match="handler"):
         with deferred_label_checks(None):

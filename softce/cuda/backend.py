@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import cuda
 
 from softce.backend import Backend, Flat
 from softce.checks import float_dtype
@@ -25,6 +24,7 @@ from softce.signature import Library
 
 from . import device as dev
 from . import launch
+from .allocation import device_copy
 from .label_checks import deferred_handler
 from .streams import current, host_copy
 
@@ -49,7 +49,7 @@ class CUDA(Backend):
             return dev.as_device(value)
         if isinstance(value, (str, bytes)):
             raise TypeError(f"expected an array, got {type(value).__name__}")
-        return cuda.to_device(np.ascontiguousarray(value), stream=current())
+        return device_copy(np.asarray(value))
 
     def describe(self, value: object) -> tuple[np.dtype, tuple[int, ...]]:
         arr = dev.as_device(value) if dev.is_device_array(value) else np.asarray(value)
@@ -61,7 +61,7 @@ class CUDA(Backend):
         return np.asarray(value)
 
     def from_host(self, arr: np.ndarray) -> Any:
-        return cuda.to_device(np.ascontiguousarray(arr), stream=current())
+        return device_copy(arr)
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         return dev.empty(shape, dtype)

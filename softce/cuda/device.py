@@ -17,6 +17,7 @@ from numba import cuda
 from softce.backend import on_cuda
 from softce.half import is_bfloat16
 
+from .allocation import device_copy, device_empty
 from .runtime import SIMULATOR, narrow_bf16_to, widen_bf16
 from .streams import current, host_copy
 
@@ -82,8 +83,7 @@ def reshape_c(arr, shape: tuple[int, ...]):
 
 
 def empty(shape: tuple[int, ...], dtype) -> object:
-    return cuda.device_array(tuple(int(s) for s in shape), dtype=np.dtype(dtype),
-                             stream=current())
+    return device_empty(shape, dtype)
 
 
 def is_contiguous(arr) -> bool:
@@ -302,7 +302,7 @@ def contiguous_flat(arr):
 
 def first_bad_label(labels, n: int) -> int | None:
     """The flat index of the first label outside [0, n), found on the device (one int back)."""
-    found = cuda.to_device(np.array([labels.size], np.int64), stream=current())
+    found = device_copy(np.array([labels.size], np.int64))
     if labels.size:
         _check_labels[_grid(labels.size), HELPER_THREADS, current()](labels, n, found)
     q = int(host_copy(found)[0])
@@ -325,7 +325,7 @@ def mask_labels(labels, ignore_index: int, cw, dtype):
     rows = labels.size
     safe, counted, terms = empty((rows,), labels.dtype), empty((rows,), dtype), \
         empty((rows,), np.float64)
-    bad = cuda.to_device(np.zeros(2, np.int32), stream=current())
+    bad = device_copy(np.zeros(2, np.int32))
     if max(rows, cw.size):
         _mask_labels[_grid(max(rows, cw.size)), HELPER_THREADS, current()](
             labels, ignore_index, cw, safe, counted, terms, bad)
@@ -357,7 +357,7 @@ def total(values, divisor: int):
 
 def scalar(value, dtype):
     """A 0-d device array holding value."""
-    return view(cuda.to_device(np.array([value], dtype), stream=current()), (), ())
+    return view(device_copy(np.array([value], dtype)), (), ())
 
 
 def overlaps(a, b) -> bool:

@@ -103,13 +103,17 @@ def ordered(*tensors: torch.Tensor) -> Iterator[None]:
     """softce's CUDA work inside the block queued on PyTorch's current stream of the tensors'
     device (``softce.cuda.on_stream``): after PyTorch's earlier work on that stream and before
     its later work, with no host synchronisation; labels are masked on the device and a bad
-    one raises PyTorch's device-side assert (``softce.cuda.deferred_label_checks``). Nothing
-    to do for CPU tensors."""
+    one raises PyTorch's device-side assert (``softce.cuda.deferred_label_checks``); every
+    device array the call makes comes from PyTorch's caching allocator
+    (``softce.cuda.allocating_with``), none from a cuMemAlloc of its own. Nothing to do for
+    CPU tensors."""
     dev = next((t.device for t in tensors if t.device.type == "cuda"), None)
     if dev is None:
         yield
         return
-    from softce.cuda import deferred_label_checks, on_stream
+    from numba import cuda
+
+    from softce.cuda import allocating_with, deferred_label_checks, on_stream
 
     def assert_labels(flags: object) -> None:
         bad = torch.as_tensor(flags, device=dev)
@@ -117,6 +121,13 @@ def ordered(*tensors: torch.Tensor) -> Iterator[None]:
                                               "and is not ignore_index, or a class weight is "
                                               "not finite")
 
+    def allocate(shape: tuple[int, ...], dtype: np.dtype) -> object:
+        if dtype.itemsize == 2 and dtype.kind == "u":  # bfloat16 bit patterns (or uint16)
+            t = torch.empty(shape, dtype=torch.int16, device=dev)
+            return cuda.as_cuda_array(t, sync=False).view(dtype)
+        t = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, device=dev)
+        return cuda.as_cuda_array(t, sync=False)
+
     with on_stream(torch.cuda.current_stream(dev).cuda_stream), \
-            deferred_label_checks(assert_labels):
+            deferred_label_checks(assert_labels), allocating_with(allocate):
         yield
