@@ -184,15 +184,15 @@ class CEPlan:
         check_reduction(reduction)
         n = arr.shape[ax]
         dtype = float_dtype(arr.dtype)
+        tdt, tshape = be.describe(target)
         # labels masked where they live (a backend that defers their check) take the class
         # weights there too: checked for finiteness by the mask, never read on the host
-        on_device = not masked and be.device_mask() and be.describe(target)[0].kind in "iu"
+        on_device = not masked and be.device_mask() and tdt.kind in "iu"
         if on_device and weight is not None:
             check_weight_layout(*be.describe(weight), n)
         opts = check_options(n, dtype, None if weight is None or on_device
                              else be.to_host(weight), ignore_index, label_smoothing, z_loss,
                              softcap, return_lse, empty_mean)
-        tdt, tshape = be.describe(target)
         kind = check_target_kind(tdt)
         capped = opts.softcap is not None
         computed = arr

@@ -578,7 +578,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     if half and (kernel.pair_outputs or kernel.scratch):
         raise ValueError(f"{kernel.name}: no 16-bit variant for pair outputs or scratch rows")
     plan = RowPlan.of(kernel, half)
-    compute = "f32" if half else dtype
+    compute = compute_dtype(dtype)
     pr = NumbaPrinter(compute) if not half else NumbaPrinter(
         compute, f"widen_{half}", frozenset(f"{row}{v}" for row in kernel.rows for v in VIEWS))
     out = Code()

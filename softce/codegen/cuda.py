@@ -310,7 +310,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
     half = dtype if dtype in HALF_DTYPES else None
     if half and (kernel.pair_outputs or kernel.scratch):
         raise ValueError(f"{kernel.name}: no 16-bit variant for pair outputs or scratch rows")
-    compute = "f32" if half else dtype
+    compute = compute_dtype(dtype)
     pr = CudaPrinter(compute) if not half else CudaPrinter(
         compute, f"widen_{half}", frozenset(str(row) for row in kernel.rows))
     out = Code()

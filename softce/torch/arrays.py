@@ -111,8 +111,6 @@ def ordered(*tensors: torch.Tensor) -> Iterator[None]:
     if dev is None:
         yield
         return
-    from numba import cuda
-
     from softce.cuda import allocating_with, deferred_label_checks, on_stream
 
     def assert_labels(flags: object) -> None:
@@ -122,11 +120,9 @@ def ordered(*tensors: torch.Tensor) -> Iterator[None]:
                                               "not finite")
 
     def allocate(shape: tuple[int, ...], dtype: np.dtype) -> object:
-        if dtype.itemsize == 2 and dtype.kind == "u":  # bfloat16 bit patterns (or uint16)
-            t = torch.empty(shape, dtype=torch.int16, device=dev)
-            return cuda.as_cuda_array(t, sync=False).view(dtype)
-        t = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, device=dev)
-        return cuda.as_cuda_array(t, sync=False)
+        torch_dtype = (torch.bfloat16 if is_bfloat16(dtype)
+                       else torch.from_numpy(np.empty(0, dtype)).dtype)
+        return array(torch.empty(shape, dtype=torch_dtype, device=dev))
 
     with on_stream(torch.cuda.current_stream(dev).cuda_stream), \
             deferred_label_checks(assert_labels), allocating_with(allocate):
