@@ -1,6 +1,8 @@
 """The generated CUDA kernels: printed from the derivations, float32 kept float32, and every
-kernel compiled to PTX for sm_80 and sm_90 (no GPU needed) and assembled by ptxas with no
-spills and no float64 instruction in a float32 kernel."""
+kernel compiled to PTX for sm_90 (no GPU needed; ``scripts/ptx_report.py`` adds sm_80) and
+assembled by ptxas with no spills, no float64 instruction in a float32 kernel, registers
+within a 512-thread block, and the row loops' vector loads and stores as 128-bit
+instructions."""
 
 import os
 import re
@@ -14,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CUDA_DIR = ROOT / "generated" / "cuda"
 MODULES = sorted(p.stem for p in CUDA_DIR.glob("*.py") if p.name != "__init__.py")
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+#: The suite checks sm_90 (H100/H200); scripts/ptx_report.py checks sm_80 too.
+HOPPER = (9, 0)
 
 
 def test_there_is_a_cuda_kernel_for_every_cpu_kernel() -> None:
@@ -46,8 +50,9 @@ def test_float32_kernels_print_no_float64(module: str) -> None:
 
 
 def test_every_merge_of_thread_states_is_printed_from_d11() -> None:
-    """The chunk merge and the cross-thread merge print D11's merge_m/merge_d as given: a
-    changed rule changes both."""
+    """The chunk merges (the scalar loops' and the vector loops') and the cross-thread merge
+    print D11's merge_m/merge_d as given: a changed rule changes all three; a float64 kernel
+    has no vector loops."""
     import sympy as sp
 
     from softce.codegen.cuda import emit_row_kernel
@@ -57,16 +62,18 @@ def test_every_merge_of_thread_states_is_printed_from_d11() -> None:
     top = sp.Max(m1, m2)
     softmax = {"out": sp.exp(x[i] - m) / row_sum(sp.exp(x[k] - m))}
 
-    def printed(merge_d: sp.Expr) -> str:
+    def printed(merge_d: sp.Expr, dtype: str = "f32") -> str:
         spec = KernelSpec(name="t", doc="t", rows=(x,), outputs=softmax, merge=(top, merge_d))
-        return "\n".join(emit_row_kernel(lower(spec), "f32"))
+        return "\n".join(emit_row_kernel(lower(spec), dtype))
 
     text = printed(d1 * sp.exp(m1 - top) + d2 * sp.exp(m2 - top))
-    assert text.count("# D11 merge_m") == 2 and text.count("# D11 merge_d") == 2
-    assert "d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d" in text
+    assert text.count("# D11 merge_m") == 3 and text.count("# D11 merge_d") == 3
+    assert text.count("d = d*exp_f32(m - m_new) + d_c*exp_f32(m_c - m_new)  # D11 merge_d") == 2
     assert "_o*exp_f32(" in text and "fmax(m, m_o)  # D11 merge_m" in text
     changed = printed(2 * d1 * sp.exp(m1 - top) + d2 * sp.exp(m2 - top))
-    assert changed.count("np.float32(2)*d*exp_f32(m - m_new)") == 2
+    assert changed.count("np.float32(2)*d*exp_f32(m - m_new)") == 3
+    f64 = printed(d1 * sp.exp(m1 - top) + d2 * sp.exp(m2 - top), "f64")
+    assert f64.count("# D11 merge_d") == 2 and "vector_load" not in f64
 
 
 def test_importing_softce_does_not_import_numba_cuda() -> None:
@@ -81,21 +88,48 @@ def test_kernels_compile_to_ptx_without_spills(module: str) -> None:
     import importlib
 
     from softce.codegen.parameters import HALF_KERNELS
-    from softce.cuda.ptx import CCS, check
+    from softce.cuda.ptx import check
     from softce.cuda.runtime import MAX_THREADS
 
     mod = importlib.import_module(f"softce.generated.cuda.{module}")
     halves = ("bf16", "f16") if module in HALF_KERNELS else ()
     assert set(mod.SIGNATURES) == {f"{module}_{dt}" for dt in ("f32", "f64", *halves)}
+    source = _kernel_sources(module)
     for name in (f"{module}_f32", f"{module}_f64"):  # the 16-bit ones: test_cuda_half.py
         for sig in mod.SIGNATURES[name]:
-            for cc in CCS:
-                res = check(name, getattr(mod, name), sig, cc)
-                assert res.registers > 0, (name, sig, cc)
-                assert res.spills == 0 and res.stack_bytes == 0, res
-                assert not res.f64_in_f32, res
-                assert res.shared_bytes <= 48 * 1024, res
-                assert res.registers * MAX_THREADS <= 64 * 1024, res  # a full block launches
+            res = check(name, getattr(mod, name), sig, HOPPER)
+            assert res.registers > 0, (name, sig)
+            assert res.spills == 0 and res.stack_bytes == 0, res
+            assert not res.f64_in_f32, res
+            assert res.shared_bytes <= 48 * 1024, res
+            assert res.registers * MAX_THREADS <= 64 * 1024, res  # a full block launches
+            # each printed vector access is one 128-bit instruction, none split into scalars
+            assert (res.vector_loads > 0) == ("vector_load(" in source[name]), res
+            assert (res.vector_stores > 0) == ("vector_store(" in source[name]), res
+
+
+def _kernel_sources(module: str) -> dict[str, str]:
+    """Each kernel's printed source, by name."""
+    blocks = (CUDA_DIR / f"{module}.py").read_text().split("\n\n\n")
+    return {found.group(1): block for block in blocks
+            if (found := re.search(r"^def (\w+)\(", block, re.M))}
+
+
+def test_every_float32_row_kernel_reads_its_rows_in_vectors() -> None:
+    """A float32 or 16-bit row kernel that loops over its rows loads them by vectors (the
+    PTX check above sees the 128-bit instructions); a loop that writes an output of rows
+    stores by vectors unless it writes pairs (the Jacobian)."""
+    checked = 0
+    for module in MODULES:
+        for name, block in _kernel_sources(module).items():
+            if not re.search(r"_(f32|bf16|f16)$", name) or "rows, n = " not in block:
+                continue
+            loops = "for k in range(" in block or "for i in range(" in block
+            assert ("vector_load(" in block) == loops, name
+            writes_rows = re.search(r"\w+_r\[i\] = ", block) is not None
+            assert ("vector_store(" in block) == writes_rows, name
+            checked += 1
+    assert checked > 40
 
 
 @pytest.mark.skipif(SIMULATED, reason="the CUDA simulator cannot compile PTX")

@@ -673,3 +673,56 @@ def test_every_launch_goes_on_the_callers_stream(monkeypatch) -> None:
     with pytest.raises(TypeError, match="stream"):
         with on_stream("stream"):
             pass
+
+
+# vector loads ------------------------------------------------------------------------------
+
+@on_cuda
+def test_vector_head_finds_each_rows_first_aligned_element() -> None:
+    """vector_head counts the elements before a row's first 16-byte aligned one, and refuses
+    (-1) a row whose elements are not contiguous."""
+    from numba import cuda
+
+    from softce.cuda.runtime import vector_head
+
+    base = cuda.to_device(np.zeros((3, 64), F32))  # a row of 256 bytes: every row aligned
+    for offset in range(8):
+        assert vector_head(base[1, offset:], 4) == (-offset) % 4
+    assert vector_head(cuda.to_device(np.zeros(64, np.uint16))[3:], 4) == 1
+    assert vector_head(base[:, 0], 4) == -1  # a column: stride of a row
+    assert vector_head(base[1, 5:6], 4) == 3  # one element: any stride is contiguous
+
+
+@on_cuda
+@pytest.mark.parametrize("n", [1, 6, 37])
+def test_rows_at_every_alignment_agree_with_cpu(n: int) -> None:
+    """Rows starting anywhere in a vector (rows n + 8 elements apart: each row's own start),
+    outputs aligned like the input (vectors from each row's head) or not (scalar), and rows
+    updated in place: the vector loops and the scalar loops around them take every element
+    once."""
+    import softce
+
+    rows = 4
+    x = logits(rows, n + 8, F32)
+    y = np.random.default_rng(2).integers(0, n, rows)
+
+    def buffer(offset: int):
+        return dev(np.zeros((rows, n + 8), F32))[:, offset:offset + n]
+
+    for offset in (0, 1, 3):
+        d = dev(x)[:, offset:offset + n]
+        part = x[:, offset:offset + n]
+        close(softce.logsumexp(d), softce.logsumexp(part), F32)
+        for shift in (0, 1):  # out aligned like the rows, or one element off
+            out = buffer((offset + shift) % 4)
+            softce.log_softmax(d, out=out)
+            close(out, softce.log_softmax(part), F32)
+        grad = buffer(offset)
+        loss, _ = softce.cross_entropy_grad(d, dev(y), reduction="none", label_smoothing=0.1,
+                                            out=grad)
+        want_loss, want_grad = softce.cross_entropy_grad(part, y, reduction="none",
+                                                         label_smoothing=0.1)
+        close(loss, want_loss, F32)
+        close(grad, want_grad, F32)
+        softce.softmax(d, out=d)
+        close(d, softce.softmax(part), F32)

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D15  bce_loss         b90150e8cd679d92
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py e1b1ad71fa1d0be7
+#   softce/cuda/runtime.py c2d6a3e924fb4691
 # SymPy 1.14.0.
 
 import numpy as np

@@ -16,13 +16,13 @@
 #   D19  merge_t          7afee773ba09deb6
 #   D19  masked_chunk     08adcfe34d0f902a
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py e1b1ad71fa1d0be7
+#   softce/cuda/runtime.py c2d6a3e924fb4691
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, vector_head, vector_load, vector_store, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF
@@ -147,25 +147,83 @@ def cross_entropy_grad_prob_weighted_f32(x, y, cw, grad_output, z, grad, loss, l
         cw_r = cw  # shared by every row
         w = grad_output[r]
         grad_r = grad[r]
+        head = vector_head(cw_r, 4)  # elements before the first vector
+        if vector_head(x_r, 4) != head:
+            head = -1
+        if vector_head(y_r, 4) != head:
+            head = -1
+        if vector_head(grad_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         m = np.float32(-np.inf)
         s = np.float32(-1)
         t = np.float32(0)
         sum_cw_y = np.float32(0)
-        for start in range(lane, stop, width * CHUNK):
-            end = min(start + width * CHUNK, stop)
+        for start in range(lane, rest, width * CHUNK):
+            end = min(start + width * CHUNK, rest)
             m_c = np.float32(-np.inf)
             sum_cw_y_c = np.float32(0)
-            for k in range(start, end, width):
+            for q in range(start, end, width):
+                k = q if q < head else q + vend - head
                 m_c = fmax(m_c, x_r[k])
                 sum_cw_y_c += cw_r[k]*y_r[k]
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float32(0)
                 t_c = np.float32(0)
                 ties_c = np.float32(0)
-                for k in range(start, end, width):
+                for q in range(start, end, width):
+                    k = q if q < head else q + vend - head
                     s_c += (-(np.float32(1) if (m_c == x_r[k]) else np.float32(0)) + np.float32(1))*exp_f32(x_r[k] - m_c)
                     t_c += (np.float32(0) if (cw_r[k]*y_r[k] == np.float32(0)) else -x_r[k] + m_c)*cw_r[k]*y_r[k]
                     ties_c += np.float32((m_c == x_r[k]))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                t = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t + t_c if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t + t_c)  # D19 merge_t
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+            else:
+                t += (np.float32(0) if (sum_cw_y_c == np.float32(0)) else np.float32(np.inf)*sum_cw_y_c)  # D19 masked_chunk
+            sum_cw_y += sum_cw_y_c
+        for start in range(head + lane * 4, vend, width * CHUNK):
+            end = min(start + width * CHUNK, vend)
+            m_c = np.float32(-np.inf)
+            sum_cw_y_c = np.float32(0)
+            for k in range(start, end, width * 4):
+                cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, k, 4)
+                x_0, x_1, x_2, x_3 = vector_load(x_r, k, 4)
+                y_0, y_1, y_2, y_3 = vector_load(y_r, k, 4)
+                m_c = fmax(m_c, x_0)
+                sum_cw_y_c += cw_0*y_0
+                m_c = fmax(m_c, x_1)
+                sum_cw_y_c += cw_1*y_1
+                m_c = fmax(m_c, x_2)
+                sum_cw_y_c += cw_2*y_2
+                m_c = fmax(m_c, x_3)
+                sum_cw_y_c += cw_3*y_3
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                t_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width * 4):
+                    cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, k, 4)
+                    x_0, x_1, x_2, x_3 = vector_load(x_r, k, 4)
+                    y_0, y_1, y_2, y_3 = vector_load(y_r, k, 4)
+                    s_c += (-(np.float32(1) if (m_c == x_0) else np.float32(0)) + np.float32(1))*exp_f32(x_0 - m_c)
+                    t_c += (np.float32(0) if (cw_0*y_0 == np.float32(0)) else -x_0 + m_c)*cw_0*y_0
+                    ties_c += np.float32((m_c == x_0))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_1) else np.float32(0)) + np.float32(1))*exp_f32(x_1 - m_c)
+                    t_c += (np.float32(0) if (cw_1*y_1 == np.float32(0)) else -x_1 + m_c)*cw_1*y_1
+                    ties_c += np.float32((m_c == x_1))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_2) else np.float32(0)) + np.float32(1))*exp_f32(x_2 - m_c)
+                    t_c += (np.float32(0) if (cw_2*y_2 == np.float32(0)) else -x_2 + m_c)*cw_2*y_2
+                    ties_c += np.float32((m_c == x_2))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_3) else np.float32(0)) + np.float32(1))*exp_f32(x_3 - m_c)
+                    t_c += (np.float32(0) if (cw_3*y_3 == np.float32(0)) else -x_3 + m_c)*cw_3*y_3
+                    ties_c += np.float32((m_c == x_3))  # D18 tie_term
                 ties_c -= np.float32(1)  # the other maxima
                 s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
                 t = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t + t_c if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t + t_c)  # D19 merge_t
@@ -183,9 +241,23 @@ def cross_entropy_grad_prob_weighted_f32(x, y, cw, grad_output, z, grad, loss, l
         t1 = u0*u2
         loss_v = t + sum_cw_y*u1 + u2 * u2*z
         lse_v = u2
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             e0 = exp_f32(x_r[i] - m)
             grad_r[i] = w*(-cw_r[i]*y_r[i] + e0*sum_cw_y*t0 + np.float32(2)*e0*t1*z)
+        for i in range(head + lane * 4, vend, width * 4):
+            cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, i, 4)
+            x_0, x_1, x_2, x_3 = vector_load(x_r, i, 4)
+            y_0, y_1, y_2, y_3 = vector_load(y_r, i, 4)
+            e0_0 = exp_f32(x_0 - m)
+            grad_0 = w*(-cw_0*y_0 + e0_0*sum_cw_y*t0 + np.float32(2)*e0_0*t1*z)
+            e0_1 = exp_f32(x_1 - m)
+            grad_1 = w*(-cw_1*y_1 + e0_1*sum_cw_y*t0 + np.float32(2)*e0_1*t1*z)
+            e0_2 = exp_f32(x_2 - m)
+            grad_2 = w*(-cw_2*y_2 + e0_2*sum_cw_y*t0 + np.float32(2)*e0_2*t1*z)
+            e0_3 = exp_f32(x_3 - m)
+            grad_3 = w*(-cw_3*y_3 + e0_3*sum_cw_y*t0 + np.float32(2)*e0_3*t1*z)
+            vector_store(grad_r, i, (grad_0, grad_1, grad_2, grad_3))
         if active and lane == 0:
             loss[r] = loss_v
             lse[r] = lse_v
@@ -372,25 +444,99 @@ def cross_entropy_grad_prob_weighted_bf16(x, y, cw, grad_output, z, grad, loss, 
         cw_r = cw  # shared by every row
         w = grad_output[r]
         grad_r = grad[r]
+        head = vector_head(cw_r, 4)  # elements before the first vector
+        if vector_head(x_r, 4) != head:
+            head = -1
+        if vector_head(y_r, 4) != head:
+            head = -1
+        if vector_head(grad_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         m = np.float32(-np.inf)
         s = np.float32(-1)
         t = np.float32(0)
         sum_cw_y = np.float32(0)
-        for start in range(lane, stop, width * CHUNK):
-            end = min(start + width * CHUNK, stop)
+        for start in range(lane, rest, width * CHUNK):
+            end = min(start + width * CHUNK, rest)
             m_c = np.float32(-np.inf)
             sum_cw_y_c = np.float32(0)
-            for k in range(start, end, width):
+            for q in range(start, end, width):
+                k = q if q < head else q + vend - head
                 m_c = fmax(m_c, widen_bf16(x_r[k]))
                 sum_cw_y_c += cw_r[k]*widen_bf16(y_r[k])
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float32(0)
                 t_c = np.float32(0)
                 ties_c = np.float32(0)
-                for k in range(start, end, width):
+                for q in range(start, end, width):
+                    k = q if q < head else q + vend - head
                     s_c += (-(np.float32(1) if (m_c == widen_bf16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_bf16(x_r[k]) - m_c)
                     t_c += (np.float32(0) if (cw_r[k]*widen_bf16(y_r[k]) == np.float32(0)) else -widen_bf16(x_r[k]) + m_c)*cw_r[k]*widen_bf16(y_r[k])
                     ties_c += np.float32((m_c == widen_bf16(x_r[k])))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                t = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t + t_c if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t + t_c)  # D19 merge_t
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+            else:
+                t += (np.float32(0) if (sum_cw_y_c == np.float32(0)) else np.float32(np.inf)*sum_cw_y_c)  # D19 masked_chunk
+            sum_cw_y += sum_cw_y_c
+        for start in range(head + lane * 4, vend, width * CHUNK):
+            end = min(start + width * CHUNK, vend)
+            m_c = np.float32(-np.inf)
+            sum_cw_y_c = np.float32(0)
+            for k in range(start, end, width * 4):
+                cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, k, 4)
+                x_v = vector_load(x_r, k, 4)
+                x_0 = widen_bf16(x_v[0])
+                x_1 = widen_bf16(x_v[1])
+                x_2 = widen_bf16(x_v[2])
+                x_3 = widen_bf16(x_v[3])
+                y_v = vector_load(y_r, k, 4)
+                y_0 = widen_bf16(y_v[0])
+                y_1 = widen_bf16(y_v[1])
+                y_2 = widen_bf16(y_v[2])
+                y_3 = widen_bf16(y_v[3])
+                m_c = fmax(m_c, x_0)
+                sum_cw_y_c += cw_0*y_0
+                m_c = fmax(m_c, x_1)
+                sum_cw_y_c += cw_1*y_1
+                m_c = fmax(m_c, x_2)
+                sum_cw_y_c += cw_2*y_2
+                m_c = fmax(m_c, x_3)
+                sum_cw_y_c += cw_3*y_3
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                t_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width * 4):
+                    cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, k, 4)
+                    x_v = vector_load(x_r, k, 4)
+                    x_0 = widen_bf16(x_v[0])
+                    x_1 = widen_bf16(x_v[1])
+                    x_2 = widen_bf16(x_v[2])
+                    x_3 = widen_bf16(x_v[3])
+                    y_v = vector_load(y_r, k, 4)
+                    y_0 = widen_bf16(y_v[0])
+                    y_1 = widen_bf16(y_v[1])
+                    y_2 = widen_bf16(y_v[2])
+                    y_3 = widen_bf16(y_v[3])
+                    s_c += (-(np.float32(1) if (m_c == x_0) else np.float32(0)) + np.float32(1))*exp_f32(x_0 - m_c)
+                    t_c += (np.float32(0) if (cw_0*y_0 == np.float32(0)) else -x_0 + m_c)*cw_0*y_0
+                    ties_c += np.float32((m_c == x_0))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_1) else np.float32(0)) + np.float32(1))*exp_f32(x_1 - m_c)
+                    t_c += (np.float32(0) if (cw_1*y_1 == np.float32(0)) else -x_1 + m_c)*cw_1*y_1
+                    ties_c += np.float32((m_c == x_1))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_2) else np.float32(0)) + np.float32(1))*exp_f32(x_2 - m_c)
+                    t_c += (np.float32(0) if (cw_2*y_2 == np.float32(0)) else -x_2 + m_c)*cw_2*y_2
+                    ties_c += np.float32((m_c == x_2))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_3) else np.float32(0)) + np.float32(1))*exp_f32(x_3 - m_c)
+                    t_c += (np.float32(0) if (cw_3*y_3 == np.float32(0)) else -x_3 + m_c)*cw_3*y_3
+                    ties_c += np.float32((m_c == x_3))  # D18 tie_term
                 ties_c -= np.float32(1)  # the other maxima
                 s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
                 t = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t + t_c if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t + t_c)  # D19 merge_t
@@ -408,9 +554,31 @@ def cross_entropy_grad_prob_weighted_bf16(x, y, cw, grad_output, z, grad, loss, 
         t1 = u0*u2
         loss_v = t + sum_cw_y*u1 + u2 * u2*z
         lse_v = u2
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             e0 = exp_f32(widen_bf16(x_r[i]) - m)
             grad_r[i] = narrow_bf16_to(w*(-cw_r[i]*widen_bf16(y_r[i]) + e0*sum_cw_y*t0 + np.float32(2)*e0*t1*z), grad_r)
+        for i in range(head + lane * 4, vend, width * 4):
+            cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, i, 4)
+            x_v = vector_load(x_r, i, 4)
+            x_0 = widen_bf16(x_v[0])
+            x_1 = widen_bf16(x_v[1])
+            x_2 = widen_bf16(x_v[2])
+            x_3 = widen_bf16(x_v[3])
+            y_v = vector_load(y_r, i, 4)
+            y_0 = widen_bf16(y_v[0])
+            y_1 = widen_bf16(y_v[1])
+            y_2 = widen_bf16(y_v[2])
+            y_3 = widen_bf16(y_v[3])
+            e0_0 = exp_f32(x_0 - m)
+            grad_0 = narrow_bf16_to(w*(-cw_0*y_0 + e0_0*sum_cw_y*t0 + np.float32(2)*e0_0*t1*z), grad_r)
+            e0_1 = exp_f32(x_1 - m)
+            grad_1 = narrow_bf16_to(w*(-cw_1*y_1 + e0_1*sum_cw_y*t0 + np.float32(2)*e0_1*t1*z), grad_r)
+            e0_2 = exp_f32(x_2 - m)
+            grad_2 = narrow_bf16_to(w*(-cw_2*y_2 + e0_2*sum_cw_y*t0 + np.float32(2)*e0_2*t1*z), grad_r)
+            e0_3 = exp_f32(x_3 - m)
+            grad_3 = narrow_bf16_to(w*(-cw_3*y_3 + e0_3*sum_cw_y*t0 + np.float32(2)*e0_3*t1*z), grad_r)
+            vector_store(grad_r, i, (grad_0, grad_1, grad_2, grad_3))
         if active and lane == 0:
             loss[r] = loss_v
             lse[r] = lse_v
@@ -434,25 +602,99 @@ def cross_entropy_grad_prob_weighted_f16(x, y, cw, grad_output, z, grad, loss, l
         cw_r = cw  # shared by every row
         w = grad_output[r]
         grad_r = grad[r]
+        head = vector_head(cw_r, 4)  # elements before the first vector
+        if vector_head(x_r, 4) != head:
+            head = -1
+        if vector_head(y_r, 4) != head:
+            head = -1
+        if vector_head(grad_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         m = np.float32(-np.inf)
         s = np.float32(-1)
         t = np.float32(0)
         sum_cw_y = np.float32(0)
-        for start in range(lane, stop, width * CHUNK):
-            end = min(start + width * CHUNK, stop)
+        for start in range(lane, rest, width * CHUNK):
+            end = min(start + width * CHUNK, rest)
             m_c = np.float32(-np.inf)
             sum_cw_y_c = np.float32(0)
-            for k in range(start, end, width):
+            for q in range(start, end, width):
+                k = q if q < head else q + vend - head
                 m_c = fmax(m_c, widen_f16(x_r[k]))
                 sum_cw_y_c += cw_r[k]*widen_f16(y_r[k])
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float32(0)
                 t_c = np.float32(0)
                 ties_c = np.float32(0)
-                for k in range(start, end, width):
+                for q in range(start, end, width):
+                    k = q if q < head else q + vend - head
                     s_c += (-(np.float32(1) if (m_c == widen_f16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_f16(x_r[k]) - m_c)
                     t_c += (np.float32(0) if (cw_r[k]*widen_f16(y_r[k]) == np.float32(0)) else -widen_f16(x_r[k]) + m_c)*cw_r[k]*widen_f16(y_r[k])
                     ties_c += np.float32((m_c == widen_f16(x_r[k])))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                t = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t + t_c if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t + t_c)  # D19 merge_t
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
+            else:
+                t += (np.float32(0) if (sum_cw_y_c == np.float32(0)) else np.float32(np.inf)*sum_cw_y_c)  # D19 masked_chunk
+            sum_cw_y += sum_cw_y_c
+        for start in range(head + lane * 4, vend, width * CHUNK):
+            end = min(start + width * CHUNK, vend)
+            m_c = np.float32(-np.inf)
+            sum_cw_y_c = np.float32(0)
+            for k in range(start, end, width * 4):
+                cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, k, 4)
+                x_v = vector_load(x_r, k, 4)
+                x_0 = widen_f16(x_v[0])
+                x_1 = widen_f16(x_v[1])
+                x_2 = widen_f16(x_v[2])
+                x_3 = widen_f16(x_v[3])
+                y_v = vector_load(y_r, k, 4)
+                y_0 = widen_f16(y_v[0])
+                y_1 = widen_f16(y_v[1])
+                y_2 = widen_f16(y_v[2])
+                y_3 = widen_f16(y_v[3])
+                m_c = fmax(m_c, x_0)
+                sum_cw_y_c += cw_0*y_0
+                m_c = fmax(m_c, x_1)
+                sum_cw_y_c += cw_1*y_1
+                m_c = fmax(m_c, x_2)
+                sum_cw_y_c += cw_2*y_2
+                m_c = fmax(m_c, x_3)
+                sum_cw_y_c += cw_3*y_3
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                t_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width * 4):
+                    cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, k, 4)
+                    x_v = vector_load(x_r, k, 4)
+                    x_0 = widen_f16(x_v[0])
+                    x_1 = widen_f16(x_v[1])
+                    x_2 = widen_f16(x_v[2])
+                    x_3 = widen_f16(x_v[3])
+                    y_v = vector_load(y_r, k, 4)
+                    y_0 = widen_f16(y_v[0])
+                    y_1 = widen_f16(y_v[1])
+                    y_2 = widen_f16(y_v[2])
+                    y_3 = widen_f16(y_v[3])
+                    s_c += (-(np.float32(1) if (m_c == x_0) else np.float32(0)) + np.float32(1))*exp_f32(x_0 - m_c)
+                    t_c += (np.float32(0) if (cw_0*y_0 == np.float32(0)) else -x_0 + m_c)*cw_0*y_0
+                    ties_c += np.float32((m_c == x_0))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_1) else np.float32(0)) + np.float32(1))*exp_f32(x_1 - m_c)
+                    t_c += (np.float32(0) if (cw_1*y_1 == np.float32(0)) else -x_1 + m_c)*cw_1*y_1
+                    ties_c += np.float32((m_c == x_1))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_2) else np.float32(0)) + np.float32(1))*exp_f32(x_2 - m_c)
+                    t_c += (np.float32(0) if (cw_2*y_2 == np.float32(0)) else -x_2 + m_c)*cw_2*y_2
+                    ties_c += np.float32((m_c == x_2))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_3) else np.float32(0)) + np.float32(1))*exp_f32(x_3 - m_c)
+                    t_c += (np.float32(0) if (cw_3*y_3 == np.float32(0)) else -x_3 + m_c)*cw_3*y_3
+                    ties_c += np.float32((m_c == x_3))  # D18 tie_term
                 ties_c -= np.float32(1)  # the other maxima
                 s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
                 t = ((np.float32(0) if (m == m_c) or (sum_cw_y_c == np.float32(0)) else sum_cw_y_c*(m - m_c)) + t + t_c if (m >= m_c) else (np.float32(0) if (m == m_c) or (sum_cw_y == np.float32(0)) else sum_cw_y*(-m + m_c)) + t + t_c)  # D19 merge_t
@@ -470,9 +712,31 @@ def cross_entropy_grad_prob_weighted_f16(x, y, cw, grad_output, z, grad, loss, l
         t1 = u0*u2
         loss_v = t + sum_cw_y*u1 + u2 * u2*z
         lse_v = u2
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             e0 = exp_f32(widen_f16(x_r[i]) - m)
             grad_r[i] = narrow_f16_to(w*(-cw_r[i]*widen_f16(y_r[i]) + e0*sum_cw_y*t0 + np.float32(2)*e0*t1*z), grad_r)
+        for i in range(head + lane * 4, vend, width * 4):
+            cw_0, cw_1, cw_2, cw_3 = vector_load(cw_r, i, 4)
+            x_v = vector_load(x_r, i, 4)
+            x_0 = widen_f16(x_v[0])
+            x_1 = widen_f16(x_v[1])
+            x_2 = widen_f16(x_v[2])
+            x_3 = widen_f16(x_v[3])
+            y_v = vector_load(y_r, i, 4)
+            y_0 = widen_f16(y_v[0])
+            y_1 = widen_f16(y_v[1])
+            y_2 = widen_f16(y_v[2])
+            y_3 = widen_f16(y_v[3])
+            e0_0 = exp_f32(x_0 - m)
+            grad_0 = narrow_f16_to(w*(-cw_0*y_0 + e0_0*sum_cw_y*t0 + np.float32(2)*e0_0*t1*z), grad_r)
+            e0_1 = exp_f32(x_1 - m)
+            grad_1 = narrow_f16_to(w*(-cw_1*y_1 + e0_1*sum_cw_y*t0 + np.float32(2)*e0_1*t1*z), grad_r)
+            e0_2 = exp_f32(x_2 - m)
+            grad_2 = narrow_f16_to(w*(-cw_2*y_2 + e0_2*sum_cw_y*t0 + np.float32(2)*e0_2*t1*z), grad_r)
+            e0_3 = exp_f32(x_3 - m)
+            grad_3 = narrow_f16_to(w*(-cw_3*y_3 + e0_3*sum_cw_y*t0 + np.float32(2)*e0_3*t1*z), grad_r)
+            vector_store(grad_r, i, (grad_0, grad_1, grad_2, grad_3))
         if active and lane == 0:
             loss[r] = loss_v
             lse[r] = lse_v

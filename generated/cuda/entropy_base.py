@@ -4,13 +4,13 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D5   entropy          35ec13671e735291
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py e1b1ad71fa1d0be7
+#   softce/cuda/runtime.py c2d6a3e924fb4691
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import log_f32, log_f64, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import log_f32, log_f64, vector_head, vector_load, SHUFFLE, MAX_THREADS
 
 FULL_MASK = 0xFFFFFFFF
 
@@ -89,9 +89,21 @@ def entropy_base_f32(p, b, h):
             r = rows - 1
         stop = n if active else 0
         p_r = p[r]
+        head = vector_head(p_r, 4)  # elements before the first vector
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         sum_p = np.float32(0)
-        for k in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            k = q if q < head else q + vend - head
             sum_p += (np.float32(0) if (p_r[k] == np.float32(0)) else log_f32(p_r[k])*p_r[k])
+        for k in range(head + lane * 4, vend, width * 4):
+            p_0, p_1, p_2, p_3 = vector_load(p_r, k, 4)
+            sum_p += (np.float32(0) if (p_0 == np.float32(0)) else log_f32(p_0)*p_0)
+            sum_p += (np.float32(0) if (p_1 == np.float32(0)) else log_f32(p_1)*p_1)
+            sum_p += (np.float32(0) if (p_2 == np.float32(0)) else log_f32(p_2)*p_2)
+            sum_p += (np.float32(0) if (p_3 == np.float32(0)) else log_f32(p_3)*p_3)
         sum_p = _reduce_f32(sum_p)
         h_v = -sum_p/log_f32(b)
         if active and lane == 0:

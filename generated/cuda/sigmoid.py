@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D3   sigmoid          4f0d23f8a411d4a4
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py e1b1ad71fa1d0be7
+#   softce/cuda/runtime.py c2d6a3e924fb4691
 # SymPy 1.14.0.
 
 import numpy as np

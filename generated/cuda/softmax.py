@@ -12,13 +12,13 @@
 #   D18  merge_s          392e7d1d54eb7885
 #   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py e1b1ad71fa1d0be7
+#   softce/cuda/runtime.py c2d6a3e924fb4691
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, fmax, widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, fmax, widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, vector_head, vector_load, vector_store, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF
@@ -114,17 +114,26 @@ def softmax_f32(x, out):
         stop = n if active else 0
         x_r = x[r]
         out_r = out[r]
+        head = vector_head(x_r, 4)  # elements before the first vector
+        if vector_head(out_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         m = np.float32(-np.inf)
         s = np.float32(-1)
-        for start in range(lane, stop, width * CHUNK):
-            end = min(start + width * CHUNK, stop)
+        for start in range(lane, rest, width * CHUNK):
+            end = min(start + width * CHUNK, rest)
             m_c = np.float32(-np.inf)
-            for k in range(start, end, width):
+            for q in range(start, end, width):
+                k = q if q < head else q + vend - head
                 m_c = fmax(m_c, x_r[k])
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float32(0)
                 ties_c = np.float32(0)
-                for k in range(start, end, width):
+                for q in range(start, end, width):
+                    k = q if q < head else q + vend - head
                     s_c += (-(np.float32(1) if (m_c == x_r[k]) else np.float32(0)) + np.float32(1))*exp_f32(x_r[k] - m_c)
                     ties_c += np.float32((m_c == x_r[k]))  # D18 tie_term
                 ties_c -= np.float32(1)  # the other maxima
@@ -132,10 +141,45 @@ def softmax_f32(x, out):
                 m_new = fmax(m, m_c)  # D11 merge_m
                 s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
+        for start in range(head + lane * 4, vend, width * CHUNK):
+            end = min(start + width * CHUNK, vend)
+            m_c = np.float32(-np.inf)
+            for k in range(start, end, width * 4):
+                x_0, x_1, x_2, x_3 = vector_load(x_r, k, 4)
+                m_c = fmax(m_c, x_0)
+                m_c = fmax(m_c, x_1)
+                m_c = fmax(m_c, x_2)
+                m_c = fmax(m_c, x_3)
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width * 4):
+                    x_0, x_1, x_2, x_3 = vector_load(x_r, k, 4)
+                    s_c += (-(np.float32(1) if (m_c == x_0) else np.float32(0)) + np.float32(1))*exp_f32(x_0 - m_c)
+                    ties_c += np.float32((m_c == x_0))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_1) else np.float32(0)) + np.float32(1))*exp_f32(x_1 - m_c)
+                    ties_c += np.float32((m_c == x_1))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_2) else np.float32(0)) + np.float32(1))*exp_f32(x_2 - m_c)
+                    ties_c += np.float32((m_c == x_2))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_3) else np.float32(0)) + np.float32(1))*exp_f32(x_3 - m_c)
+                    ties_c += np.float32((m_c == x_3))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
         m, s = _reduce_f32(m, s)
         t0 = np.float32(1) / (np.float32(1) + s)
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             out_r[i] = t0*exp_f32(x_r[i] - m)
+        for i in range(head + lane * 4, vend, width * 4):
+            x_0, x_1, x_2, x_3 = vector_load(x_r, i, 4)
+            out_0 = t0*exp_f32(x_0 - m)
+            out_1 = t0*exp_f32(x_1 - m)
+            out_2 = t0*exp_f32(x_2 - m)
+            out_3 = t0*exp_f32(x_3 - m)
+            vector_store(out_r, i, (out_0, out_1, out_2, out_3))
 
 
 @cuda.jit(device=True, inline="always")
@@ -267,17 +311,26 @@ def softmax_bf16(x, out):
         stop = n if active else 0
         x_r = x[r]
         out_r = out[r]
+        head = vector_head(x_r, 4)  # elements before the first vector
+        if vector_head(out_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         m = np.float32(-np.inf)
         s = np.float32(-1)
-        for start in range(lane, stop, width * CHUNK):
-            end = min(start + width * CHUNK, stop)
+        for start in range(lane, rest, width * CHUNK):
+            end = min(start + width * CHUNK, rest)
             m_c = np.float32(-np.inf)
-            for k in range(start, end, width):
+            for q in range(start, end, width):
+                k = q if q < head else q + vend - head
                 m_c = fmax(m_c, widen_bf16(x_r[k]))
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float32(0)
                 ties_c = np.float32(0)
-                for k in range(start, end, width):
+                for q in range(start, end, width):
+                    k = q if q < head else q + vend - head
                     s_c += (-(np.float32(1) if (m_c == widen_bf16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_bf16(x_r[k]) - m_c)
                     ties_c += np.float32((m_c == widen_bf16(x_r[k])))  # D18 tie_term
                 ties_c -= np.float32(1)  # the other maxima
@@ -285,10 +338,57 @@ def softmax_bf16(x, out):
                 m_new = fmax(m, m_c)  # D11 merge_m
                 s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
+        for start in range(head + lane * 4, vend, width * CHUNK):
+            end = min(start + width * CHUNK, vend)
+            m_c = np.float32(-np.inf)
+            for k in range(start, end, width * 4):
+                x_v = vector_load(x_r, k, 4)
+                x_0 = widen_bf16(x_v[0])
+                x_1 = widen_bf16(x_v[1])
+                x_2 = widen_bf16(x_v[2])
+                x_3 = widen_bf16(x_v[3])
+                m_c = fmax(m_c, x_0)
+                m_c = fmax(m_c, x_1)
+                m_c = fmax(m_c, x_2)
+                m_c = fmax(m_c, x_3)
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width * 4):
+                    x_v = vector_load(x_r, k, 4)
+                    x_0 = widen_bf16(x_v[0])
+                    x_1 = widen_bf16(x_v[1])
+                    x_2 = widen_bf16(x_v[2])
+                    x_3 = widen_bf16(x_v[3])
+                    s_c += (-(np.float32(1) if (m_c == x_0) else np.float32(0)) + np.float32(1))*exp_f32(x_0 - m_c)
+                    ties_c += np.float32((m_c == x_0))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_1) else np.float32(0)) + np.float32(1))*exp_f32(x_1 - m_c)
+                    ties_c += np.float32((m_c == x_1))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_2) else np.float32(0)) + np.float32(1))*exp_f32(x_2 - m_c)
+                    ties_c += np.float32((m_c == x_2))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_3) else np.float32(0)) + np.float32(1))*exp_f32(x_3 - m_c)
+                    ties_c += np.float32((m_c == x_3))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
         m, s = _reduce_f32(m, s)
         t0 = np.float32(1) / (np.float32(1) + s)
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             out_r[i] = narrow_bf16_to(t0*exp_f32(widen_bf16(x_r[i]) - m), out_r)
+        for i in range(head + lane * 4, vend, width * 4):
+            x_v = vector_load(x_r, i, 4)
+            x_0 = widen_bf16(x_v[0])
+            x_1 = widen_bf16(x_v[1])
+            x_2 = widen_bf16(x_v[2])
+            x_3 = widen_bf16(x_v[3])
+            out_0 = narrow_bf16_to(t0*exp_f32(x_0 - m), out_r)
+            out_1 = narrow_bf16_to(t0*exp_f32(x_1 - m), out_r)
+            out_2 = narrow_bf16_to(t0*exp_f32(x_2 - m), out_r)
+            out_3 = narrow_bf16_to(t0*exp_f32(x_3 - m), out_r)
+            vector_store(out_r, i, (out_0, out_1, out_2, out_3))
 
 
 @cuda.jit
@@ -306,17 +406,26 @@ def softmax_f16(x, out):
         stop = n if active else 0
         x_r = x[r]
         out_r = out[r]
+        head = vector_head(x_r, 4)  # elements before the first vector
+        if vector_head(out_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         m = np.float32(-np.inf)
         s = np.float32(-1)
-        for start in range(lane, stop, width * CHUNK):
-            end = min(start + width * CHUNK, stop)
+        for start in range(lane, rest, width * CHUNK):
+            end = min(start + width * CHUNK, rest)
             m_c = np.float32(-np.inf)
-            for k in range(start, end, width):
+            for q in range(start, end, width):
+                k = q if q < head else q + vend - head
                 m_c = fmax(m_c, widen_f16(x_r[k]))
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float32(0)
                 ties_c = np.float32(0)
-                for k in range(start, end, width):
+                for q in range(start, end, width):
+                    k = q if q < head else q + vend - head
                     s_c += (-(np.float32(1) if (m_c == widen_f16(x_r[k])) else np.float32(0)) + np.float32(1))*exp_f32(widen_f16(x_r[k]) - m_c)
                     ties_c += np.float32((m_c == widen_f16(x_r[k])))  # D18 tie_term
                 ties_c -= np.float32(1)  # the other maxima
@@ -324,10 +433,57 @@ def softmax_f16(x, out):
                 m_new = fmax(m, m_c)  # D11 merge_m
                 s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
                 m = m_new
+        for start in range(head + lane * 4, vend, width * CHUNK):
+            end = min(start + width * CHUNK, vend)
+            m_c = np.float32(-np.inf)
+            for k in range(start, end, width * 4):
+                x_v = vector_load(x_r, k, 4)
+                x_0 = widen_f16(x_v[0])
+                x_1 = widen_f16(x_v[1])
+                x_2 = widen_f16(x_v[2])
+                x_3 = widen_f16(x_v[3])
+                m_c = fmax(m_c, x_0)
+                m_c = fmax(m_c, x_1)
+                m_c = fmax(m_c, x_2)
+                m_c = fmax(m_c, x_3)
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width * 4):
+                    x_v = vector_load(x_r, k, 4)
+                    x_0 = widen_f16(x_v[0])
+                    x_1 = widen_f16(x_v[1])
+                    x_2 = widen_f16(x_v[2])
+                    x_3 = widen_f16(x_v[3])
+                    s_c += (-(np.float32(1) if (m_c == x_0) else np.float32(0)) + np.float32(1))*exp_f32(x_0 - m_c)
+                    ties_c += np.float32((m_c == x_0))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_1) else np.float32(0)) + np.float32(1))*exp_f32(x_1 - m_c)
+                    ties_c += np.float32((m_c == x_1))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_2) else np.float32(0)) + np.float32(1))*exp_f32(x_2 - m_c)
+                    ties_c += np.float32((m_c == x_2))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_3) else np.float32(0)) + np.float32(1))*exp_f32(x_3 - m_c)
+                    ties_c += np.float32((m_c == x_3))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                m = m_new
         m, s = _reduce_f32(m, s)
         t0 = np.float32(1) / (np.float32(1) + s)
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             out_r[i] = narrow_f16_to(t0*exp_f32(widen_f16(x_r[i]) - m), out_r)
+        for i in range(head + lane * 4, vend, width * 4):
+            x_v = vector_load(x_r, i, 4)
+            x_0 = widen_f16(x_v[0])
+            x_1 = widen_f16(x_v[1])
+            x_2 = widen_f16(x_v[2])
+            x_3 = widen_f16(x_v[3])
+            out_0 = narrow_f16_to(t0*exp_f32(x_0 - m), out_r)
+            out_1 = narrow_f16_to(t0*exp_f32(x_1 - m), out_r)
+            out_2 = narrow_f16_to(t0*exp_f32(x_2 - m), out_r)
+            out_3 = narrow_f16_to(t0*exp_f32(x_3 - m), out_r)
+            vector_store(out_r, i, (out_0, out_1, out_2, out_3))
 
 
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;

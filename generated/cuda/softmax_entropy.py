@@ -14,13 +14,13 @@
 #   D18  merge_s          392e7d1d54eb7885
 #   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py e1b1ad71fa1d0be7
+#   softce/cuda/runtime.py c2d6a3e924fb4691
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import exp_f32, exp_f64, log1p_f32, log1p_f64, fmax, vector_head, vector_load, SHUFFLE, MAX_THREADS
 
 CHUNK = 8
 FULL_MASK = 0xFFFFFFFF
@@ -128,22 +128,62 @@ def softmax_entropy_f32(x, h):
             r = rows - 1
         stop = n if active else 0
         x_r = x[r]
+        head = vector_head(x_r, 4)  # elements before the first vector
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         m = np.float32(-np.inf)
         s = np.float32(-1)
         sum_e_x = np.float32(0)
-        for start in range(lane, stop, width * CHUNK):
-            end = min(start + width * CHUNK, stop)
+        for start in range(lane, rest, width * CHUNK):
+            end = min(start + width * CHUNK, rest)
             m_c = np.float32(-np.inf)
-            for k in range(start, end, width):
+            for q in range(start, end, width):
+                k = q if q < head else q + vend - head
                 m_c = fmax(m_c, x_r[k])
             if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
                 s_c = np.float32(0)
                 sum_e_x_c = np.float32(0)
                 ties_c = np.float32(0)
-                for k in range(start, end, width):
+                for q in range(start, end, width):
+                    k = q if q < head else q + vend - head
                     s_c += (-(np.float32(1) if (m_c == x_r[k]) else np.float32(0)) + np.float32(1))*exp_f32(x_r[k] - m_c)
                     sum_e_x_c += exp_f32(x_r[k] - m_c)*(x_r[k] if x_r[k] != np.float32(-np.inf) else np.float32(0))
                     ties_c += np.float32((m_c == x_r[k]))  # D18 tie_term
+                ties_c -= np.float32(1)  # the other maxima
+                s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
+                m_new = fmax(m, m_c)  # D11 merge_m
+                s = ((np.float32(1) + s_c)*(np.float32(1) if (m == m_c) else exp_f32(-m + m_c)) + s if (m >= m_c) else (np.float32(1) + s)*(np.float32(1) if (m == m_c) else exp_f32(m - m_c)) + s_c)  # D18 merge_s
+                sum_e_x = sum_e_x*exp_f32(m - m_new) + sum_e_x_c*exp_f32(m_c - m_new)  # D11 merge_d
+                m = m_new
+        for start in range(head + lane * 4, vend, width * CHUNK):
+            end = min(start + width * CHUNK, vend)
+            m_c = np.float32(-np.inf)
+            for k in range(start, end, width * 4):
+                x_0, x_1, x_2, x_3 = vector_load(x_r, k, 4)
+                m_c = fmax(m_c, x_0)
+                m_c = fmax(m_c, x_1)
+                m_c = fmax(m_c, x_2)
+                m_c = fmax(m_c, x_3)
+            if m_c != np.float32(-np.inf):  # a chunk of -inf only is D11's identity (-inf, 0)
+                s_c = np.float32(0)
+                sum_e_x_c = np.float32(0)
+                ties_c = np.float32(0)
+                for k in range(start, end, width * 4):
+                    x_0, x_1, x_2, x_3 = vector_load(x_r, k, 4)
+                    s_c += (-(np.float32(1) if (m_c == x_0) else np.float32(0)) + np.float32(1))*exp_f32(x_0 - m_c)
+                    sum_e_x_c += exp_f32(x_0 - m_c)*(x_0 if x_0 != np.float32(-np.inf) else np.float32(0))
+                    ties_c += np.float32((m_c == x_0))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_1) else np.float32(0)) + np.float32(1))*exp_f32(x_1 - m_c)
+                    sum_e_x_c += exp_f32(x_1 - m_c)*(x_1 if x_1 != np.float32(-np.inf) else np.float32(0))
+                    ties_c += np.float32((m_c == x_1))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_2) else np.float32(0)) + np.float32(1))*exp_f32(x_2 - m_c)
+                    sum_e_x_c += exp_f32(x_2 - m_c)*(x_2 if x_2 != np.float32(-np.inf) else np.float32(0))
+                    ties_c += np.float32((m_c == x_2))  # D18 tie_term
+                    s_c += (-(np.float32(1) if (m_c == x_3) else np.float32(0)) + np.float32(1))*exp_f32(x_3 - m_c)
+                    sum_e_x_c += exp_f32(x_3 - m_c)*(x_3 if x_3 != np.float32(-np.inf) else np.float32(0))
+                    ties_c += np.float32((m_c == x_3))  # D18 tie_term
                 ties_c -= np.float32(1)  # the other maxima
                 s_c = (s_c + ties_c if (m_c != np.float32(np.inf)) else ties_c)  # D18 excess_of_sums
                 m_new = fmax(m, m_c)  # D11 merge_m

@@ -4,13 +4,13 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D10  softmax_vjp      18bfe2ecab63f3f7
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py e1b1ad71fa1d0be7
+#   softce/cuda/runtime.py c2d6a3e924fb4691
 # SymPy 1.14.0.
 
 import numpy as np
 from numba import cuda
 
-from softce.cuda.runtime import widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, SHUFFLE, MAX_THREADS
+from softce.cuda.runtime import widen_bf16, widen_f16, narrow_bf16_to, narrow_f16_to, vector_head, vector_load, vector_store, SHUFFLE, MAX_THREADS
 
 FULL_MASK = 0xFFFFFFFF
 
@@ -91,12 +91,38 @@ def softmax_vjp_f32(p, g, out):
         p_r = p[r]
         g_r = g[r]
         out_r = out[r]
+        head = vector_head(g_r, 4)  # elements before the first vector
+        if vector_head(p_r, 4) != head:
+            head = -1
+        if vector_head(out_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         sum_g_p = np.float32(0)
-        for k in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            k = q if q < head else q + vend - head
             sum_g_p += g_r[k]*p_r[k]
+        for k in range(head + lane * 4, vend, width * 4):
+            g_0, g_1, g_2, g_3 = vector_load(g_r, k, 4)
+            p_0, p_1, p_2, p_3 = vector_load(p_r, k, 4)
+            sum_g_p += g_0*p_0
+            sum_g_p += g_1*p_1
+            sum_g_p += g_2*p_2
+            sum_g_p += g_3*p_3
         sum_g_p = _reduce_f32(sum_g_p)
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             out_r[i] = (g_r[i] - sum_g_p)*p_r[i]
+        for i in range(head + lane * 4, vend, width * 4):
+            g_0, g_1, g_2, g_3 = vector_load(g_r, i, 4)
+            p_0, p_1, p_2, p_3 = vector_load(p_r, i, 4)
+            out_0 = (g_0 - sum_g_p)*p_0
+            out_1 = (g_1 - sum_g_p)*p_1
+            out_2 = (g_2 - sum_g_p)*p_2
+            out_3 = (g_3 - sum_g_p)*p_3
+            vector_store(out_r, i, (out_0, out_1, out_2, out_3))
 
 
 @cuda.jit(device=True, inline="always")
@@ -199,12 +225,54 @@ def softmax_vjp_bf16(p, g, out):
         p_r = p[r]
         g_r = g[r]
         out_r = out[r]
+        head = vector_head(g_r, 4)  # elements before the first vector
+        if vector_head(p_r, 4) != head:
+            head = -1
+        if vector_head(out_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         sum_g_p = np.float32(0)
-        for k in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            k = q if q < head else q + vend - head
             sum_g_p += widen_bf16(g_r[k])*widen_bf16(p_r[k])
+        for k in range(head + lane * 4, vend, width * 4):
+            g_v = vector_load(g_r, k, 4)
+            g_0 = widen_bf16(g_v[0])
+            g_1 = widen_bf16(g_v[1])
+            g_2 = widen_bf16(g_v[2])
+            g_3 = widen_bf16(g_v[3])
+            p_v = vector_load(p_r, k, 4)
+            p_0 = widen_bf16(p_v[0])
+            p_1 = widen_bf16(p_v[1])
+            p_2 = widen_bf16(p_v[2])
+            p_3 = widen_bf16(p_v[3])
+            sum_g_p += g_0*p_0
+            sum_g_p += g_1*p_1
+            sum_g_p += g_2*p_2
+            sum_g_p += g_3*p_3
         sum_g_p = _reduce_f32(sum_g_p)
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             out_r[i] = narrow_bf16_to((widen_bf16(g_r[i]) - sum_g_p)*widen_bf16(p_r[i]), out_r)
+        for i in range(head + lane * 4, vend, width * 4):
+            g_v = vector_load(g_r, i, 4)
+            g_0 = widen_bf16(g_v[0])
+            g_1 = widen_bf16(g_v[1])
+            g_2 = widen_bf16(g_v[2])
+            g_3 = widen_bf16(g_v[3])
+            p_v = vector_load(p_r, i, 4)
+            p_0 = widen_bf16(p_v[0])
+            p_1 = widen_bf16(p_v[1])
+            p_2 = widen_bf16(p_v[2])
+            p_3 = widen_bf16(p_v[3])
+            out_0 = narrow_bf16_to((g_0 - sum_g_p)*p_0, out_r)
+            out_1 = narrow_bf16_to((g_1 - sum_g_p)*p_1, out_r)
+            out_2 = narrow_bf16_to((g_2 - sum_g_p)*p_2, out_r)
+            out_3 = narrow_bf16_to((g_3 - sum_g_p)*p_3, out_r)
+            vector_store(out_r, i, (out_0, out_1, out_2, out_3))
 
 
 @cuda.jit
@@ -223,12 +291,54 @@ def softmax_vjp_f16(p, g, out):
         p_r = p[r]
         g_r = g[r]
         out_r = out[r]
+        head = vector_head(g_r, 4)  # elements before the first vector
+        if vector_head(p_r, 4) != head:
+            head = -1
+        if vector_head(out_r, 4) != head:
+            head = -1
+        if head < 0 or head > stop:
+            head = stop  # no aligned vectors: the scalar loops take every element
+        vend = head + (stop - head) // 4 * 4
+        rest = stop - vend + head  # the scalar loops' elements
         sum_g_p = np.float32(0)
-        for k in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            k = q if q < head else q + vend - head
             sum_g_p += widen_f16(g_r[k])*widen_f16(p_r[k])
+        for k in range(head + lane * 4, vend, width * 4):
+            g_v = vector_load(g_r, k, 4)
+            g_0 = widen_f16(g_v[0])
+            g_1 = widen_f16(g_v[1])
+            g_2 = widen_f16(g_v[2])
+            g_3 = widen_f16(g_v[3])
+            p_v = vector_load(p_r, k, 4)
+            p_0 = widen_f16(p_v[0])
+            p_1 = widen_f16(p_v[1])
+            p_2 = widen_f16(p_v[2])
+            p_3 = widen_f16(p_v[3])
+            sum_g_p += g_0*p_0
+            sum_g_p += g_1*p_1
+            sum_g_p += g_2*p_2
+            sum_g_p += g_3*p_3
         sum_g_p = _reduce_f32(sum_g_p)
-        for i in range(lane, stop, width):
+        for q in range(lane, rest, width):
+            i = q if q < head else q + vend - head
             out_r[i] = narrow_f16_to((widen_f16(g_r[i]) - sum_g_p)*widen_f16(p_r[i]), out_r)
+        for i in range(head + lane * 4, vend, width * 4):
+            g_v = vector_load(g_r, i, 4)
+            g_0 = widen_f16(g_v[0])
+            g_1 = widen_f16(g_v[1])
+            g_2 = widen_f16(g_v[2])
+            g_3 = widen_f16(g_v[3])
+            p_v = vector_load(p_r, i, 4)
+            p_0 = widen_f16(p_v[0])
+            p_1 = widen_f16(p_v[1])
+            p_2 = widen_f16(p_v[2])
+            p_3 = widen_f16(p_v[3])
+            out_0 = narrow_f16_to((g_0 - sum_g_p)*p_0, out_r)
+            out_1 = narrow_f16_to((g_1 - sum_g_p)*p_1, out_r)
+            out_2 = narrow_f16_to((g_2 - sum_g_p)*p_2, out_r)
+            out_3 = narrow_f16_to((g_3 - sum_g_p)*p_3, out_r)
+            vector_store(out_r, i, (out_0, out_1, out_2, out_3))
 
 
 #: Parameters in call order: (name, role, dtype). Roles: "rows" (rows, n) input rows;

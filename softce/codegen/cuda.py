@@ -10,6 +10,14 @@ one shared slot per warp on a GPU, a shared-memory tree in the CUDA simulator (w
 shuffles); ``softce.cuda.runtime.SHUFFLE`` picks one. Elementwise outputs are written in a
 second coalesced pass. Kernels compile lazily (no signature), so importing them needs no GPU.
 
+Vector loops: in a float32 or 16-bit kernel each thread takes ``VECTOR[dtype]`` consecutive
+elements per visit, every array read (and each output row written) by one aligned 128-bit
+(64-bit for 16 bits) load or store, and the printed element math repeated once per element
+with the loads' names substituted. A row's vectors start at ``head``, the first element where
+every array of the loops is aligned (``softce.cuda.runtime.vector_head``); the elements before
+it and after the last whole vector go through the scalar loops first. A row whose arrays
+disagree on ``head``, or whose class axis is strided, is read by the scalar loops alone.
+
 A 16-bit variant (``<kernel>_bf16``, ``<kernel>_f16``, for ``parameters.HALF_KERNELS``) is the
 float32 kernel reading its rows as uint16 bit patterns, as the CPU's are (``softce.half``):
 the printer wraps each load of a row in ``widen_<half>``, each store to an output of rows goes
@@ -39,6 +47,11 @@ from .source import Code, compute_dtype, definitions, element_body, kind, load_r
 #: Elements per thread in one chunk of the online (m, d) pass: a chunk of a group is
 #: CHUNK * blockDim.x elements, read a second time (from L1) for the shifted sums.
 CHUNK = 8
+#: Elements per vector load or store of a row: 16 bytes for float32, 8 for 16-bit elements
+#: (four copies of the printed element math per loop body either way). float64 kernels stay
+#: scalar: two copies of their math take the cross-entropy gradients past the 128 registers a
+#: 512-thread block allows.
+VECTOR = {"f32": 4, "f64": 1, "bf16": 4, "f16": 4}
 #: Every lane of a warp takes part in each shuffle.
 FULL_MASK = "0xFFFFFFFF"
 
@@ -202,37 +215,145 @@ def _emit_reduce_shared(out: Code, pr: NumbaPrinter, kernel: RowKernel, dtype: s
         out.add(f"return {', '.join(f'{s}_g[group]' for s in state)}")
 
 
-def _thread_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
-    """One thread's share of the row reductions (inside the row loop)."""
+class _Scalar:
+    """The scalar loops. With vectors: a row's elements outside its aligned vectors, [0, head)
+    and [vend, stop) (every element when the row has none), q counting them; without: every
+    element. One element per visit."""
+
+    def __init__(self, vectors: bool) -> None:
+        self.vectors = vectors
+        self.first, self.stop = "lane", "rest" if vectors else "stop"
+
+    def loop(self, start: str, end: str, index: sp.Symbol) -> str:
+        return f"for {'q' if self.vectors else index} in range({start}, {end}, width):"
+
+    def load(self, out: Code, kernel: RowKernel, exprs: list[sp.Expr], index: sp.Symbol,
+             half: str | None) -> list[dict[sp.Basic, str]]:
+        if self.vectors:
+            out.add(f"{index} = q if q < head else q + vend - head")
+        return [{}]
+
+
+class _Vector:
+    """The vector loops: ``width`` consecutive elements per visit from an aligned start, each
+    array read by one vector load; one substitution per element (its loads' names, its
+    index) gives that element's printed math."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.first, self.stop = f"head + lane * {width}", "vend"
+
+    def loop(self, start: str, end: str, index: sp.Symbol) -> str:
+        return f"for {index} in range({start}, {end}, width * {self.width}):"
+
+    def load(self, out: Code, kernel: RowKernel, exprs: list[sp.Expr], index: sp.Symbol,
+             half: str | None) -> list[dict[sp.Basic, str]]:
+        halves = set(kernel.rows) if half else set()
+        arrays = _read_at(kernel, exprs, index)
+        for base in arrays:
+            names = [f"{base}_{j}" for j in range(self.width)]
+            load = f"vector_load({base}_r, {index}, {self.width})"
+            if base in halves:
+                out.add(f"{base}_v = {load}")
+                out.add(*(f"{name} = widen_{half}({base}_v[{j}])"
+                          for j, name in enumerate(names)))
+            else:
+                out.add(f"{', '.join(names)} = {load}")
+        loads = {base[index]: sp.Integer(0) for base in arrays}
+        indices = [str(index)] + [f"{index}_{j}" for j in range(1, self.width)]
+        if any(index in e.xreplace(loads).free_symbols for e in exprs):  # an index compared
+            out.add(*(f"{name} = {index} + {j}" for j, name in enumerate(indices) if j))
+        return [{**{base[index]: f"{base}_{j}" for base in arrays}, index: indices[j]}
+                for j in range(self.width)]
+
+
+def _read_at(kernel: RowKernel, exprs: list[sp.Expr], index: sp.Symbol) -> list[sp.IndexedBase]:
+    """The rows and class rows ``exprs`` read at ``index``."""
+    arrays = {*kernel.rows, *kernel.class_rows}
+    return sorted({ix.base for e in exprs for ix in e.atoms(sp.Indexed)
+                   if ix.indices == (index,) and ix.base in arrays}, key=str)
+
+
+def _reduction_reads(kernel: RowKernel) -> list[sp.Expr]:
+    """What the reduction loops evaluate at k."""
+    ties = [r.ties.args[0][1] for r in kernel.reductions if r.ties is not None]
+    maxima = [kernel.max_of[k]] if kernel.max_of is not None else []
+    return maxima + [r.summand for r in kernel.reductions] + ties
+
+
+def _vector_outputs(kernel: RowKernel) -> bool:
+    """Whether the outputs are written in vectors too (not pairs, no scratch rows)."""
+    return bool(kernel.outputs) and not (kernel.pair_outputs or kernel.scratch)
+
+
+def _output_reads(kernel: RowKernel) -> list[sp.Expr]:
+    return [a.expr for a in kernel.element_level] + [e for _, e in kernel.outputs]
+
+
+def _vector_bounds(out: Code, kernel: RowKernel, width: int) -> None:
+    """head, vend, rest of the row: the vector loops take [head, vend), where every array they
+    read or write starts a vector; the scalar loops take the rest. A row whose arrays disagree
+    on where their vectors start (or whose elements are not contiguous) is read scalar."""
+    read = _read_at(kernel, _reduction_reads(kernel), k)
+    if _vector_outputs(kernel):
+        read += [a for a in _read_at(kernel, _output_reads(kernel), i) if a not in read]
+    arrays = [f"{a}_r" for a in read]
+    if _vector_outputs(kernel):
+        arrays += [f"{name}_r" for name, _ in kernel.outputs]
+    if not arrays:
+        return  # nothing read along the row (a gather at the label)
+    out.add(f"head = vector_head({arrays[0]}, {width})  # elements before the first vector")
+    for array in arrays[1:]:
+        with out.block(f"if vector_head({array}, {width}) != head:"):
+            out.add("head = -1")
+    with out.block("if head < 0 or head > stop:"):
+        out.add("head = stop  # no aligned vectors: the scalar loops take every element")
+    out.add(f"vend = head + (stop - head) // {width} * {width}",
+            "rest = stop - vend + head  # the scalar loops' elements")
+
+
+def _chunk_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel, visit: _Scalar | _Vector,
+                half: str | None) -> None:
+    """One thread's chunks of the row reductions over the elements ``visit`` takes: per chunk
+    the max, then the shifted sums against it, merged into the thread's state (D11, D18,
+    D19); a plain sum is added element by element."""
     shifted = [r for r in kernel.reductions if r.shifted]
     linear = _linear(kernel)
     slopes = {r.slope for r in linear}
     plain = [r for r in kernel.reductions if r.plain]
-    out.add(*(f"{s} = {_identity(pr, kernel, s)}" for s in _state(kernel)))
     if not shifted:
         if plain:
-            with out.block("for k in range(lane, stop, width):"):
-                out.add(*(f"{r.symbol} += {pr.doprint(r.summand)}" for r in plain))
+            with out.block(visit.loop(visit.first, visit.stop, k)):
+                for names in visit.load(out, kernel, [r.summand for r in plain], k, half):
+                    with pr.renamed(names):
+                        out.add(*(f"{r.symbol} += {pr.doprint(r.summand)}" for r in plain))
         return
     ninf = pr.const("-np.inf")
-    with out.block("for start in range(lane, stop, width * CHUNK):"):
-        out.add("end = min(start + width * CHUNK, stop)", f"m_c = {ninf}")
+    with out.block(f"for start in range({visit.first}, {visit.stop}, width * CHUNK):"):
+        out.add(f"end = min(start + width * CHUNK, {visit.stop})", f"m_c = {ninf}")
         out.add(*(f"{a}_c = {pr.const('0')}" for a in sorted(slopes, key=str)))
-        with out.block("for k in range(start, end, width):"):
-            out.add(f"m_c = fmax(m_c, {pr.doprint(kernel.max_of[k])})")
-            out.add(*(f"{r.symbol}{'_c' if r.symbol in slopes else ''} += "
-                      f"{pr.doprint(r.summand)}" for r in plain))
+        with out.block(visit.loop("start", "end", k)):
+            reads = [kernel.max_of[k]] + [r.summand for r in plain]
+            for names in visit.load(out, kernel, reads, k, half):
+                with pr.renamed(names):
+                    out.add(f"m_c = fmax(m_c, {pr.doprint(kernel.max_of[k])})")
+                    out.add(*(f"{r.symbol}{'_c' if r.symbol in slopes else ''} += "
+                              f"{pr.doprint(r.summand)}" for r in plain))
         with out.block(f"if m_c != {ninf}:  # a chunk of -inf only is D11's identity (-inf, 0)"):
             out.add(*(f"{r.symbol}_c = {pr.const('0')}" for r in shifted + linear))
             excess = [r for r in shifted if r.ties is not None]
             if excess:
                 out.add(f"ties_c = {pr.const('0')}")
             m_c = sp.Symbol("m_c")
-            with out.block("for k in range(start, end, width):"):
-                out.add(*(f"{r.symbol}_c += {pr.doprint(r.summand.xreplace({m: m_c}))}"
-                          for r in shifted + linear))
-                ties = [pr.doprint(r.ties.args[0][1].xreplace({m: m_c})) for r in excess]
-                out.add(*(f"ties_c += {pr.np_type}({t})  # D18 tie_term" for t in ties))
+            summands = [r.summand.xreplace({m: m_c}) for r in shifted + linear]
+            ties = [r.ties.args[0][1].xreplace({m: m_c}) for r in excess]
+            with out.block(visit.loop("start", "end", k)):
+                for names in visit.load(out, kernel, summands + ties, k, half):
+                    with pr.renamed(names):
+                        out.add(*(f"{r.symbol}_c += {pr.doprint(e)}"
+                                  for r, e in zip(shifted + linear, summands)))
+                        out.add(*(f"ties_c += {pr.np_type}({pr.doprint(t)})  # D18 tie_term"
+                                  for t in ties))
             for r in excess:
                 value = chunk_excess(r.chunk, sp.Symbol(f"{r.symbol}_c"), sp.Symbol("ties_c"), m_c)
                 out.add(f"ties_c -= {pr.const('1')}  # the other maxima",
@@ -247,6 +368,16 @@ def _thread_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel) -> None:
                           f"{pr.doprint(kernel.masked_t.xreplace({A: sp.Symbol(f'{r.slope}_c')}))}"
                           "  # D19 masked_chunk" for r in linear))
             out.add(*(f"{a} += {a}_c" for a in sorted(slopes, key=str)))
+
+
+def _thread_pass(out: Code, pr: NumbaPrinter, kernel: RowKernel, width: int,
+                 half: str | None) -> None:
+    """One thread's share of the row reductions (inside the row loop): the scalar loops' chunks,
+    then the vector loops'."""
+    out.add(*(f"{s} = {_identity(pr, kernel, s)}" for s in _state(kernel)))
+    visits = (_Scalar(True), _Vector(width)) if width > 1 else (_Scalar(False),)
+    for visit in visits:
+        _chunk_pass(out, pr, kernel, visit, half)
 
 
 def _scratch_inline(kernel: RowKernel, exprs: list[sp.Expr]
@@ -276,11 +407,36 @@ def _reads_rows(assigns: tuple[Assignment, ...], exprs: list[sp.Expr]) -> bool:
     return any(e.atoms(sp.Indexed) for e in [a.expr for a in assigns] + exprs)
 
 
-def _outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, narrow: str | None = None
-             ) -> None:
-    """The elementwise outputs (a strided loop over i, or over (i, j) pairs), scratch elements
-    evaluated in place; each stored as ``narrow(value, <output row>)`` when given (a 16-bit
-    variant's rounding to the output's element type)."""
+def _outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, width: int,
+             half: str | None) -> None:
+    """The elementwise outputs: the scalar loop over the elements outside the row's vectors,
+    then the vector loop (one vector store per output and visit); pairs (i, j) and kernels
+    with scratch rows (evaluated in place) in one strided loop. A 16-bit variant stores
+    ``narrow_<half>_to(value, <output row>)``, the value rounded to the output's type."""
+
+    def stored(name: str, value: sp.Expr) -> str:
+        printed = pr.doprint(value)
+        return f"narrow_{half}_to({printed}, {name}_r)" if half else printed
+
+    if width > 1 and _vector_outputs(kernel):
+        scalar = _Scalar(True)
+        with out.block(scalar.loop(scalar.first, scalar.stop, i)):
+            scalar.load(out, kernel, [], i, half)
+            out.assign(pr, kernel.element_level)
+            out.add(*(f"{name}_r[i] = {stored(name, value)}" for name, value in kernel.outputs))
+        vector = _Vector(width)
+        with out.block(vector.loop(vector.first, vector.stop, i)):
+            for j, names in enumerate(vector.load(out, kernel, _output_reads(kernel), i, half)):
+                names.update({a.symbol: f"{a.symbol}_{j}" for a in kernel.element_level})
+                with pr.renamed(names):
+                    out.add(*(f"{names[a.symbol]} = {pr.doprint(a.expr)}"
+                              for a in kernel.element_level))
+                    out.add(*(f"{name}_{j} = {stored(name, value)}"
+                              for name, value in kernel.outputs))
+            out.add(*(f"vector_store({name}_r, i, "
+                      f"({', '.join(f'{name}_{j}' for j in range(width))}))"
+                      for name, _ in kernel.outputs))
+        return
     elementwise = [e for _, e in (*kernel.outputs, *kernel.pair_outputs)]
     scratch, mapping = _scratch_inline(
         kernel, [a.expr for a in kernel.element_level] + elementwise)
@@ -296,10 +452,8 @@ def _outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, narrow: str | None 
                 out.add("i = q // n", "j = q - i * n")
             out.assign(pr, scratch)
             out.assign(pr, element_level)
-            for name, value in outputs:
-                printed = pr.doprint(value.xreplace(mapping))
-                stored = f"{narrow}({printed}, {name}_r)" if narrow else printed
-                out.add(f"{name}_r[{index}] = {stored}")
+            out.add(*(f"{name}_r[{index}] = {stored(name, value.xreplace(mapping))}"
+                      for name, value in outputs))
 
 
 def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
@@ -336,7 +490,9 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
                 out.add("r = rows - 1")
             out.add("stop = n if active else 0")
             load_row(out, kernel)
-            _thread_pass(out, pr, kernel)
+            if VECTOR[dtype] > 1:
+                _vector_bounds(out, kernel, VECTOR[dtype])
+            _thread_pass(out, pr, kernel, VECTOR[dtype], half)
             if state:
                 out.add(f"{st} = _reduce_{compute}({st})")
             out.assign(pr, kernel.row_level)
@@ -346,7 +502,7 @@ def emit_row_kernel(kernel: RowKernel, dtype: str) -> list[str]:
                                            [e for _, e in kernel.row_outputs]):
                 out.add("cuda.syncthreads()  # row-level loads done before an in-place output "
                         "overwrites them")
-            _outputs(out, pr, kernel, f"narrow_{half}_to" if half else None)
+            _outputs(out, pr, kernel, VECTOR[dtype], half)
             if kernel.row_outputs:
                 with out.block("if active and lane == 0:"):
                     out.add(*(f"{name}[r] = {name}_v" for name, _ in kernel.row_outputs))
@@ -366,7 +522,8 @@ def emit_elementwise_kernel(kernel: ElementwiseKernel, dtype: str) -> list[str]:
 
 
 RUNTIME_NAMES = ("exp_f32", "exp_f64", "log_f32", "log_f64", "log1p_f32", "log1p_f64", "fmax",
-                 "fmin", "widen_bf16", "widen_f16", "narrow_bf16_to", "narrow_f16_to")
+                 "fmin", "widen_bf16", "widen_f16", "narrow_bf16_to", "narrow_f16_to",
+                 "vector_head", "vector_load", "vector_store")
 
 
 def emit_module_body(kernel: RowKernel | ElementwiseKernel) -> str:

@@ -8,6 +8,9 @@ Sums stay out of here: lowering replaced them by accumulators.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
@@ -34,6 +37,18 @@ class NumbaPrinter(PythonCodePrinter):
         #: printed as ``<widen>(load)``, a float32
         self.widen = widen
         self.widened = widened
+        #: loads and symbols printed as other names (``renamed``)
+        self.names: dict[sp.Basic, str] = {}
+
+    @contextmanager
+    def renamed(self, names: dict[sp.Basic, str]) -> Iterator[None]:
+        """Print each key (a load or a symbol) as its name inside the block: an element's
+        math read from variables, printed in the same order as its loads would be."""
+        saved, self.names = self.names, {**self.names, **names}
+        try:
+            yield
+        finally:
+            self.names = saved
 
     def const(self, value: str) -> str:
         return f"{self.np_type}({value})"
@@ -63,6 +78,8 @@ class NumbaPrinter(PythonCodePrinter):
 
     # structure -------------------------------------------------------------------------
     def _print_Indexed(self, expr: sp.Indexed) -> str:
+        if expr in self.names:
+            return self.names[expr]
         index = ", ".join(self._print(q) for q in expr.indices)
         load = f"{expr.base}_r[{index}]"
         return f"{self.widen}({load})" if str(expr.base) in self.widened else load
@@ -143,6 +160,8 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         """The row length n is an integer: as a value it is converted to the dtype."""
+        if expr in self.names:
+            return self.names[expr]
         return self.const("n") if expr == n else expr.name
 
 

@@ -31,6 +31,8 @@ class Resources:
     spill_loads: int
     barriers: int
     f64_in_f32: bool  # a float64 instruction in a float32 (or 16-bit) kernel
+    vector_loads: int  # ld.global.v2/v4 instructions
+    vector_stores: int  # st.global.v2/v4 instructions
 
     @property
     def spills(self) -> int:
@@ -108,6 +110,8 @@ def resources(name: str, sig: str, cc: tuple[int, int], ptx: str) -> Resources:
         spill_loads=_field(rf"{_NUM} bytes spill loads", report),
         barriers=_field(rf"used {_NUM} barriers", report),
         f64_in_f32=f64,
+        vector_loads=len(re.findall(r"\bld\.global(?:\.nc)?\.v[24]\.", ptx)),
+        vector_stores=len(re.findall(r"\bst\.global\.v[24]\.", ptx)),
     )
 
 
@@ -122,17 +126,18 @@ def report_all(ccs: tuple[tuple[int, int], ...] = CCS) -> list[Resources]:
 
 
 def table(results: list[Resources]) -> str:
-    """A Markdown table: one line per kernel signature, registers/shared/spills per cc."""
+    """A Markdown table: one line per kernel signature, registers/shared/spills and vector
+    loads/stores per cc."""
     ccs = sorted({r.cc for r in results})
     head = "| kernel | signature | " + " | ".join(
-        f"sm_{a}{b} regs / smem B / spills B" for a, b in ccs) + " |"
+        f"sm_{a}{b} regs / smem B / spills B / vector ld, st" for a, b in ccs) + " |"
     lines = [head, "|" + " --- |" * (2 + len(ccs))]
     rows: dict[tuple[str, str], dict[tuple[int, int], Resources]] = {}
     for r in results:
         rows.setdefault((r.kernel, r.signature), {})[r.cc] = r
     for (name, sig), per_cc in rows.items():
         short = re.sub(r"^void\((.*)\)$", r"\1", sig)
-        cells = [f"{per_cc[cc].registers} / {per_cc[cc].shared_bytes} / {per_cc[cc].spills}"
-                 for cc in ccs]
+        cells = [f"{r.registers} / {r.shared_bytes} / {r.spills} / "
+                 f"{r.vector_loads}, {r.vector_stores}" for r in (per_cc[cc] for cc in ccs)]
         lines.append(f"| {name} | `{short}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -24,6 +24,12 @@ which NVVM lowers to PTX's ``cvt.f32.f16`` and ``cvt.rn.f16.f32`` (round to near
 overflow to inf, subnormals kept). Bit patterns rather than numba-cuda's float16 arrays keep
 one kernel signature for both backends. In the simulator they are ``softce.half``'s NumPy
 scalar functions.
+
+Vector access, for the row kernels' loops: ``vector_head(a, width)`` is the number of
+elements of the 1-D row ``a`` before its first element aligned to ``width`` elements (-1 when
+none is: a class axis that is not contiguous), ``vector_load(a, k, width)`` the ``width``
+elements from ``a[k]`` (aligned) as a tuple, one ``ld.global.v4`` on a GPU, and
+``vector_store(a, k, values)`` their store (one ``st.global.v4``).
 """
 
 from __future__ import annotations
@@ -83,6 +89,24 @@ if SIMULATOR:
     widen_bf16, widen_f16 = py_widen_bf16, py_widen_f16
     narrow_bf16_to, narrow_f16_to = half_narrow_bf16_to, half_narrow_f16_to
 
+    def vector_head(a, width):
+        """Elements of the row ``a`` before its first ``width``-element aligned one; -1 if
+        its elements are not contiguous."""
+        itemsize = a.itemsize
+        address = a.__array_interface__["data"][0]
+        if (a.shape[0] > 1 and a.strides[0] != itemsize) or address % itemsize:
+            return -1
+        return (-address % (width * itemsize)) // itemsize
+
+    def vector_load(a, k, width):
+        """a[k], ..., a[k + width - 1]."""
+        return tuple(a[k + j] for j in range(width))
+
+    def vector_store(a, k, values):
+        """a[k + j] = values[j], each rounded to a's dtype."""
+        for j, value in enumerate(values):
+            a[k + j] = value
+
 else:
     _device = cuda.jit(device=True, inline="always")
     fmax = _device(fmax)
@@ -106,6 +130,7 @@ else:
     log_f32 = log_f64 = _log
     log1p_f32 = log1p_f64 = _log1p
 
+    from llvmlite import ir
     from numba.cuda import types
     from numba.cuda.extending import intrinsic
 
@@ -149,6 +174,76 @@ else:
         """v as an element of ``like``: its bfloat16 bits (nearest even, NaN -> 0x7FC0) in a
         uint16 array, float32 v in a float32 one."""
         return _narrow_typing(v, like, build_narrow_bf16)
+
+    def _address_codegen(context, builder, signature, args):
+        (aryty,) = signature.args
+        data = context.make_array(aryty)(context, builder, args[0]).data
+        return builder.ptrtoint(data, context.get_value_type(types.intp))
+
+    @intrinsic
+    def _address(typingctx, a):
+        """The address of a's first element."""
+        return (types.intp(a), _address_codegen) if isinstance(a, types.Array) else None
+
+    @_device
+    def vector_head(a, width):
+        """Elements of the row ``a`` before its first ``width``-element aligned one; -1 if
+        its elements are not contiguous."""
+        itemsize = a.itemsize
+        address = _address(a)
+        if (a.shape[0] > 1 and a.strides[0] != itemsize) or address % itemsize:
+            return -1
+        return (-address % (width * itemsize)) // itemsize
+
+    def _element_pointer(context, builder, aryty, ary, k, kty, width):
+        """a[k]'s address as a pointer to a vector of ``width`` elements."""
+        data = context.make_array(aryty)(context, builder, ary).data
+        index = context.cast(builder, k, kty, types.intp)
+        vty = ir.VectorType(context.get_data_type(aryty.dtype), width)
+        return builder.bitcast(builder.gep(data, [index]), vty.as_pointer()), vty
+
+    def _row(a) -> bool:
+        return isinstance(a, types.Array) and a.ndim == 1 and isinstance(
+            a.dtype, (types.Float, types.Integer))
+
+    @intrinsic
+    def vector_load(typingctx, a, k, width):
+        """a[k], ..., a[k + width - 1] by one aligned vector load."""
+        if not (_row(a) and isinstance(k, types.Integer)
+                and isinstance(width, types.IntegerLiteral)):
+            return None
+        n = width.literal_value
+        tuple_type = types.UniTuple(a.dtype, n)
+
+        def codegen(context, builder, signature, args):
+            pointer, vty = _element_pointer(context, builder, a, args[0], args[1], k, n)
+            size = context.get_abi_sizeof(vty.element)
+            vector = builder.load(pointer, align=size * n)
+            values = [builder.extract_element(vector, ir.Constant(ir.IntType(32), j))
+                      for j in range(n)]
+            return context.make_tuple(builder, tuple_type, values)
+
+        return tuple_type(a, k, width), codegen
+
+    @intrinsic
+    def vector_store(typingctx, a, k, values):
+        """a[k + j] = values[j] (each cast to a's dtype) by one aligned vector store."""
+        if not (_row(a) and isinstance(k, types.Integer)
+                and isinstance(values, types.BaseTuple)
+                and all(isinstance(v, types.Number) for v in values)):
+            return None
+        n = len(values)
+
+        def codegen(context, builder, signature, args):
+            pointer, vty = _element_pointer(context, builder, a, args[0], args[1], k, n)
+            vector = ir.Constant(vty, ir.Undefined)
+            for j, ty in enumerate(values):
+                value = context.cast(builder, builder.extract_value(args[2], j), ty, a.dtype)
+                vector = builder.insert_element(vector, value, ir.Constant(ir.IntType(32), j))
+            builder.store(vector, pointer, align=context.get_abi_sizeof(vty.element) * n)
+            return context.get_dummy_value()
+
+        return types.void(a, k, values), codegen
 
     @intrinsic
     def narrow_f16_to(typingctx, v, like):
