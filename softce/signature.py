@@ -118,6 +118,7 @@ class Library:
         self.package = f"softce.generated.{backend}"
         self.table = cache(self._table)
         self.half_arrays = cache(self._half_arrays)
+        self._variant = cache(self._load_variant)
 
     def _table(self, name: str) -> tuple[Parameter, ...]:
         return parameters(importlib.import_module(f"{self.package}.{name}"))
@@ -128,8 +129,11 @@ class Library:
 
     def kernel(self, name: str, dtype: np.dtype) -> Any:
         """The generated kernel ``name`` for float dtype ``dtype``."""
+        return self._variant(name, suffix(dtype))
+
+    def _load_variant(self, name: str, variant: str) -> Any:
         module = importlib.import_module(f"{self.package}.{name}")
-        return getattr(module, f"{name}_{suffix(dtype)}")
+        return getattr(module, f"{name}_{variant}")
 
     def call(self, name: str, dtype: np.dtype, args: dict[str, object]
              ) -> tuple[Any, list[object]]:

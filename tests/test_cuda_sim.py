@@ -726,3 +726,25 @@ def test_rows_at_every_alignment_agree_with_cpu(n: int) -> None:
         close(grad, want_grad, F32)
         softce.softmax(d, out=d)
         close(d, softce.softmax(part), F32)
+
+
+@on_cuda
+def test_rows_of_a_rows_array_are_the_array_itself() -> None:
+    """The common layout takes no view: (rows, n) with the class axis last is its own rows,
+    the kernel's result is returned as it is, and an out= of that layout is written itself."""
+    from softce.cuda.device import rows_view_of, to_rows
+
+    d = dev(logits(3, 8, F32))
+    rows = to_rows(d, (1,))
+    assert rows.data is d and rows.restore(d) is d
+    out = dev(np.zeros((3, 8), F32))
+    assert rows_view_of(out, rows) is out
+    by_columns = to_rows(d, (0,))  # the class axis first: a strided view, restored as one
+    assert by_columns.data is not d and tuple(by_columns.data.shape) == (8, 3)
+    back = by_columns.restore(by_columns.data)
+    assert back is not by_columns.data and tuple(back.shape) == (3, 8)
+    square = dev(logits(4, 4, F32))  # (4, 4) with the class axis first: the same shape
+    transposed = to_rows(square, (0,))
+    assert transposed.data is not square
+    assert tuple(transposed.data.strides) == tuple(reversed(square.strides))
+    assert transposed.restore(transposed.data) is not transposed.data

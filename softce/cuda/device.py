@@ -395,6 +395,9 @@ class DeviceRows:
 
     def restore(self, flat):
         """A C-contiguous (rows, n) result back to the original shape and axis order (a view)."""
+        ndim = len(self.shape)
+        if tuple(flat.shape) == self.shape and self.axes == tuple(range(ndim - 1, ndim)):
+            return flat  # a (rows, n) call, class axis last: the result itself
         order = axes_last(len(self.shape), self.axes)
         moved = tuple(self.shape[a] for a in order)
         strides = c_strides(moved, flat.dtype.itemsize)
@@ -433,10 +436,11 @@ def to_rows(arr, axes: tuple[int, ...]) -> DeviceRows:
     no (rows, n) view addresses the elements."""
     shape, strides = moved_last(arr, axes)
     nb = len(shape) - len(axes)
-    rows = int(np.prod(shape[:nb], dtype=np.int64))
-    n = int(np.prod(shape[nb:], dtype=np.int64))
+    rows, n = math.prod(shape[:nb]), math.prod(shape[nb:])
     found = _rows_strides(shape, strides, len(axes), arr.dtype.itemsize) if arr.size else None
-    if found is not None:
+    if found is not None and (rows, n) == tuple(arr.shape) and found == tuple(arr.strides):
+        data = arr  # a (rows, n) array with the class axis last: itself
+    elif found is not None:
         data = view(arr, (rows, n), found)
     elif arr.size:
         data = reshape_c(gather_c(view(arr, shape, strides)), (rows, n))
@@ -451,5 +455,9 @@ def rows_view_of(out, rows: DeviceRows):
     ndim, k = len(rows.shape), len(rows.axes)
     if out is None or not out.size or rows.axes != tuple(range(ndim - k, ndim)):
         return None
-    found = _rows_strides(tuple(out.shape), tuple(out.strides), k, out.dtype.itemsize)
-    return None if found is None else view(out, tuple(rows.data.shape), found)
+    shape, strides = tuple(out.shape), tuple(out.strides)
+    found = _rows_strides(shape, strides, k, out.dtype.itemsize)
+    if found is None:
+        return None
+    return out if shape == tuple(rows.data.shape) and found == strides else view(
+        out, tuple(rows.data.shape), found)
