@@ -177,6 +177,13 @@ class Backend(ABC):
         """values /= divisor[0] in place, or values = empty where divisor[0] is 0."""
         raise NotImplementedError(f"the {self.name} backend divides by host numbers")
 
+    def total_over(self, values: Array, divisor: Array, empty: float) -> Array:
+        """sum(values) / divisor[0], in values' dtype, or empty where divisor[0] is 0 (values
+        not empty)."""
+        mean = self.total(values, 1)
+        self.divide(mean, divisor, empty)
+        return mean
+
 
 #: (name, detects) in the order they are tried; the CPU backend takes the rest.
 _routes: list[tuple[str, Callable[[object], bool]]] = []

@@ -103,6 +103,31 @@ def test_masked_on_the_device_as_on_the_host(options: dict, reduction: str) -> N
 
 
 @on_cuda
+def test_more_positions_and_classes_than_the_mask_has_threads() -> None:
+    """The mask is one block: each thread takes positions and classes in strides, and the
+    mean's divisor adds their partial sums in order; the bad-weight flag sees the last
+    class."""
+    from numba import cuda
+
+    rng = np.random.default_rng(8)
+    x = cuda.to_device(rng.standard_normal((36, 264)).astype(np.float32))  # a GPU's 256 too
+    labels = rng.integers(0, 264, 36)
+    labels[::7] = 5  # ignored
+    dlab = cuda.to_device(labels)
+    weight = cuda.to_device(rng.uniform(0.5, 2.0, 264).astype(np.float32))
+    kw = {"weight": weight, "ignore_index": 5, "reduction": "mean"}
+    want = softce.cross_entropy(x, dlab, **kw)
+    flags = Flags()
+    with deferred_label_checks(flags):
+        got = softce.cross_entropy(x, dlab, **kw)
+        bad_weight = weight.copy_to_host()
+        bad_weight[-1] = np.inf
+        softce.cross_entropy(x, dlab, weight=cuda.to_device(bad_weight))
+    np.testing.assert_allclose(host(got), host(want), rtol=2e-6)
+    assert flags.raised() == [(0, 0), (0, 1)]
+
+
+@on_cuda
 def test_a_bad_label_sets_the_flag_and_is_not_read() -> None:
     from numba import cuda
 

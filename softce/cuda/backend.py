@@ -161,6 +161,9 @@ class CUDA(Backend):
     def divide(self, values: Any, divisor: Any, empty: float) -> None:
         dev.divide(values, divisor, empty)
 
+    def total_over(self, values: Any, divisor: Any, empty: float) -> Any:
+        return dev.total_over(values, divisor, empty)
+
     def zero_uncounted(self, counted: Any, loss: Any, grad: Any = None) -> None:
         dev.zero_ignored(counted, loss, grad)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import cuda
@@ -177,25 +178,39 @@ def _zero_ignored(counted, loss, grad, n):
 
 
 @cuda.jit
-def _mask_labels(labels, ignore_index, cw, safe, counted, terms, bad):
-    """Position q: counted where its label is not ignore_index and lies in [0, n), n the
-    classes of cw: safe[q] its label (else 0), counted[q] 1 (else 0), terms[q] = cw[label]
-    (else 0); bad[0] = 1 where a label is neither ignore_index nor in [0, n), bad[1] = 1
-    where a class weight is not finite."""
+def _mask_labels(labels, ignore_index, cw, safe, counted, divisor, bad):
+    """One block. Position q: counted where its label is not ignore_index and lies in [0, n),
+    n the classes of cw: safe[q] its label (else 0), counted[q] 1 (else 0); divisor[0] = the
+    sum of cw[label] over counted positions, in float64 (strided partial sums, then the first
+    thread adds the partials in order: the same result on every run); bad[0] = 1 where a
+    label is neither ignore_index nor in [0, n), bad[1] = 1 where a class weight is not
+    finite (else 0)."""
+    partial = cuda.shared.array(HELPER_THREADS, np.float64)
+    t = cuda.threadIdx.x
+    if t == 0:
+        bad[0] = 0
+        bad[1] = 0
+    cuda.syncthreads()
     n = cw.shape[0]
-    step = cuda.gridDim.x * cuda.blockDim.x
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x,
-                   max(labels.shape[0], n), step):
-        if q < n and (math.isinf(cw[q]) or math.isnan(cw[q])):
+    for q in range(t, n, cuda.blockDim.x):
+        if math.isinf(cw[q]) or math.isnan(cw[q]):
             bad[1] = 1
-        if q < labels.shape[0]:
-            label = labels[q]
-            ok = label != ignore_index and label >= 0 and label < n
-            if label != ignore_index and not ok:
-                bad[0] = 1
-            safe[q] = label if ok else 0
-            counted[q] = 1 if ok else 0
-            terms[q] = cw[label] if ok else 0
+    acc = np.float64(0)
+    for q in range(t, labels.shape[0], cuda.blockDim.x):
+        label = labels[q]
+        ok = label != ignore_index and label >= 0 and label < n
+        if label != ignore_index and not ok:
+            bad[0] = 1
+        safe[q] = label if ok else 0
+        counted[q] = 1 if ok else 0
+        if ok:
+            acc += np.float64(cw[label])
+    partial[t] = acc
+    cuda.syncthreads()
+    if t == 0:
+        for q in range(1, cuda.blockDim.x):
+            acc += partial[q]
+        divisor[0] = acc
 
 
 @cuda.jit
@@ -206,13 +221,20 @@ def _divide(values, divisor, empty):
         values[q] = values[q] / divisor[0] if divisor[0] != 0 else empty
 
 
-def _sum_kernel(dtype: type):
+class SumKernels(NamedTuple):
+    """The one-block sums of a dtype: by a host number, and by a one-element device array."""
+
+    by_number: object
+    by_array: object
+
+
+def _sum_kernel(dtype: type) -> SumKernels:
     zero = dtype(0)
 
-    @cuda.jit
-    def _sum(values, divisor, out):
-        """out[0] = sum(values) / divisor in values' dtype, one block: strided partial sums,
-        then the first thread adds the partials in order (the same result on every run)."""
+    @cuda.jit(device=True, inline="always")
+    def _block_sum(values):
+        """sum(values) on the block's first thread: strided partial sums, then that thread adds
+        the partials in order (the same result on every run)."""
         partial = cuda.shared.array(1024, dtype)
         t = cuda.threadIdx.x
         acc = zero
@@ -223,12 +245,26 @@ def _sum_kernel(dtype: type):
         if t == 0:
             for q in range(1, cuda.blockDim.x):
                 acc += partial[q]
+        return acc
+
+    @cuda.jit
+    def _sum(values, divisor, out):
+        """out[0] = sum(values) / divisor in values' dtype, one block."""
+        acc = _block_sum(values)
+        if cuda.threadIdx.x == 0:
             out[0] = acc / divisor
 
-    return _sum
+    @cuda.jit
+    def _sum_over(values, divisor, empty, out):
+        """out[0] = sum(values) / divisor[0], or empty where divisor[0] is 0; one block."""
+        acc = _block_sum(values)
+        if cuda.threadIdx.x == 0:
+            out[0] = acc / divisor[0] if divisor[0] != 0 else empty
+
+    return SumKernels(_sum, _sum_over)
 
 
-_SUM = {np.dtype(t): _sum_kernel(t) for t in (np.float32, np.float64)}
+_SUMS = {np.dtype(t): _sum_kernel(t) for t in (np.float32, np.float64)}
 
 
 def _grid(size: int) -> int:
@@ -321,16 +357,12 @@ def zero_ignored(counted, loss, grad=None) -> None:
 def mask_labels(labels, ignore_index: int, cw, dtype):
     """(safe labels, counted values of ``dtype``, the sum of cw[label] over counted positions
     as a one-element float64 array, the flags: a two-element int32 array, bad labels and
-    non-finite class weights), all queued on the device (``_mask_labels``)."""
+    non-finite class weights), queued on the device in one launch (``_mask_labels``)."""
     rows = labels.size
-    safe, counted, terms = empty((rows,), labels.dtype), empty((rows,), dtype), \
-        empty((rows,), np.float64)
-    bad = device_copy(np.zeros(2, np.int32))
-    if max(rows, cw.size):
-        _mask_labels[_grid(max(rows, cw.size)), HELPER_THREADS, current()](
-            labels, ignore_index, cw, safe, counted, terms, bad)
-    divisor = empty((1,), np.float64)
-    _SUM[np.dtype(np.float64)][1, HELPER_THREADS, current()](terms, np.float64(1), divisor)
+    safe, counted = empty((rows,), labels.dtype), empty((rows,), dtype)
+    divisor, bad = empty((1,), np.float64), empty((2,), np.int32)
+    _mask_labels[1, HELPER_THREADS, current()](labels, ignore_index, cw, safe, counted,
+                                               divisor, bad)
     return safe, counted, divisor, bad
 
 
@@ -347,10 +379,19 @@ def element(arr, q: int):
     return host_copy(arr[q:q + 1])[0]
 
 
+def total_over(values, divisor, empty_value: float):
+    """sum(values) / divisor[0] (a one-element device array), or empty_value where it is 0,
+    as a 0-d device array of values' dtype, in one launch (values not empty)."""
+    out = empty((1,), values.dtype)
+    _SUMS[np.dtype(values.dtype)].by_array[1, HELPER_THREADS, current()](
+        values, divisor, values.dtype.type(empty_value), out)
+    return view(out, (), ())
+
+
 def total(values, divisor: int):
     """sum(values) / divisor as a 0-d device array of values' dtype (values not empty)."""
     out = empty((1,), values.dtype)
-    _SUM[np.dtype(values.dtype)][1, HELPER_THREADS, current()](
+    _SUMS[np.dtype(values.dtype)].by_number[1, HELPER_THREADS, current()](
         values, values.dtype.type(divisor), out)
     return view(out, (), ())
 
