@@ -177,6 +177,12 @@ class Backend(ABC):
         """values /= divisor[0] in place, or values = empty where divisor[0] is 0."""
         raise NotImplementedError(f"the {self.name} backend divides by host numbers")
 
+    def divided(self, value: float, divisor: Array, size: int, dtype: np.dtype) -> Array:
+        """``size`` elements of ``dtype``, each value / divisor[0] (0 where it is 0)."""
+        values = self.from_host(np.full(size, value, dtype))
+        self.divide(values, divisor, 0.0)
+        return values
+
     def total_over(self, values: Array, divisor: Array, empty: float) -> Array:
         """sum(values) / divisor[0], in values' dtype, or empty where divisor[0] is 0 (values
         not empty)."""

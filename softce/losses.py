@@ -125,6 +125,8 @@ def chain_weights(be: Backend, grad_output: object, reduction: str, rows: Layout
     _, shape = be.describe(go)
     check_grad_output_shape(len(shape), shape, reduction)
     if reduction == "mean" and not isinstance(divisor, numbers.Real):
+        if isinstance(go, numbers.Real):  # a host number: the weights made on the device
+            return be.divided(float(go), divisor, rows.data.shape[0], dtype)
         w = row_values(be, go, "grad_output", rows, dtype)  # a new array: go is a scalar
         be.divide(w, divisor, 0.0)
         return w

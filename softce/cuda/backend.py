@@ -161,6 +161,9 @@ class CUDA(Backend):
     def divide(self, values: Any, divisor: Any, empty: float) -> None:
         dev.divide(values, divisor, empty)
 
+    def divided(self, value: float, divisor: Any, size: int, dtype: np.dtype) -> Any:
+        return dev.divided(value, divisor, size, dtype)
+
     def total_over(self, values: Any, divisor: Any, empty: float) -> Any:
         return dev.total_over(values, divisor, empty)
 

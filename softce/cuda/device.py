@@ -221,6 +221,14 @@ def _divide(values, divisor, empty):
         values[q] = values[q] / divisor[0] if divisor[0] != 0 else empty
 
 
+@cuda.jit
+def _fill_divided(values, value, divisor):
+    """values[q] = value / divisor[0], or 0 where divisor[0] is 0."""
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, values.shape[0], step):
+        values[q] = value / divisor[0] if divisor[0] != 0 else 0
+
+
 class SumKernels(NamedTuple):
     """The one-block sums of a dtype: by a host number, and by a one-element device array."""
 
@@ -377,6 +385,16 @@ def divide(values, divisor, empty_value: float) -> None:
 def element(arr, q: int):
     """One element of a 1-D device array, on the host."""
     return host_copy(arr[q:q + 1])[0]
+
+
+def divided(value: float, divisor, size: int, dtype):
+    """A new device array of ``size`` elements of ``dtype``, each value / divisor[0] (a
+    one-element device array), or 0 where it is 0, in one launch."""
+    values = empty((size,), dtype)
+    if size:
+        _fill_divided[_grid(size), HELPER_THREADS, current()](values, np.dtype(dtype).type(value),
+                                                              divisor)
+    return values
 
 
 def total_over(values, divisor, empty_value: float):
