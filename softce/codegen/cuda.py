@@ -236,8 +236,8 @@ class _Scalar:
 
 class _Vector:
     """The vector loops: ``width`` consecutive elements per visit from an aligned start, each
-    array read by one vector load; one substitution per element (its loads' names, its
-    index) gives that element's printed math."""
+    array read by one vector load; each element's math is printed with its loads and its
+    index renamed (``NumbaPrinter.renamed``)."""
 
     def __init__(self, width: int) -> None:
         self.width = width
