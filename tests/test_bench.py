@@ -214,3 +214,40 @@ def test_dispatch_benchmark_counts_each_calls_launches(tmp_path):
     assert results["softmax"]["launches"] == results["logsumexp"]["launches"] == 1
     deferred = results["cross_entropy_grad, out= (deferred labels)"]["launches"]
     assert deferred > results["cross_entropy_grad, out= (labels read back)"]["launches"] >= 2
+
+
+def _bench_gpu():
+    spec = importlib.util.spec_from_file_location(
+        "bench_gpu", Path(__file__).resolve().parents[1] / "scripts" / "bench_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_benchmark_reports_both_dtypes_and_the_compiled_references(tmp_path, capsys):
+    """bench_gpu.py without a GPU says so and exits 0; from a saved run (float32 and bfloat16,
+    torch.compile's references on the large shape only) it prints every ratio and plots one
+    panel per dtype."""
+    bench = _bench_gpu()
+    assert bench.main([]) == 0
+    assert "no GPU benchmark run" in capsys.readouterr().out
+
+    def result(dtype: str, shape: str, compiled: float) -> dict:
+        functions = {name: {"softce ms": 1.0, "PyTorch ms": 2.0, "compiled ms": compiled,
+                            "GB/s": 3000.0}
+                     for name in ("softmax", "log_softmax", "logsumexp", "cross_entropy",
+                                  "training step")}
+        return {"shape": shape, "dtype": dtype, "functions": functions, "copy GB/s": 4000.0}
+
+    saved = tmp_path / "gpu.json"
+    saved.write_text(json.dumps({"device": "a GPU", "results": [
+        result(dt, shape, c) for dt in ("float32", "bfloat16")
+        for shape, c in (("8192x1000", float("nan")), ("4096x32000", 0.5))]}))
+    plot = tmp_path / "gpu.png"
+    assert bench.main(["--from-json", str(saved), "--plot", str(plot)]) == 0
+    table = capsys.readouterr().out
+    assert "| 4096x32000 | bfloat16 | training step | 1.000 | 2.000 | 2.00 | 0.500 | 0.50 | "\
+        "3000 | 0.75 |" in table
+    assert "| 8192x1000 | float32 | softmax | 1.000 | 2.000 | 2.00 |  |  | 3000 | 0.75 |" in table
+    assert plot.stat().st_size > 10_000
+    assert bench.bytes_moved("training step", 2, 3, 2) == 2 * 12 + 16 + 8
