@@ -179,16 +179,11 @@ class Backend(ABC):
 
     def divided(self, value: float, divisor: Array, size: int, dtype: np.dtype) -> Array:
         """``size`` elements of ``dtype``, each value / divisor[0] (0 where it is 0)."""
-        values = self.from_host(np.full(size, value, dtype))
-        self.divide(values, divisor, 0.0)
-        return values
+        raise NotImplementedError(f"the {self.name} backend divides by host numbers")
 
     def total_over(self, values: Array, divisor: Array, empty: float) -> Array:
-        """sum(values) / divisor[0], in values' dtype, or empty where divisor[0] is 0 (values
-        not empty)."""
-        mean = self.total(values, 1)
-        self.divide(mean, divisor, empty)
-        return mean
+        """sum(values) / divisor[0], in values' dtype, or empty where divisor[0] is 0."""
+        raise NotImplementedError(f"the {self.name} backend divides by host numbers")
 
 
 #: (name, detects) in the order they are tried; the CPU backend takes the rest.

@@ -341,12 +341,7 @@ def reduced(be: Backend, loss: Array, reduction: str, dtype: np.dtype,
     if reduction == "sum":
         return be.total(loss, 1) if loss.shape[0] else be.scalar(0, dtype)
     if not isinstance(divisor, numbers.Real):
-        empty = np.nan if empty_mean is None else empty_mean
-        if loss.shape[0]:
-            return be.total_over(loss, divisor, empty)
-        mean = be.scalar(0, dtype)
-        be.divide(mean, divisor, empty)
-        return mean
+        return be.total_over(loss, divisor, np.nan if empty_mean is None else empty_mean)
     if divisor == 0:
         return be.scalar(np.nan if empty_mean is None else empty_mean, dtype)
     return be.total(loss, divisor)

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D15  bce_loss         b90150e8cd679d92
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c2d6a3e924fb4691
+#   softce/cuda/runtime.py 722e83188ea016b0
 # SymPy 1.14.0.
 
 import numpy as np

@@ -16,7 +16,7 @@
 #   D19  merge_t          7afee773ba09deb6
 #   D19  masked_chunk     08adcfe34d0f902a
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c2d6a3e924fb4691
+#   softce/cuda/runtime.py 722e83188ea016b0
 # SymPy 1.14.0.
 
 import numpy as np

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D16  kl_term_guarded  9e6d98d850ae98f1
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c2d6a3e924fb4691
+#   softce/cuda/runtime.py 722e83188ea016b0
 # SymPy 1.14.0.
 
 import numpy as np

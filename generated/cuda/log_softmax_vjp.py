@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D10  log_softmax_vjp  350a18ed28e2ce27
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c2d6a3e924fb4691
+#   softce/cuda/runtime.py 722e83188ea016b0
 # SymPy 1.14.0.
 
 import numpy as np

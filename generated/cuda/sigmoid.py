@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D3   sigmoid          4f0d23f8a411d4a4
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c2d6a3e924fb4691
+#   softce/cuda/runtime.py 722e83188ea016b0
 # SymPy 1.14.0.
 
 import numpy as np

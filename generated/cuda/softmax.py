@@ -12,7 +12,7 @@
 #   D18  merge_s          392e7d1d54eb7885
 #   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
-#   softce/cuda/runtime.py c2d6a3e924fb4691
+#   softce/cuda/runtime.py 722e83188ea016b0
 # SymPy 1.14.0.
 
 import numpy as np

@@ -282,7 +282,8 @@ def _reduction_reads(kernel: RowKernel) -> list[sp.Expr]:
 
 
 def _vector_outputs(kernel: RowKernel) -> bool:
-    """Whether the outputs are written in vectors too (not pairs, no scratch rows)."""
+    """Whether the outputs are written in vectors where the dtype has them (outputs in i
+    alone, no scratch rows)."""
     return bool(kernel.outputs) and not (kernel.pair_outputs or kernel.scratch)
 
 
@@ -409,21 +410,24 @@ def _reads_rows(assigns: tuple[Assignment, ...], exprs: list[sp.Expr]) -> bool:
 
 def _outputs(out: Code, pr: NumbaPrinter, kernel: RowKernel, width: int,
              half: str | None) -> None:
-    """The elementwise outputs: the scalar loop over the elements outside the row's vectors,
-    then the vector loop (one vector store per output and visit); pairs (i, j) and kernels
-    with scratch rows (evaluated in place) in one strided loop. A 16-bit variant stores
+    """The elementwise outputs: the scalar loop (over the elements outside the row's vectors,
+    or every element for a dtype without vectors), then the vector loop (one vector store per
+    output and visit); pairs (i, j) and kernels with scratch rows (evaluated in place) in one
+    strided loop. A 16-bit variant stores
     ``narrow_<half>_to(value, <output row>)``, the value rounded to the output's type."""
 
     def stored(name: str, value: sp.Expr) -> str:
         printed = pr.doprint(value)
         return f"narrow_{half}_to({printed}, {name}_r)" if half else printed
 
-    if width > 1 and _vector_outputs(kernel):
-        scalar = _Scalar(True)
+    if _vector_outputs(kernel):
+        scalar = _Scalar(width > 1)
         with out.block(scalar.loop(scalar.first, scalar.stop, i)):
             scalar.load(out, kernel, [], i, half)
             out.assign(pr, kernel.element_level)
             out.add(*(f"{name}_r[i] = {stored(name, value)}" for name, value in kernel.outputs))
+        if width == 1:
+            return
         vector = _Vector(width)
         with out.block(vector.loop(vector.first, vector.stop, i)):
             for j, names in enumerate(vector.load(out, kernel, _output_reads(kernel), i, half)):

@@ -399,7 +399,7 @@ def divided(value: float, divisor, size: int, dtype):
 
 def total_over(values, divisor, empty_value: float):
     """sum(values) / divisor[0] (a one-element device array), or empty_value where it is 0,
-    as a 0-d device array of values' dtype, in one launch (values not empty)."""
+    as a 0-d device array of values' dtype, in one launch."""
     out = empty((1,), values.dtype)
     _SUMS[np.dtype(values.dtype)].by_array[1, HELPER_THREADS, current()](
         values, divisor, values.dtype.type(empty_value), out)

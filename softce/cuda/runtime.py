@@ -71,6 +71,16 @@ def fmin(a, b):
     return a if a < b or a != a else b
 
 
+def vector_head(a, width):
+    """Elements of the row ``a`` before its first ``width``-element aligned one; -1 if its
+    elements are not contiguous (``_address``: its first element's address)."""
+    itemsize = a.itemsize
+    address = _address(a)
+    if (a.shape[0] > 1 and a.strides[0] != itemsize) or address % itemsize:
+        return -1
+    return (-address % (width * itemsize)) // itemsize
+
+
 if SIMULATOR:
 
     def _ieee(function, ftype):
@@ -89,14 +99,9 @@ if SIMULATOR:
     widen_bf16, widen_f16 = py_widen_bf16, py_widen_f16
     narrow_bf16_to, narrow_f16_to = half_narrow_bf16_to, half_narrow_f16_to
 
-    def vector_head(a, width):
-        """Elements of the row ``a`` before its first ``width``-element aligned one; -1 if
-        its elements are not contiguous."""
-        itemsize = a.itemsize
-        address = a.__array_interface__["data"][0]
-        if (a.shape[0] > 1 and a.strides[0] != itemsize) or address % itemsize:
-            return -1
-        return (-address % (width * itemsize)) // itemsize
+    def _address(a):
+        """The address of a's first element."""
+        return a.__array_interface__["data"][0]
 
     def vector_load(a, k, width):
         """a[k], ..., a[k + width - 1]."""
@@ -185,15 +190,7 @@ else:
         """The address of a's first element."""
         return (types.intp(a), _address_codegen) if isinstance(a, types.Array) else None
 
-    @_device
-    def vector_head(a, width):
-        """Elements of the row ``a`` before its first ``width``-element aligned one; -1 if
-        its elements are not contiguous."""
-        itemsize = a.itemsize
-        address = _address(a)
-        if (a.shape[0] > 1 and a.strides[0] != itemsize) or address % itemsize:
-            return -1
-        return (-address % (width * itemsize)) // itemsize
+    vector_head = _device(vector_head)
 
     def _element_pointer(context, builder, aryty, ary, k, kty, width):
         """a[k]'s address as a pointer to a vector of ``width`` elements."""
