@@ -3,8 +3,9 @@
 PyTorch's ``F.linear_cross_entropy``: input h of shape (N, F) or (F,), linear_weight W of shape
 (C, d1, ..., dK, F), logits (N, C, d1, ..., dK) meeting the targets as ``F.cross_entropy``'s
 do. The rows are taken in chunks whose logits fit in ``chunk_bytes``: each chunk's logits come
-from one matrix product (NumPy's, BLAS), its loss and G = d loss / d z from softce's fused
-cross-entropy kernel written over those logits (D13, D14), and then, by D20,
+from one matrix product (NumPy's BLAS; for CUDA arrays ``softce.cuda.linalg``'s), its loss and
+G = d loss / d z from softce's fused cross-entropy kernel written over those logits (D13, D14),
+and then, by D20,
 
     d loss / d h = G W,    d loss / d W = sum over the chunks of G^T h,    d loss / d b = sum G.
 
@@ -55,16 +56,21 @@ class SplitBuffers:
 
 class Products:
     """The arrays and matrix products of a linear_cross_entropy call: NumPy's (BLAS through
-    ``np.matmul``). softce.torch gives the plan torch's instead, on the tensors' device, so
-    that one chunk loop serves NumPy arrays and CPU and CUDA tensors. softce's kernels see an
-    array through ``kernel`` and their results come back through ``wrap``."""
+    ``np.matmul``). softce.torch gives the plan torch's instead, on the tensors' device, and
+    ``softce.cuda.products`` numba device arrays', so that one chunk loop serves NumPy arrays,
+    CUDA arrays and CPU and CUDA tensors. The chunk loop changes arrays only through these
+    methods. softce's kernels see an array through ``kernel`` and their results come back
+    through ``wrap``."""
+
+    #: The backend whose arrays the plan holds (its input's).
+    backend = "cpu"
 
     def float_array(self, value: object, name: str) -> Any:
         be = backend_for(value)
-        if be.name != "cpu":
-            raise TypeError(f"{name} lives on the {be.name} backend, which offers no matrix "
-                            "product to softce; linear_cross_entropy takes NumPy arrays "
-                            "(softce.torch.linear_cross_entropy takes CPU and CUDA tensors)")
+        if be.name != self.backend:
+            raise TypeError(f"{name} lives on the {be.name} backend, but input on the "
+                            f"{self.backend} one: linear_cross_entropy takes all its arrays "
+                            "from one backend")
         return be.float_array(value, name)
 
     def describe(self, value: object) -> tuple[np.dtype, tuple[int, ...]]:
@@ -88,11 +94,63 @@ class Products:
     def empty(self, shape: tuple[int, ...], like: Any) -> Any:
         return np.empty(shape, like.dtype)
 
-    def matmul(self, a: Any, b: Any, out: Any) -> Any:
-        return np.matmul(a, b, out=out)
+    def reshape(self, a: Any, shape: tuple[int, ...]) -> Any:
+        """a with a new shape, C order (a copy where a view cannot have it)."""
+        return a.reshape(shape)
+
+    def matmul(self, a: Any, b: Any, out: Any, accumulate: bool = False) -> None:
+        """out = a @ b, or out += a @ b with ``accumulate`` (a, b matrices or vectors)."""
+        if accumulate:
+            out += a @ b
+        else:
+            np.matmul(a, b, out=out)
+
+    def add(self, dest: Any, src: Any) -> None:
+        """dest += src, src of dest's shape or of its last axis (added to every row)."""
+        dest += src
+
+    def add_column_sums(self, g: Any, dest: Any) -> None:
+        """dest += the sums of g's columns."""
+        dest += g.sum(axis=0)
+
+    def add_outer(self, g: Any, h: Any, dest: Any) -> None:
+        """dest += g h^T for vectors g, h."""
+        dest += g[:, None] * h[None, :]
+
+    def assign(self, dest: Any, src: object) -> None:
+        """dest[...] = src, src of dest's size in C order (a kernel's result, or any array)."""
+        dest[...] = self.wrap(src, dest).reshape(tuple(dest.shape))
+
+    def set_item(self, arr: Any, index: tuple[int, ...], value: float) -> None:
+        arr[index] = value
+
+    def any(self, a: Any) -> bool:
+        """Whether any element of a is non-zero."""
+        return bool(a.any())
+
+    def smoothed_target(self, y: Any, source: Any | None, label: int | None, eps: float,
+                        n_classes: int, weights: Any | None) -> None:
+        """y = w ((1 - eps) t + eps / n_classes), t the block's probabilities ``source`` or
+        the one-hot vector of ``label`` (its index in the block; None: outside it), w the
+        block's class weights (None: 1) [D13's weighted, smoothed target]."""
+        if source is None:
+            y[:] = eps / n_classes
+            if label is not None:
+                y[label] += 1 - eps
+        else:
+            y[:] = source
+            if eps:
+                y *= 1 - eps
+                y += eps / n_classes
+        if weights is not None:
+            y *= weights
 
     def moveaxis(self, a: Any, source: int, destination: int) -> Any:
         return np.moveaxis(a, source, destination)
+
+    def transpose(self, a: Any) -> Any:
+        """The transpose of a matrix, a view."""
+        return a.T
 
     def add_gt_h(self, g: Any, h: Any, dest: Any) -> None:
         """dest += G^T h, in blocks of ``GRAD_BLOCK`` classes (a temporary of GRAD_BLOCK x F,
@@ -129,6 +187,15 @@ class Products:
 NUMPY = Products()
 
 
+def products_for(value: object) -> Products:
+    """The products of input's backend: NumPy's, or the device's for CUDA arrays."""
+    if backend_for(value).name == "cuda":
+        from .cuda.products import CUDA_PRODUCTS
+
+        return CUDA_PRODUCTS
+    return NUMPY
+
+
 def linear_cross_entropy(input: object, linear_weight: object, target: object, *,
                          linear_bias: object = None, weight: object = None,
                          reduction: str = "mean", ignore_index: int | None = None,
@@ -140,8 +207,8 @@ def linear_cross_entropy(input: object, linear_weight: object, target: object, *
     logits exist at once [D20]; ``ignore_index=None`` is -100 for labels. ``z_loss`` and
     ``softcap`` are softce's (``cross_entropy``)."""
     return LinearPlan.check(input, linear_weight, target, linear_bias, weight, reduction,
-                            ignore_index, label_smoothing, z_loss, softcap,
-                            chunk_bytes).loss()
+                            ignore_index, label_smoothing, z_loss, softcap, chunk_bytes,
+                            products_for(input)).loss()
 
 
 def linear_cross_entropy_grad(input: object, linear_weight: object, target: object, *,
@@ -154,8 +221,8 @@ def linear_cross_entropy_grad(input: object, linear_weight: object, target: obje
     grad_output times G W, G^T h and sum G over the rows, G = d loss / d logits [D20, D13].
     ``grad_output`` is a scalar, or for reduction="none" an array of the loss's shape."""
     return LinearPlan.check(input, linear_weight, target, linear_bias, weight, reduction,
-                            ignore_index, label_smoothing, z_loss, softcap,
-                            chunk_bytes).gradients(grad_output)
+                            ignore_index, label_smoothing, z_loss, softcap, chunk_bytes,
+                            products_for(input)).gradients(grad_output)
 
 
 def check_chunk_bytes(chunk_bytes: object) -> int:
@@ -213,13 +280,14 @@ class LinearPlan:
         if products.numpy_dtype(w) != dtype:
             raise TypeError(f"linear_weight must have input's dtype {dtype}, got "
                             f"{products.numpy_dtype(w)}")
-        if w.shape[-1] != h.shape[-1]:
-            raise ValueError(f"linear_weight's last dimension (in_features) is {w.shape[-1]}, "
-                             f"input's is {h.shape[-1]}: they must be equal")
+        features = tuple(h.shape)[-1]
+        if tuple(w.shape)[-1] != features:
+            raise ValueError(f"linear_weight's last dimension (in_features) is "
+                             f"{tuple(w.shape)[-1]}, input's is {features}: they must be equal")
         n_classes, positions = w.shape[0], tuple(w.shape[1:-1])
         if positions and h.ndim == 1:
             raise ValueError(f"a linear_weight of shape {tuple(w.shape)} (K-dimensional loss) "
-                             f"needs batched input (N, {h.shape[-1]}), got input of shape "
+                             f"needs batched input (N, {features}), got input of shape "
                              f"{tuple(h.shape)}")
         b = None
         if linear_bias is not None:
@@ -241,15 +309,15 @@ class LinearPlan:
                              -100 if ignore_index is None else ignore_index, label_smoothing,
                              z_loss, softcap, False, None)
 
-        rows = h.reshape(-1, h.shape[-1])
+        rows = products.reshape(h, (-1, features))
         batch = (rows.shape[0],) if h.ndim == 2 else ()
         loss_shape = batch + positions
         logits_shape = batch + (n_classes,) + positions
         k, d = len(positions), math.prod(positions)
         # the classes innermost: W2[(d, j)] = W[j, d]; a view when there are no positions
-        w2 = products.moveaxis(w, 0, k).reshape(-1, w.shape[-1])
+        w2 = products.reshape(products.moveaxis(w, 0, k), (-1, features))
         b2 = (None if b is None
-              else products.contiguous(products.moveaxis(b, 0, k)).reshape(-1))
+              else products.reshape(products.contiguous(products.moveaxis(b, 0, k)), (-1,)))
         labels = counted = probs = None
         if kind == "labels":
             if tuple(tshape) != loss_shape:
@@ -266,7 +334,7 @@ class LinearPlan:
                 raise ValueError(f"target holds probabilities and must have the logits' shape "
                                  f"{logits_shape}, got {tuple(tshape)}")
             t = products.float_array(target, "target")
-            probs = products.moveaxis(t.reshape(rows.shape[0], n_classes, d), 1, 2)
+            probs = products.moveaxis(products.reshape(t, (rows.shape[0], n_classes, d)), 1, 2)
         class_weights = None if opts.weight is None else products.asarray(opts.weight, h)
         return cls(rows, w2, b2, labels, probs, counted, class_weights, n_classes, positions,
                    tuple(h.shape), tuple(w.shape), loss_shape, opts, str(reduction), budget,
@@ -341,8 +409,8 @@ class LinearPlan:
             raise ValueError(f"grad_output has shape {tuple(go.shape)}, expected "
                              f"{self.loss_shape} or a scalar")
         scale = self.products.zeros(self.loss_shape, self.h)
-        scale[...] = go
-        return scale.reshape(self.n_rows, -1)
+        self.products.assign(scale, go)
+        return self.products.reshape(scale, (self.n_rows, -1))
 
     # the chunk loop ------------------------------------------------------------------------
     def run(self, grad: bool, scale: object = None) -> tuple[Any, Any, Any, Any]:
@@ -367,34 +435,32 @@ class LinearPlan:
                 p1 = min(d, p0 + positions)
                 cols = slice(p0 * c, p1 * c)
                 h, w = self.h[r0:r1], self.w2[cols]
-                z = buf[:(r1 - r0) * (p1 - p0) * c].reshape(r1 - r0, (p1 - p0) * c)
-                pr.matmul(h, w.T, out=z)  # z = h W^T + b [D20]
+                z = pr.reshape(buf[:(r1 - r0) * (p1 - p0) * c], (r1 - r0, (p1 - p0) * c))
+                pr.matmul(h, pr.transpose(w), out=z)  # z = h W^T + b [D20]
                 if self.b2 is not None:
-                    z += self.b2[cols]
-                logits = z.reshape(-1, c)
+                    pr.add(z, self.b2[cols])
+                logits = pr.reshape(z, (-1, c))
                 target = self._target(r0, r1, p0, p1)
                 if not grad:
-                    part = self._ce(logits, target)
-                    loss[r0:r1, p0:p1] = pr.wrap(part, loss).reshape(r1 - r0, p1 - p0)
+                    pr.assign(loss[r0:r1, p0:p1], self._ce(logits, target))
                     continue
                 go = (scale if getattr(scale, "ndim", 0) == 0
-                      else pr.kernel(scale[r0:r1, p0:p1].reshape(-1)))
+                      else pr.kernel(pr.reshape(scale[r0:r1, p0:p1], (-1,))))
                 part = self._ce_grad(logits, target, go)  # G written over the logits
-                loss[r0:r1, p0:p1] = pr.wrap(part, loss).reshape(r1 - r0, p1 - p0)
+                pr.assign(loss[r0:r1, p0:p1], part)
                 g = z  # G, (rows, positions x classes)
-                if p1 - p0 == d:
-                    pr.matmul(g, w, out=d_input[r0:r1])  # d h = G W [D20]
-                else:
-                    d_input[r0:r1] += g @ w
+                # d h = G W [D20], summed over the position chunks
+                pr.matmul(g, w, out=d_input[r0:r1], accumulate=p1 - p0 != d)
                 pr.add_gt_h(g, h, d_w2[cols])  # d W += G^T h [D20]
                 if d_b2 is not None:
-                    d_b2[cols] += g.sum(axis=0)  # d b += sum G [D20]
+                    pr.add_column_sums(g, d_b2[cols])  # d b += sum G [D20]
         return loss, d_input, d_w2, d_b2
 
     def _target(self, r0: int, r1: int, p0: int, p1: int) -> Any:
         if self.labels is not None:
             return self.labels[r0:r1, p0:p1].reshape(-1)
-        return self.products.kernel(self.probs[r0:r1, p0:p1].reshape(-1, self.n_classes))
+        chunk = self.probs[r0:r1, p0:p1]
+        return self.products.kernel(self.products.reshape(chunk, (-1, self.n_classes)))
 
     def _options(self) -> dict:
         o = self.opts
@@ -443,35 +509,35 @@ class LinearPlan:
                 total = 0.0
                 for q, s in enumerate(starts):
                     y = self._block_target(r, p, s, block, split)
-                    if not (grad or q == 0 or bool(y.any())):
+                    if not (grad or q == 0 or pr.any(y)):
                         continue  # no target in this block: its terms are 0
                     z = self._block_logits(h, base, s, block, split)
                     row, target = split.row[:, :z.shape[0] + 1], split.y[:, :z.shape[0] + 1]
-                    row[0, -1] = (float(logsumexp(np.delete(lse, q))) if len(starts) > 1
-                                  else -math.inf)
-                    target[0, -1] = 0
+                    pr.set_item(row, (0, z.shape[0]), float(logsumexp(np.delete(lse, q)))
+                                if len(starts) > 1 else -math.inf)
+                    pr.set_item(target, (0, z.shape[0]), 0.0)
                     view = pr.kernel(row)
                     z_loss = self.opts.z_loss if q == 0 else 0.0
                     total += pr.item(cross_entropy(view, pr.kernel(target), reduction="none",
                                                    z_loss=z_loss))
                     if not grad:
                         continue
-                    target[0, -1] = float(np.delete(mass, q).sum())
+                    pr.set_item(target, (0, z.shape[0]), float(np.delete(mass, q).sum()))
                     cross_entropy_grad(view, pr.kernel(target), reduction="none",
                                        z_loss=self.opts.z_loss,
                                        grad_output=np.asarray([go], self.dtype), out=view)
-                    g = row[0, :-1]  # G of the block, written over its logits
+                    g = row[0, :z.shape[0]]  # G of the block, written over its logits
                     if cap is not None:
                         gk = pr.kernel(g)
                         backend_for(gk).launch("softcap_grad", self.dtype,
                                                t_in=pr.kernel(split.raw[:g.shape[0]]),
                                                dy_in=gk, cap=cap, out=gk)
                     e = s + g.shape[0]
-                    d_input[r] += g @ self.w2[base + s:base + e]
-                    d_w2[base + s:base + e] += g[:, None] * h[None, :]
+                    pr.matmul(g, self.w2[base + s:base + e], out=d_input[r], accumulate=True)
+                    pr.add_outer(g, h, d_w2[base + s:base + e])
                     if d_b2 is not None:
-                        d_b2[base + s:base + e] += g
-                loss[r, p] = total
+                        pr.add(d_b2[base + s:base + e], g)
+                pr.set_item(loss, (r, p), total)
 
     def split_buffers(self, block: int) -> SplitBuffers:
         """A class block's raw logits, its row (the logits, soft-capped, and one more) and
@@ -486,19 +552,15 @@ class LinearPlan:
         w_k ((1 - eps) y_k + eps / n) for probabilities y (``prob_target``)."""
         e = min(self.n_classes, s + block)
         y = split.y[0, :e - s]
-        eps = self.opts.label_smoothing
+        source = label = None
         if self.labels is not None:
-            y[:] = eps / self.n_classes
-            label = int(self.labels[r, p])
-            if s <= label < e:
-                y[label - s] += 1 - eps
+            c = int(self.labels[r, p])
+            label = c - s if s <= c < e else None
         else:
-            y[:] = self.probs[r, p, s:e]
-            if eps:
-                y *= 1 - eps
-                y += eps / self.n_classes
-        if self.class_weights is not None:
-            y *= self.class_weights[s:e]
+            source = self.probs[r, p, s:e]
+        weights = None if self.class_weights is None else self.class_weights[s:e]
+        self.products.smoothed_target(y, source, label, self.opts.label_smoothing,
+                                      self.n_classes, weights)
         return y
 
     def _block_logits(self, h: Any, base: int, s: int, block: int, split: SplitBuffers) -> Any:
@@ -509,7 +571,7 @@ class LinearPlan:
         z = row if self.opts.softcap is None else split.raw[:e - s]
         self.products.matmul(self.w2[base + s:base + e], h, out=z)
         if self.b2 is not None:
-            z += self.b2[base + s:base + e]
+            self.products.add(z, self.b2[base + s:base + e])
         if self.opts.softcap is not None:
             zk, rk = self.products.kernel(z), self.products.kernel(row)
             backend_for(zk).launch("softcap", self.dtype, t_in=zk, cap=self.opts.softcap,
@@ -524,25 +586,26 @@ class LinearPlan:
     def gradients(self, grad_output: object = None) -> tuple[object, ...]:
         """(loss, d_input, d_linear_weight[, d_linear_bias]) in the caller's shapes."""
         loss, d_input, d_w2, d_b2 = self.run(grad=True, scale=self.chain_weights(grad_output))
-        result = (self.reduce(loss), d_input.reshape(self.input_shape),
+        result = (self.reduce(loss), self.products.reshape(d_input, self.input_shape),
                   self.restore_weight(d_w2))
         return result if d_b2 is None else (*result, self.restore_bias(d_b2))
 
     def reduce(self, loss: Any) -> object:
         """Per-position losses -> the reduction, as ``cross_entropy`` reduces them."""
         if self.reduction == "none":
-            return loss.reshape(self.loss_shape)
+            return self.products.reshape(loss, self.loss_shape)
         divisor = self.divisor if self.reduction == "mean" else 1.0
-        flat = self.products.kernel(loss.reshape(-1))
+        flat = self.products.kernel(self.products.reshape(loss, (-1,)))
         return reduced(backend_for(flat), flat, self.reduction, self.dtype, divisor)
 
     def restore_weight(self, d_w2: Any) -> Any:
         """d_W2 (D C, F) back to linear_weight's shape (C, d1, ..., dK, F)."""
         k = len(self.positions)
-        moved = d_w2.reshape(*self.positions, self.n_classes, self.h.shape[1])
+        moved = self.products.reshape(d_w2, (*self.positions, self.n_classes,
+                                             self.h.shape[1]))
         return self.products.contiguous(self.products.moveaxis(moved, k, 0)) if k else moved
 
     def restore_bias(self, d_b2: Any) -> Any:
         k = len(self.positions)
-        moved = d_b2.reshape(*self.positions, self.n_classes)
+        moved = self.products.reshape(d_b2, (*self.positions, self.n_classes))
         return self.products.contiguous(self.products.moveaxis(moved, k, 0)) if k else moved

@@ -427,12 +427,3 @@ def test_the_package_exports_both_functions():
 
     for name in ("linear_cross_entropy", "linear_cross_entropy_grad"):
         assert getattr(softce, name) is getattr(linear, name) and name in softce.__all__
-
-
-def test_device_arrays_are_refused_by_name():
-    class Device:
-        __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (0, False),
-                                    "version": 3}
-
-    with pytest.raises(TypeError, match="NumPy arrays"):
-        softce.linear_cross_entropy(Device(), np.zeros((4, 3), np.float32), np.zeros(2, int))

@@ -164,10 +164,10 @@ def test_the_chunk_loop_runs_on_tensors(monkeypatch) -> None:
     calls = []
     real = TORCH.matmul
 
-    def recording(a, x, out):
+    def recording(a, x, out, accumulate=False):
         assert all(isinstance(v, torch.Tensor) for v in (a, x, out))
         calls.append(tuple(out.shape))
-        return real(a, x, out)
+        return real(a, x, out, accumulate)
 
     monkeypatch.setattr(TORCH, "matmul", recording)
     got = st.linear_cross_entropy(h, w, t, linear_bias=b, chunk_bytes=4 * 7 * 4)
@@ -176,3 +176,21 @@ def test_the_chunk_loop_runs_on_tensors(monkeypatch) -> None:
     assert (4, 5) in calls  # d input of a chunk, G W
     want = _reference(h, w, b, t)
     torch.testing.assert_close(got, want, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("chunk_bytes", [None, 3 * 7 * 4, 5 * 4])  # whole, row chunks, split
+def test_cuda_tensors_match_pytorch(chunk_bytes) -> None:
+    """The chunk loop on CUDA tensors (torch.matmul, softce's CUDA kernel on each chunk),
+    the class split included, against F.linear + F.cross_entropy on the device."""
+    dev = torch.device("cuda")
+    h, w, b, t = (a.detach().to(dev).requires_grad_(a.requires_grad) for a in
+                  _case(torch.float32))
+    kw = {"label_smoothing": 0.1, "weight": torch.rand(7, device=dev) + 0.5}
+    got = st.linear_cross_entropy(h, w, t, linear_bias=b, chunk_bytes=chunk_bytes, **kw)
+    want = _reference(h, w, b, t, **kw)
+    tol = {"rtol": 2e-5, "atol": 1e-6}
+    torch.testing.assert_close(got, want, **tol)
+    for a, e in zip(torch.autograd.grad(got, (h, w, b)), torch.autograd.grad(want, (h, w, b))):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a, e, **tol)

@@ -275,7 +275,8 @@ def _sum_kernel(dtype: type) -> SumKernels:
 _SUMS = {np.dtype(t): _sum_kernel(t) for t in (np.float32, np.float64)}
 
 
-def _grid(size: int) -> int:
+def helper_grid(size: int) -> int:
+    """Blocks of ``HELPER_THREADS`` for a helper kernel over ``size`` elements."""
     return max(1, min(HELPER_BLOCKS, -(-size // HELPER_THREADS)))
 
 
@@ -303,8 +304,8 @@ def gather_c(arr):
     flat = empty((arr.size,), arr.dtype)
     if arr.size:
         base, origin, el = _base(arr)
-        _gather[_grid(arr.size), HELPER_THREADS, current()](base, origin, tuple(arr.shape), el,
-                                                            flat)
+        _gather[helper_grid(arr.size), HELPER_THREADS, current()](
+            base, origin, tuple(arr.shape), el, flat)
     return flat
 
 
@@ -312,7 +313,7 @@ def scatter_into(flat, arr) -> None:
     """Copy a C-ordered 1-D array into any strided device array of the same size."""
     if arr.size:
         base, origin, el = _base(arr)
-        _scatter[_grid(arr.size), HELPER_THREADS, current()](flat, base, origin,
+        _scatter[helper_grid(arr.size), HELPER_THREADS, current()](flat, base, origin,
                                                              tuple(arr.shape), el)
 
 
@@ -326,7 +327,7 @@ def cast(arr, dtype):
         return flat
     out = empty((flat.size,), dtype)
     if flat.size:
-        grid = _grid(flat.size), HELPER_THREADS, current()
+        grid = helper_grid(flat.size), HELPER_THREADS, current()
         if is_bfloat16(flat.dtype):
             _widen_bf16[grid](flat, out)
         elif is_bfloat16(dtype):
@@ -348,7 +349,7 @@ def first_bad_label(labels, n: int) -> int | None:
     """The flat index of the first label outside [0, n), found on the device (one int back)."""
     found = device_copy(np.array([labels.size], np.int64))
     if labels.size:
-        _check_labels[_grid(labels.size), HELPER_THREADS, current()](labels, n, found)
+        _check_labels[helper_grid(labels.size), HELPER_THREADS, current()](labels, n, found)
     q = int(host_copy(found)[0])
     return None if q == labels.size else q
 
@@ -359,7 +360,7 @@ def zero_ignored(counted, loss, grad=None) -> None:
     n = 1 if grad is None else max(1, int(grad.shape[1]))
     size = max(loss.size, flat.size)
     if size:
-        _zero_ignored[_grid(size), HELPER_THREADS, current()](counted, loss, flat, n)
+        _zero_ignored[helper_grid(size), HELPER_THREADS, current()](counted, loss, flat, n)
 
 
 def mask_labels(labels, ignore_index: int, cw, dtype):
@@ -378,7 +379,7 @@ def divide(values, divisor, empty_value: float) -> None:
     """values /= divisor[0] on the device (values = empty_value where it is 0)."""
     flat = contiguous_flat(values)
     if flat.size:
-        _divide[_grid(flat.size), HELPER_THREADS, current()](flat, divisor,
+        _divide[helper_grid(flat.size), HELPER_THREADS, current()](flat, divisor,
                                                              flat.dtype.type(empty_value))
 
 
@@ -392,8 +393,8 @@ def divided(value: float, divisor, size: int, dtype):
     one-element device array), or 0 where it is 0, in one launch."""
     values = empty((size,), dtype)
     if size:
-        _fill_divided[_grid(size), HELPER_THREADS, current()](values, np.dtype(dtype).type(value),
-                                                              divisor)
+        _fill_divided[helper_grid(size), HELPER_THREADS, current()](
+            values, np.dtype(dtype).type(value), divisor)
     return values
 
 

@@ -54,8 +54,14 @@ class TorchProducts(Products):
     def empty(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         return empty(shape, like.dtype, like.device)
 
-    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(a, b, out=out)
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
+               accumulate: bool = False) -> None:
+        if not accumulate:
+            torch.matmul(a, b, out=out)
+        elif out.ndim == 2:
+            out.addmm_(a, b)  # BLAS beta = 1, no temporary
+        else:
+            out += a @ b
 
     def add_gt_h(self, g: torch.Tensor, h: torch.Tensor, dest: torch.Tensor) -> None:
         """dest += G^T h by one GEMM accumulating into dest (BLAS beta = 1, no temporary)."""
