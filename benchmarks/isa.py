@@ -13,7 +13,9 @@ rounds take the workers in a random order, so a slow stretch of the machine meet
 Reported per instruction set and function: the median and its 10th-90th percentile range, the
 ratio of the median to its floor's median (the copy for functions that write a logits-sized
 output, the read for logsumexp), and the widest vector register in the compiled copy (softce's
-kernels come from Numba's cache, whose code cannot be inspected; they share its target).
+kernels come from Numba's cache, whose code cannot be inspected; they share its target). A third
+floor is the arithmetic: logsumexp's generated kernel on a 1 MiB block of the rows, which stays
+in the caches, called until it has taken as many elements as the logits hold.
 Results go to ``benchmarks/isa.json``, ``benchmarks/isa.png`` and BENCHMARKS.md's section
 "Instruction sets".
 """
@@ -43,6 +45,9 @@ ISAS = {"native": {}, "haswell": {"NUMBA_CPU_NAME": "haswell",
 FLOOR_OF = {"softmax": "copy", "log_softmax": "copy", "cross_entropy_grad": "copy",
             "logsumexp": "read"}
 BAR_RATIO = 1.6
+#: The floors measured in each worker: memory (a copy, a read) and the arithmetic of
+#: logsumexp's kernel on as many elements held in the caches.
+FLOORS = ("copy", "read", "logsumexp_in_cache")
 
 WORKER = """
 import json, re, sys, time
@@ -64,14 +69,26 @@ def read(src, out):
             s += src[r, k]
         out[r] = s
 
+from softce.generated.cpu.logsumexp import logsumexp_f32
+
 rng = np.random.default_rng(0)
 x = rng.standard_normal((rows, n), dtype=np.float32)
 labels = rng.integers(0, n, rows)
 dst, sums = np.empty_like(x), np.empty(rows, np.float32)
+# the logsumexp kernel's arithmetic alone: as many elements as x, from a 1 MiB block that
+# stays in the cores' caches (half of it per core), the kernel called on it again and again
+block = np.ascontiguousarray(x[:max(1, (1 << 18) // n)])
+block_lse = np.empty(block.shape[0], np.float32)
+
+def logsumexp_in_cache():
+    for _ in range(max(1, x.size // block.size)):
+        logsumexp_f32(block, block_lse)
+
 calls = {"softmax": lambda: softce.softmax(x), "log_softmax": lambda: softce.log_softmax(x),
          "logsumexp": lambda: softce.logsumexp(x),
          "cross_entropy_grad": lambda: softce.cross_entropy_grad(x, labels),
-         "copy": lambda: copy(x, dst), "read": lambda: read(x, sums)}
+         "copy": lambda: copy(x, dst), "read": lambda: read(x, sums),
+         "logsumexp_in_cache": logsumexp_in_cache}
 for f in calls.values():
     f()
 asm = copy.inspect_asm(copy.signatures[0])
@@ -88,7 +105,7 @@ for line in sys.stdin:
 
 def measure(isas: list[str], rows: int, n: int, rounds: int) -> dict[str, object]:
     """{isa: {"info": worker info, "times": {call: [seconds]}}} from interleaved rounds."""
-    calls = [*FLOOR_OF, "copy", "read"]
+    calls = [*FLOOR_OF, *FLOORS]
     workers = {isa: Worker(WORKER, [str(rows), str(n)], env={**os.environ, **ISAS[isa]},
                           cwd=ROOT) for isa in isas}
     times = {isa: {c: [] for c in calls} for isa in isas}
@@ -135,9 +152,12 @@ def markdown(data: dict[str, object]) -> str:
              "`NUMBA_CPU_FEATURES`; haswell = AVX2 + FMA); the "
              "register in brackets is the widest the compiled copy uses. Floors of the same "
              "worker: a copy of the logits into a warm buffer, a read of them (a sum per row); "
-             f"the bar is {BAR_RATIO}x its floor.", "", head,
+             f"the bar is {BAR_RATIO}x its floor. logsumexp_in_cache is the logsumexp kernel's "
+             "arithmetic alone: the generated kernel called on a 1 MiB block of the rows (in "
+             "the cores' caches) until it has taken as many elements as the logits hold.",
+             "", head,
              "|---|" + "--:|--:|" * len(isas)]
-    for call in [*FLOOR_OF, "copy", "read"]:
+    for call in [*FLOOR_OF, *FLOORS]:
         cells = []
         for isa in isas:
             r = data["summary"][isa][call]

@@ -190,6 +190,7 @@ def test_isa_workers_compile_for_their_instruction_set(tmp_path):
     assert data["workers"]["haswell"]["widest_register"] == "ymm"
     assert data["workers"]["haswell"]["cpu"] == "haswell"
     for summary in data["summary"].values():
+        assert set(isa.FLOORS) <= set(summary) and summary["logsumexp_in_cache"]["median_ms"] > 0
         for function, floor in isa.FLOOR_OF.items():
             got = summary[function]
             assert got["ratio"] == pytest.approx(got["median_ms"] / summary[floor]["median_ms"])
