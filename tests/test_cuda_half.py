@@ -11,19 +11,15 @@ thread per CUDA thread).
 """
 
 import importlib
-import os
 import re
-import subprocess
-import sys
-import warnings
 
 import numpy as np
 import pytest
+import simulator
 
 from softce.codegen.parameters import HALF_KERNELS
 from softce.half import BFLOAT16, bfloat16_to_float32, float32_to_bfloat16, storage
 
-SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 on_cuda = pytest.mark.cuda
 F32 = np.float32
 HALVES = ("bf16", "f16")
@@ -32,28 +28,13 @@ BF16_MAX, F16_MAX = float(bfloat16_to_float32(np.array([0x7F7F], np.uint16))[0])
 
 
 def test_cuda_half_in_the_simulator() -> None:
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-W", "ignore::RuntimeWarning", __file__],
-                         env=env, capture_output=True, text=True, timeout=1200)
-    tail = (run.stdout[-6000:] + run.stderr[-2000:]).strip()
-    print(tail.splitlines()[-1] if tail else "")
-    assert run.returncode == 0, tail
-    assert " passed" in tail.splitlines()[-1] and " failed" not in tail.splitlines()[-1], tail
+    simulator.run_file(__file__)
 
 
 @pytest.fixture(autouse=True)
 def _launch_configuration():
-    """Tiny grids in the simulator (a test's own configure() undone after it)."""
-    from softce import cuda as sc
-
-    old = sc.configure()
-    if SIMULATED:
-        sc.configure(threads_per_row=None, block_threads=64, max_blocks=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with simulator.tiny_grids():
         yield
-    sc.configure(**old.__dict__)
 
 
 # helpers -----------------------------------------------------------------------------------

@@ -8,28 +8,18 @@ As in test_cuda_sim.py, ``test_linear_in_the_simulator`` runs this file again wi
 NUMBA_ENABLE_CUDASIM=1, where the ``cuda`` tests run.
 """
 
-import os
-import subprocess
-import sys
-import warnings
 
 import numpy as np
 import pytest
+import simulator
 
 import softce
 
-SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 on_cuda = pytest.mark.cuda
 
 
 def test_linear_in_the_simulator() -> None:
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-W", "ignore::RuntimeWarning", __file__],
-                         env=env, capture_output=True, text=True, timeout=1200)
-    tail = (run.stdout[-6000:] + run.stderr[-2000:]).strip()
-    assert run.returncode == 0, tail
-    assert " passed" in tail.splitlines()[-1] and " failed" not in tail.splitlines()[-1], tail
+    simulator.run_file(__file__)
 
 
 def test_a_weight_on_another_backend_than_the_input_is_refused_by_name() -> None:
@@ -56,16 +46,8 @@ def test_the_chunk_loops_kernels_compile_to_ptx_without_spills() -> None:
 
 @pytest.fixture(autouse=True)
 def _launch_configuration():
-    """Tiny grids in the simulator (a test's own configure() undone after it)."""
-    from softce import cuda as sc
-
-    old = sc.configure()
-    if SIMULATED:
-        sc.configure(threads_per_row=None, block_threads=32, max_blocks=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with simulator.tiny_grids():
         yield
-    sc.configure(**old.__dict__)
 
 
 def host(a: object) -> np.ndarray:

@@ -14,10 +14,10 @@ add the benchmark's shapes.
 import os
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
+import simulator
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 #: Runs in the simulator process that test_cuda_api_in_the_simulator starts, or on a GPU.
@@ -53,17 +53,8 @@ def test_cuda_api_in_the_simulator() -> None:
 
 @pytest.fixture(autouse=True)
 def _launch_configuration():
-    """The simulator gets tiny grids, a GPU the default launch; either way a test's own
-    configure() is undone after it."""
-    from softce import cuda as sc
-
-    old = sc.configure()
-    if SIMULATED:
-        sc.configure(threads_per_row=None, block_threads=64, max_blocks=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with simulator.tiny_grids():
         yield
-    sc.configure(**old.__dict__)
 
 
 def dev(a):
