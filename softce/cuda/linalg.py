@@ -5,8 +5,9 @@ z = h W^T + b, d h = G W, d W += G^T h, d b += sum G, and the class split's targ
 them computes the softmax family, which stays in generated/cuda/. The matrix product is a tiled
 one through shared memory, summing each element's products in order of k (a numba kernel, so
 that numba and CuPy arrays need no BLAS library; PyTorch tensors take cuBLAS through
-softce.torch). Arrays are numba device arrays of any strides; a vector is taken as a one-row or
-one-column matrix view of it.
+softce.torch). It is one output element per thread, with no register tiling: correct for any
+strides, and not measured on a GPU yet. Arrays are numba device arrays of any strides; a
+vector is taken as a one-row or one-column matrix view of it.
 """
 
 from __future__ import annotations
