@@ -174,7 +174,8 @@ def write_section(path: Path, section: str) -> None:
     if SECTION in text:
         start = text.index(SECTION)
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else text[end + 1:])
+        rest = "" if end < 0 else "\n" + text[end + 1:]  # a blank line before the next
+        text = text[:start] + section + rest
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
