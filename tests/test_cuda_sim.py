@@ -747,4 +747,6 @@ def test_rows_of_a_rows_array_are_the_array_itself() -> None:
     transposed = to_rows(square, (0,))
     assert transposed.data is not square
     assert tuple(transposed.data.strides) == tuple(reversed(square.strides))
-    assert transposed.restore(transposed.data) is not transposed.data
+    result = dev(logits(4, 4, F32))  # a kernel's C-contiguous (rows, n) result
+    back = transposed.restore(result)  # its transposed view, not the result itself
+    assert back is not result and tuple(back.strides) == tuple(reversed(result.strides))

@@ -56,8 +56,10 @@ def _pointer(arr) -> int:
 def view(arr, shape: tuple[int, ...], strides: tuple[int, ...], offset: int = 0):
     """A view of arr's memory from its first element (moved by ``offset`` bytes, on a GPU
     only) with the given shape and byte strides, of arr's dtype (``softce.half.BFLOAT16``'s
-    mark included)."""
+    mark included): arr itself when it already has that shape and those strides."""
     shape, strides = tuple(int(s) for s in shape), tuple(int(s) for s in strides)
+    if not offset and shape == tuple(arr.shape) and strides == tuple(arr.strides):
+        return arr
     if SIMULATOR:
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
@@ -455,9 +457,6 @@ class DeviceRows:
 
     def restore(self, flat):
         """A C-contiguous (rows, n) result back to the original shape and axis order (a view)."""
-        ndim = len(self.shape)
-        if tuple(flat.shape) == self.shape and self.axes == tuple(range(ndim - 1, ndim)):
-            return flat  # a (rows, n) call, class axis last: the result itself
         order = axes_last(len(self.shape), self.axes)
         moved = tuple(self.shape[a] for a in order)
         strides = c_strides(moved, flat.dtype.itemsize)
@@ -498,9 +497,7 @@ def to_rows(arr, axes: tuple[int, ...]) -> DeviceRows:
     nb = len(shape) - len(axes)
     rows, n = math.prod(shape[:nb]), math.prod(shape[nb:])
     found = _rows_strides(shape, strides, len(axes), arr.dtype.itemsize) if arr.size else None
-    if found is not None and (rows, n) == tuple(arr.shape) and found == tuple(arr.strides):
-        data = arr  # a (rows, n) array with the class axis last: itself
-    elif found is not None:
+    if found is not None:
         data = view(arr, (rows, n), found)
     elif arr.size:
         data = reshape_c(gather_c(view(arr, shape, strides)), (rows, n))
@@ -515,9 +512,5 @@ def rows_view_of(out, rows: DeviceRows):
     ndim, k = len(rows.shape), len(rows.axes)
     if out is None or not out.size or rows.axes != tuple(range(ndim - k, ndim)):
         return None
-    shape, strides = tuple(out.shape), tuple(out.strides)
-    found = _rows_strides(shape, strides, k, out.dtype.itemsize)
-    if found is None:
-        return None
-    return out if shape == tuple(rows.data.shape) and found == strides else view(
-        out, tuple(rows.data.shape), found)
+    found = _rows_strides(tuple(out.shape), tuple(out.strides), k, out.dtype.itemsize)
+    return None if found is None else view(out, tuple(rows.data.shape), found)

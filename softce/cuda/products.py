@@ -23,6 +23,11 @@ from .allocation import device_copy
 from .streams import host_copy
 
 
+def _host(a: Any) -> np.ndarray:
+    """A device array's elements on the host, in C order (1-D)."""
+    return np.asarray(host_copy(dev.contiguous_flat(a)))
+
+
 class CudaProducts(Products):
     """A plan's arrays as numba device arrays, products by ``softce.cuda.linalg``."""
 
@@ -81,7 +86,7 @@ class CudaProducts(Products):
                          arr[tuple(slice(q, q + 1) for q in index)])
 
     def any(self, a: Any) -> bool:
-        return bool(np.asarray(host_copy(dev.contiguous_flat(a))).any())
+        return bool(_host(a).any())
 
     def smoothed_target(self, y: Any, source: Any | None, label: int | None, eps: float,
                         n_classes: int, weights: Any | None) -> None:
@@ -91,12 +96,11 @@ class CudaProducts(Products):
         return a if dev.is_contiguous(a) else dev.reshape_c(dev.gather_c(a), tuple(a.shape))
 
     def sum64(self, a: Any) -> float:
-        return float(np.asarray(host_copy(dev.contiguous_flat(a))).sum(dtype=np.float64))
+        return float(_host(a).sum(dtype=np.float64))
 
     def item(self, value: object) -> float:
-        if dev.is_device_array(value):
-            value = host_copy(dev.contiguous_flat(dev.as_device(value)))
-        return float(np.asarray(value).reshape(-1)[0])
+        flat = _host(dev.as_device(value)) if dev.is_device_array(value) else np.asarray(value)
+        return float(flat.reshape(-1)[0])
 
     def wrap(self, result: object, like: Any) -> Any:
         if dev.is_device_array(result):
