@@ -206,7 +206,7 @@ _LO_64 = _F64(-746.0)  # < log(2**-1075) = -745.13
 # 1.5 * 2**52 + 1078: as _ROUND_32, its bits then hold n + 1078 = n + 1023 + 55, the biased
 # exponent of 2**(n + 55).
 _ROUND_64 = _F64(1.5 * 2.0**52 + 1023 + _OFFSET[64])
-# exp(r) ~ 1 + r + r^2 Q(r), Q of degree 10: the Chebyshev fit (mpmath.chebyfit, 50 digits) of
+# exp(r) ~ 1 + r (1 + r Q(r)), Q of degree 10: the Chebyshev fit (mpmath.chebyfit, 50 digits) of
 # (e^r - 1 - r) / r^2 on |r| <= ln2/2; fit error 1.4e-18 (1.7e-19 after the r^2 factor).
 _Q_64 = (
     _F64(2.0914679376583935e-09),

@@ -16,7 +16,7 @@
 #   D19  merge_t          7afee773ba09deb6
 #   D19  masked_chunk     08adcfe34d0f902a
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  b05c131929bbf9f9
+#   softce/primitives.py  a166a06a1e9d4d43
 #   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         3fef78f8283306fb

@@ -13,7 +13,7 @@
 #   D18  merge_s          392e7d1d54eb7885
 #   D18  identity         3c1a93edfb0bb3ee
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  b05c131929bbf9f9
+#   softce/primitives.py  a166a06a1e9d4d43
 #   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         3fef78f8283306fb

@@ -4,7 +4,7 @@
 # Derived expressions it was printed from (derivation, result, hash of the expression):
 #   D5   entropy          35ec13671e735291
 # Runtime modules it calls (hash of the file):
-#   softce/primitives.py  b05c131929bbf9f9
+#   softce/primitives.py  a166a06a1e9d4d43
 #   softce/shift.py       2700eaccfb822de8
 #   softce/stream.py      910c0287e9f620b4
 #   softce/jit.py         3fef78f8283306fb
